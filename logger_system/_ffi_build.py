@@ -1,0 +1,113 @@
+"""cffi builder for the native ring (API mode, compiled at install time).
+
+Reads top to bottom: where the sources are, compiler flags, set_source, cdef.
+The cdef only restates ring.h's public declarations; the logic lives in C.
+"""
+from __future__ import annotations
+
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NATIVE = os.path.join(os.path.dirname(HERE), "native")
+
+CFLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
+if os.environ.get("LOGGER_SYSTEM_SANITIZE"):
+    # AddressSanitizer + UBSan build for the hardening job; LD_PRELOAD libasan to load it
+    CFLAGS += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+
+ffibuilder = FFI()
+
+ffibuilder.set_source(
+    "logger_system._lsr_native",
+    '#include "ring.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
+    sources=[os.path.relpath(os.path.join(NATIVE, "ring.c"))],
+    include_dirs=[os.path.relpath(NATIVE)],
+    extra_compile_args=CFLAGS,
+    extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("LOGGER_SYSTEM_SANITIZE") else [],
+    libraries=["rt"],
+)
+
+ffibuilder.cdef(
+    """
+    static const int LSR_COMPILED_VERSION;
+    #define LSR_SLOTS 1024
+    #define LSR_REC_HEADER 40
+    #define LSR_MIN_CAPACITY ...
+    #define LSR_OK 0
+    #define LSR_EFULL -1
+    #define LSR_ETOOBIG -2
+    #define LSR_ENOSLOT -3
+    #define LSR_ESYS -4
+    #define LSR_EBADRING -5
+    #define LSR_EARG -6
+    #define LSR_EEXIST -7
+    #define LSR_EPERM -8
+    #define LSR_FLAG_TRUNCATED 1
+    #define LSR_FLAG_FORMAT_ERROR 2
+    enum {
+        LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
+        LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_NCOUNTERS = 16
+    };
+    typedef struct {
+        uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
+        uint64_t reserved[9];
+    } lsr_totals;
+    typedef struct {
+        uint64_t capacity_bytes, used_bytes, high_water_bytes, tail, ring_id, created_ns;
+        uint32_t max_record, live_slots;
+        int32_t writer_pid;
+        uint32_t owner_uid;
+        uint64_t writer_heartbeat_ns;
+        uint64_t counters[16];
+        lsr_totals totals;
+    } lsr_stats;
+    typedef struct {
+        uint64_t seq, ts_ns;
+        uint32_t pid, tid, msg_off, msg_len, logger_off, logger_len, fields_off, fields_len;
+        uint32_t level, flags;
+    } lsr_meta;
+    typedef struct {
+        lsr_meta *meta;
+        uint8_t *buf;
+        uint32_t max_records, buf_cap;
+        uint32_t n, buf_len;
+        uint64_t end, malformed, abandoned;
+        int32_t stalled;
+    } lsr_batch;
+    typedef struct lsr_ring lsr_ring;
+
+    int lsr_open(const char *name, uint64_t capacity, uint32_t max_record,
+                 uint32_t mode, int create, int allow_foreign, lsr_ring **out);
+    void lsr_close(lsr_ring *r);
+    int lsr_unlink(const char *name);
+    int lsr_after_fork(lsr_ring *r);
+    int lsr_created(const lsr_ring *r);
+    int lsr_slot_acquire(lsr_ring *r);
+    void lsr_slot_release(lsr_ring *r, int slot);
+    int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags,
+                  const char *msg, size_t msg_len, const char *logger, size_t logger_len,
+                  const char *fields, size_t fields_len, int block, int64_t timeout_ns);
+    void lsr_count(lsr_ring *r, int counter, uint64_t n);
+    int lsr_writer_acquire(lsr_ring *r);
+    void lsr_writer_release(lsr_ring *r);
+    void lsr_heartbeat(lsr_ring *r);
+    int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b);
+    int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, int *reason);
+    int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta);
+    uint64_t lsr_head(const lsr_ring *r);
+    uint64_t lsr_tail(const lsr_ring *r);
+    void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+    int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
+                             const uint8_t *keep, uint8_t *out, size_t out_cap);
+    size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
+    int lsr_json_valid(const uint8_t *s, size_t n);
+    int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);
+    void lsr_test_pause(int mode);
+    double lsr_bench(lsr_ring *r, uint64_t n, uint32_t payload);
+    """
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,119 @@
+"""Writer settings: one frozen dataclass, from a TOML file and then flags.
+
+Every key is checked: an unknown key or a bad value stops the writer at start
+with a message naming it.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .record import level_number
+from .ring import DEFAULT_CAPACITY, DEFAULT_MAX_RECORD, ring_name
+from .rotation import parse_duration, parse_size
+
+FSYNC_POLICIES = ("batch", "interval", "never")
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    ring: str = "logger_system"
+    dir: Path = Path("logs")
+    plaintext: bool = False
+    key: Path | None = None
+    recipient: str | None = None
+    rotate_size: int | None = 64 * 1024**2
+    rotate_interval: float | None = None
+    keep: int | None = None
+    fsync: str = "interval"
+    fsync_interval: float = 1.0
+    min_level: int = 0
+    capacity: int = DEFAULT_CAPACITY
+    max_record: int = DEFAULT_MAX_RECORD
+    batch_records: int = 8192
+    batch_bytes: int = 4 * 1024**2
+    stall_grace: float = 0.05
+    shutdown_timeout: float = 5.0
+    policy: Path | None = None
+
+    def validated(self) -> "WriterConfig":
+        ring_name(self.ring)
+        if self.fsync not in FSYNC_POLICIES:
+            raise ConfigError(f"fsync={self.fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
+        if self.keep is not None and self.keep < 1:
+            raise ConfigError(f"keep={self.keep}: keep at least 1 file")
+        if not 1 <= self.batch_records <= 1 << 20:
+            raise ConfigError(f"batch_records={self.batch_records}: use 1..1048576")
+        if self.batch_bytes < self.max_record:
+            raise ConfigError(f"batch_bytes={self.batch_bytes} must be at least max_record ({self.max_record})")
+        return self
+
+
+# how each TOML key is read: key -> converter
+_CONVERT: dict[str, Any] = {
+    "ring": str,
+    "dir": Path,
+    "plaintext": bool,
+    "key": Path,
+    "recipient": str,
+    "rotate_size": parse_size,
+    "rotate_interval": parse_duration,
+    "keep": int,
+    "fsync": str,
+    "fsync_interval": parse_duration,
+    "min_level": level_number,
+    "capacity": parse_size,
+    "max_record": parse_size,
+    "batch_records": int,
+    "batch_bytes": parse_size,
+    "stall_grace": parse_duration,
+    "shutdown_timeout": parse_duration,
+    "policy": Path,
+}
+assert set(_CONVERT) == {f.name for f in fields(WriterConfig)}
+
+
+def _convert(key: str, value: Any, where: str) -> Any:
+    if key not in _CONVERT:
+        known = ", ".join(sorted(_CONVERT))
+        raise ConfigError(f"{where}: unknown key {key!r} (known keys: {known})")
+    try:
+        return _CONVERT[key](value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {key}={value!r}: {exc}") from None
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """The [writer] table of a config file, converted and checked."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    unknown = set(data) - {"writer"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; settings go under [writer]")
+    table = data.get("writer", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [writer] must be a table")
+    return {k: _convert(k, v, str(path)) for k, v in table.items()}
+
+
+def build(file: Path | None = None, **overrides: Any) -> WriterConfig:
+    """Defaults, then the file, then non-None overrides (flags)."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(load_toml(file))
+    for k, v in overrides.items():
+        if v is not None:
+            values[k] = _convert(k, v, f"--{k.replace('_', '-')}")
+    return replace(WriterConfig(), **values).validated()

@@ -1,0 +1,77 @@
+"""Writer stages that need no state beyond their configuration."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._native import ffi, lib
+from . import Batch
+
+
+class SkipWritten:
+    """Drop records the files already hold: those up to `last_seq` of this ring.
+
+    After a writer is killed between writing a batch and releasing it, the
+    next writer drains that batch again; the files are the truth, so those
+    records are counted as written and not written twice.
+    """
+
+    def __init__(self, last_seq: int | None) -> None:
+        self.last_seq = last_seq
+
+    def __call__(self, batch: Batch) -> Batch:
+        if self.last_seq is None or len(batch.meta) == 0:
+            return batch
+        seen = (batch.meta["seq"] <= self.last_seq) & (batch.keep != 0)
+        n = int(seen.sum())
+        if n:
+            batch.keep[seen] = 0
+            batch.delta.written += n
+        if int(batch.meta["seq"][-1]) > self.last_seq:
+            self.last_seq = None  # past the resume point: nothing more to skip
+        return batch
+
+
+class LevelFilter:
+    """Drop records below a minimum level (counted as filtered)."""
+
+    def __init__(self, min_level: int) -> None:
+        self.min_level = min_level
+
+    def __call__(self, batch: Batch) -> Batch:
+        if self.min_level <= 0:
+            return batch
+        low = (batch.meta["level"] < self.min_level) & (batch.keep != 0)
+        n = int(low.sum())
+        if n:
+            batch.keep[low] = 0
+            batch.delta.filtered += n
+        return batch
+
+
+class FormatJsonl:
+    """Render kept records as one JSON object per line, in C, for the whole batch."""
+
+    def __init__(self) -> None:
+        self._out = ffi.new("uint8_t[]", 1 << 20)
+        self._cap = 1 << 20
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = len(batch.meta)
+        kept = batch.kept
+        if kept == 0:
+            batch.out = b""
+            return batch
+        need = lib.lsr_format_bound(n, len(batch.buf))
+        if need > self._cap:
+            self._cap = max(need, self._cap * 2)
+            self._out = ffi.new("uint8_t[]", self._cap)
+        meta = ffi.from_buffer("lsr_meta[]", batch.meta)
+        keep = ffi.from_buffer("uint8_t[]", batch.keep)
+        buf = ffi.from_buffer("uint8_t[]", batch.buf)
+        size = lib.lsr_format_jsonl(meta, n, buf, keep, self._out, self._cap)
+        if size < 0:
+            raise RuntimeError("format buffer too small")  # lsr_format_bound makes this impossible
+        batch.out = ffi.buffer(self._out, size)[:]
+        kept_seq = batch.meta["seq"][batch.keep != 0]
+        batch.last_seq = int(kept_seq[-1])
+        return batch

@@ -1,0 +1,232 @@
+"""connect() and Producer: format a record and copy it into the ring.
+
+A call never raises because of what it was asked to log: a bad format string,
+an argument whose __str__ fails or a field json cannot express all become a
+record that says so.  A call never touches a disk and never holds a lock while
+the record is copied; when the ring is full it blocks up to `block_timeout`
+(only while a writer is alive to make room) or drops, and either way the
+record is counted.
+"""
+from __future__ import annotations
+
+import json
+import reprlib
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ._native import lib
+from .errors import ConfigError
+from .record import (FLAG_FORMAT_ERROR, FLAG_TRUNCATED, TRUNCATION_MARKER, level_number,
+                     truncate_utf8)
+from .ring import Ring, attach, ring_name
+
+_C_TRUNCATED = lib.LSR_C_TRUNCATED
+_C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
+_HEADER = lib.LSR_REC_HEADER
+
+_repr = reprlib.Repr()
+_repr.maxstring = 200
+_repr.maxother = 200
+_repr.maxlevel = 3
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return _repr.repr(value)
+    except Exception as exc:  # a hostile __repr__: say so, never raise
+        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def _json_default(value: Any) -> Any:
+    # values json cannot express are written as text, bounded
+    text = str(value)
+    return text if len(text) <= 4096 else text[:4096] + "...[truncated]"
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default,
+                          check_circular=True, allow_nan=True).encode
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A json-safe copy of a field value: bounded depth, string keys, no cycles."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth >= 8:
+        return _safe_repr(value)
+    if isinstance(value, Mapping):
+        return {_safe_key(k): _plain(v, depth + 1) for k, v in list(value.items())[:1000]}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v, depth + 1) for v in list(value)[:1000]]
+    return _safe_repr(value)
+
+
+def _safe_key(key: Any) -> str:
+    return key if isinstance(key, str) else _safe_repr(key)
+
+
+def encode_fields(fields: Mapping[str, Any]) -> bytes:
+    """Fields as compact JSON bytes; values json cannot express become text."""
+    try:
+        return _dumps(fields).encode("utf-8")
+    except Exception:
+        pass
+    try:
+        return _dumps(_plain(fields)).encode("utf-8")
+    except Exception as exc:  # the last resort still describes what happened
+        return _dumps({"_fields_error": f"{type(exc).__name__}"}).encode("utf-8")
+
+
+def format_message(msg: Any, args: tuple) -> tuple[str, int]:
+    """msg % args as the stdlib does it; (text, flags)."""
+    try:
+        text = msg if isinstance(msg, str) else str(msg)
+        if args:
+            if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                args = args[0]  # stdlib: logger.info("%(a)s", {"a": 1})
+            text = text % args
+        return text, 0
+    except Exception as exc:
+        return (f"<formatting failed: {type(exc).__name__}: {_safe_repr(exc)}; "
+                f"msg={_safe_repr(msg)} args={_safe_repr(args)}>"), FLAG_FORMAT_ERROR
+
+
+class Producer:
+    """Logs into one ring.  Cheap to create; share it freely between threads."""
+
+    def __init__(self, ring: Ring, *, name: str = "root", on_full: str = "block",
+                 block_timeout: float = 1.0, level: int | str = 0) -> None:
+        if on_full not in ("block", "drop"):
+            raise ConfigError(f"on_full={on_full!r}: use 'block' or 'drop'")
+        if not (isinstance(block_timeout, (int, float)) and 0 <= block_timeout <= 3600):
+            raise ConfigError(f"block_timeout={block_timeout!r}: use seconds between 0 and 3600")
+        self._ring = ring
+        self.name = str(name)
+        self._logger = truncate_utf8(self.name.encode("utf-8", "backslashreplace"), 1024)
+        self.on_full = on_full
+        self.block_timeout = float(block_timeout)
+        self._block = on_full == "block"
+        self._timeout_ns = int(block_timeout * 1e9)
+        self.min_level = level_number(level)
+        self._budget = ring.max_record - _HEADER - len(self._logger)
+
+    @property
+    def ring(self) -> Ring:
+        return self._ring
+
+    def __reduce__(self):
+        # a spawn-started child attaches by name
+        return (_reconnect, (self._ring.name, self.name, self.on_full, self.block_timeout,
+                             self.min_level))
+
+    def child(self, name: str) -> "Producer":
+        """A Producer for another logger name on the same ring."""
+        return Producer(self._ring, name=name, on_full=self.on_full,
+                        block_timeout=self.block_timeout, level=self.min_level)
+
+    # the level methods are spelled out: one call frame less on the hot path
+    def debug(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        return self._emit(10, msg, args, fields) if self.min_level <= 10 else False
+
+    def info(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        return self._emit(20, msg, args, fields) if self.min_level <= 20 else False
+
+    def warning(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        return self._emit(30, msg, args, fields) if self.min_level <= 30 else False
+
+    warn = warning
+
+    def error(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        return self._emit(40, msg, args, fields) if self.min_level <= 40 else False
+
+    def critical(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        return self._emit(50, msg, args, fields) if self.min_level <= 50 else False
+
+    fatal = critical
+
+    def exception(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        """error() with the current exception's traceback in the `exc_info` field."""
+        import traceback
+
+        if sys.exc_info()[0] is not None:
+            fields.setdefault("exc_info", traceback.format_exc())
+        return self.error(msg, *args, **fields)
+
+    def log(self, level: int | str, msg: Any, *args: Any, **fields: Any) -> bool:
+        lvl = level_number(level)
+        return self._emit(lvl, msg, args, fields) if self.min_level <= lvl else False
+
+    def _emit(self, level: int, msg: Any, args: tuple, fields: dict) -> bool:
+        """Returns True if the record entered the ring, False if it was dropped (and counted)."""
+        flags = 0
+        if args or msg.__class__ is not str:
+            text, flags = format_message(msg, args)
+        else:
+            text = msg
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = text.encode("utf-8", "backslashreplace")
+        fdata = encode_fields(fields) if fields else b""
+        if len(data) + len(fdata) > self._budget:
+            data, fdata, flags = self._fit(data, fdata, flags)
+        ring = self._ring
+        lease = getattr(ring._tls, "lease", None)
+        slot = lease.slot if lease is not None else ring.slot()
+        rc = lib.lsr_write(ring.ptr, slot, level, flags, data, len(data), self._logger,
+                           len(self._logger), fdata, len(fdata), self._block, self._timeout_ns)
+        if flags:
+            if flags & FLAG_FORMAT_ERROR:
+                lib.lsr_count(ring.ptr, _C_FORMAT_ERRORS, 1)
+            if flags & FLAG_TRUNCATED:
+                lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
+        return rc == 0
+
+    def _fit(self, data: bytes, fdata: bytes, flags: int) -> tuple[bytes, bytes, int]:
+        """Cut a record over max_record, leaving a visible marker."""
+        budget = self._budget
+        if len(fdata) > budget // 2:
+            fdata = encode_fields({"_truncated_fields_bytes": len(fdata)})
+        room = budget - len(fdata)
+        if len(data) > room:
+            marker = TRUNCATION_MARKER.format(len(data)).encode()
+            data = truncate_utf8(data, room - len(marker) - 8) + marker
+        return data, fdata, flags | FLAG_TRUNCATED
+
+    def close(self) -> None:
+        """Stop using the ring from this Producer; the mapping stays for others in the process."""
+        self._ring = _ClosedRing(self._ring.name)
+
+
+class _ClosedRing:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, item):
+        raise ConfigError(f"this Producer of ring {self.name!r} is closed")
+
+
+def connect(ring: str | None = None, *, name: str = "root", on_full: str = "block",
+            block_timeout: float = 1.0, level: int | str = 0, capacity: int | None = None,
+            max_record: int | None = None, mode: int = 0o600, allow_foreign: bool = False) -> Producer:
+    """Attach to (or create) the ring and return a Producer for it.
+
+    ring: the ring's name (None: $LOGGER_SYSTEM_RING, else "logger_system").
+    name: the logger name written with every record.
+    on_full: "block" (wait up to block_timeout seconds, then drop) or "drop".
+    level: records below it are discarded in the caller, nearly free.
+    capacity, max_record, mode: used only if this call creates the ring.
+    """
+    options: dict[str, Any] = {"mode": mode, "allow_foreign": allow_foreign}
+    if capacity is not None:
+        options["capacity"] = capacity
+    if max_record is not None:
+        options["max_record"] = max_record
+    r = attach(ring_name(ring), **options)
+    return Producer(r, name=name, on_full=on_full, block_timeout=block_timeout, level=level)
+
+
+def _reconnect(ring: str, name: str, on_full: str, block_timeout: float, level: int) -> Producer:
+    return connect(ring, name=name, on_full=on_full, block_timeout=block_timeout, level=level)

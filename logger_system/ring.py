@@ -1,0 +1,212 @@
+"""The ring: create or attach a named segment, read its counters.
+
+It knows nothing of the pipeline.  One `Ring` object exists per ring name per
+process (see `attach`), so every Producer in a process shares one mapping and
+each thread holds one producer slot of it.  After fork(), the child refreshes
+its identity and takes new slots: a slot is never shared by two processes.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from dataclasses import dataclass
+
+from ._native import check, ffi, lib
+from .errors import ConfigError, RingError
+
+DEFAULT_RING = "logger_system"
+DEFAULT_CAPACITY = 32 << 20
+DEFAULT_MAX_RECORD = 64 << 10
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked")
+
+
+def ring_name(ring: str | None) -> str:
+    """The ring's name: the argument, else $LOGGER_SYSTEM_RING, else the default."""
+    name = ring if ring is not None else os.environ.get("LOGGER_SYSTEM_RING", DEFAULT_RING)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"invalid ring name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _shm_name(name: str) -> bytes:
+    return ("/" + name).encode()
+
+
+class _SlotLease:
+    """A producer slot held by one thread; given back when the thread ends."""
+
+    __slots__ = ("ring", "slot", "pid")
+
+    def __init__(self, ring: "Ring", slot: int) -> None:
+        self.ring = ring
+        self.slot = slot
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        ring = self.ring
+        if self.pid == os.getpid() and ring._ptr is not None:
+            lib.lsr_slot_release(ring._ptr, self.slot)
+
+
+@dataclass(frozen=True)
+class RingStats:
+    name: str
+    capacity_bytes: int
+    used_bytes: int
+    high_water_bytes: int
+    ring_id: int
+    max_record: int
+    live_slots: int
+    writer_pid: int
+    writer_heartbeat_ns: int
+    committed: int
+    dropped: int
+    truncated: int
+    format_errors: int
+    writer_errors: int
+    blocked: int
+    written: int
+    malformed: int
+    abandoned: int
+    filtered: int
+    sanitized: int
+    sanitize_dropped: int
+    head: int
+    tail: int
+
+    @property
+    def utilization(self) -> float:
+        return self.used_bytes / self.capacity_bytes if self.capacity_bytes else 0.0
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["utilization"] = round(self.utilization, 6)
+        d["ring_id"] = f"{self.ring_id:016x}"
+        d["attempted"] = self.committed + self.dropped + self.abandoned
+        d["in_ring"] = max(
+            0, self.committed - self.written - self.malformed - self.filtered - self.sanitize_dropped
+        )
+        return d
+
+
+class Ring:
+    """A mapping of one named ring in this process."""
+
+    def __init__(self, name: str, *, capacity: int = DEFAULT_CAPACITY,
+                 max_record: int = DEFAULT_MAX_RECORD, mode: int = 0o600, create: bool = True,
+                 allow_foreign: bool = False) -> None:
+        self.name = ring_name(name)
+        if capacity & (capacity - 1) or not (lib.LSR_MIN_CAPACITY <= capacity <= 1 << 30):
+            raise ConfigError(f"ring capacity {capacity} must be a power of two between 64KiB and 1GiB")
+        if not 64 <= max_record <= capacity // 4:
+            raise ConfigError(f"max_record {max_record} must be between 64 and capacity/4 ({capacity // 4})")
+        out = ffi.new("lsr_ring **")
+        check(lib.lsr_open(_shm_name(self.name), capacity, max_record, mode, int(create),
+                           int(allow_foreign), out), f"ring {self.name!r}")
+        self._ptr = out[0]
+        self.created = bool(lib.lsr_created(self._ptr))
+        st = self._raw_stats()
+        self.capacity = st.capacity_bytes
+        self.max_record = st.max_record
+        self.ring_id = st.ring_id
+        self._tls = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def ptr(self):
+        if self._ptr is None:
+            raise RingError(f"ring {self.name!r} is closed")
+        return self._ptr
+
+    def slot(self) -> int:
+        """This thread's producer slot, acquired on first use."""
+        lease = getattr(self._tls, "lease", None)
+        if lease is None:
+            lease = _SlotLease(self, check(lib.lsr_slot_acquire(self.ptr), f"ring {self.name!r}"))
+            self._tls.lease = lease
+        return lease.slot
+
+    def _after_fork_in_child(self) -> None:
+        if self._ptr is not None:
+            lib.lsr_after_fork(self._ptr)
+        self._tls = threading.local()
+
+    def _raw_stats(self):
+        s = ffi.new("lsr_stats *")
+        lib.lsr_stats_read(self.ptr, s)
+        return s
+
+    def stats(self) -> RingStats:
+        s = self._raw_stats()
+        c, t = s.counters, s.totals
+        return RingStats(
+            name=self.name, capacity_bytes=s.capacity_bytes, used_bytes=s.used_bytes,
+            high_water_bytes=s.high_water_bytes, ring_id=s.ring_id, max_record=s.max_record,
+            live_slots=s.live_slots, writer_pid=s.writer_pid,
+            writer_heartbeat_ns=s.writer_heartbeat_ns,
+            committed=c[0], dropped=c[1], truncated=c[2], format_errors=c[3], writer_errors=c[4],
+            blocked=c[5], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
+            filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
+            head=t.head, tail=s.tail,
+        )
+
+    def count(self, counter: str, n: int = 1) -> None:
+        lib.lsr_count(self.ptr, COUNTERS.index(counter), n)
+
+    def close(self) -> None:
+        """Unmap.  Producers of this ring in this process stop working."""
+        with self._lock:
+            if self._ptr is not None:
+                lease = getattr(self._tls, "lease", None)
+                if lease is not None:
+                    lib.lsr_slot_release(self._ptr, lease.slot)
+                    self._tls.lease = None
+                _registry.pop(self.name, None)
+                ptr, self._ptr = self._ptr, None
+                lib.lsr_close(ptr)
+
+    def unlink(self) -> None:
+        """Remove the segment's name; mappings that exist stay valid."""
+        unlink(self.name)
+
+
+def unlink(name: str) -> bool:
+    """Remove a ring by name; False if there was none."""
+    rc = lib.lsr_unlink(_shm_name(ring_name(name)))
+    if rc < 0:
+        if ffi.errno == 2:
+            return False
+        check(rc, f"remove ring {name!r}")
+    return True
+
+
+_registry: "weakref.WeakValueDictionary[str, Ring]" = weakref.WeakValueDictionary()
+_registry_lock = threading.Lock()
+
+
+def attach(name: str | None = None, **options) -> Ring:
+    """The process-wide Ring for a name, opening (or creating) it once."""
+    name = ring_name(name)
+    with _registry_lock:
+        ring = _registry.get(name)
+        if ring is None or ring._ptr is None:
+            ring = Ring(name, **options)
+            _registry[name] = ring
+        return ring
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for ring in list(_registry.values()):
+        ring._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

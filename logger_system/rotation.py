@@ -1,0 +1,103 @@
+"""Rotation and retention as pure policy: no clocks read, no files touched.
+
+File names sort in write order: `log-<index>-<UTC start>-<ring id>.<suffix>`,
+index zero-padded and increasing, so a plain sort is the write order.  The
+ring id tells a restarted writer whether a file's `seq` values belong to the
+ring it is draining (a ring created anew starts its positions again).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import ConfigError
+
+_NAME = re.compile(r"^log-(\d{8,})-(\d{8}T\d{6}Z)-([0-9a-f]{16})\.([a-z0-9]+)$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,
+          "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
+          "TB": 1000**4, "TIB": 1024**4}
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, order=True)
+class LogFile:
+    index: int
+    stamp: str
+    ring_id: int
+    suffix: str
+
+    @property
+    def name(self) -> str:
+        return f"log-{self.index:08d}-{self.stamp}-{self.ring_id:016x}.{self.suffix}"
+
+    @classmethod
+    def parse(cls, name: str) -> "LogFile | None":
+        m = _NAME.match(name)
+        if not m:
+            return None
+        return cls(int(m.group(1)), m.group(2), int(m.group(3), 16), m.group(4))
+
+
+def next_file(previous: LogFile | None, ring_id: int, now: datetime, suffix: str) -> LogFile:
+    index = previous.index + 1 if previous else 1
+    return LogFile(index, now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"), ring_id, suffix)
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """Rotate when a file reaches max_bytes or has been open interval seconds."""
+
+    max_bytes: int | None = 64 * 1024**2
+    interval: float | None = None
+
+    def due(self, size: int, opened: float, now: float) -> bool:
+        """size: bytes in the current file; opened/now: monotonic seconds."""
+        if size == 0:
+            return False  # never leave an empty file behind
+        if self.max_bytes is not None and size >= self.max_bytes:
+            return True
+        return self.interval is not None and now - opened >= self.interval
+
+
+def to_delete(files: list[LogFile], keep: int | None) -> list[LogFile]:
+    """The oldest files beyond the newest `keep` (the current file counts as one)."""
+    if keep is None or len(files) <= keep:
+        return []
+    return sorted(files)[: len(files) - keep]
+
+
+def parse_size(text: str | int) -> int:
+    """'64MiB', '10MB', '4096' -> bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ConfigError(f"size {text} must be positive")
+        return text
+    m = _SIZE.match(str(text))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ConfigError(f"invalid size {text!r}: use a number with an optional unit, e.g. 64MiB, 10MB")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if value <= 0:
+        raise ConfigError(f"size {text!r} must be positive")
+    return value
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'1h', '30m', '1h30m', '500ms', '10' (seconds) -> seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text <= 0:
+            raise ConfigError(f"duration {text} must be positive")
+        return float(text)
+    s = str(text).strip()
+    try:
+        value = float(s)
+    except ValueError:
+        parts = _DURATION.findall(s)
+        if not parts or "".join(n + u for n, u in parts).lower() != s.replace(" ", "").lower():
+            raise ConfigError(f"invalid duration {text!r}: use e.g. 500ms, 30s, 10m, 1h, 1d") from None
+        value = sum(float(n) * _SECONDS[u.lower()] for n, u in parts)
+    if value <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return value

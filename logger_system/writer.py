@@ -1,0 +1,339 @@
+"""The writer process: drains the ring in batches into rotated files.
+
+The only module that owns signals and files.  Its guarantee, kept by the
+order of three steps for every batch:
+
+    1. write the batch's lines to the current file (and fsync, per policy),
+    2. release the batch in the ring: its totals (written, malformed, ...)
+       are published together with the new head,
+    3. only then are its bytes zeroed and reused by producers.
+
+A writer killed anywhere leaves records either released (in a file) or still
+in the ring.  The next writer reads the newest file's last complete line: a
+record of this ring at or before that `seq` is in a file already and is not
+written again; a torn last line is cut off, its records are still in the ring.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import stat
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ._native import check, ffi, lib
+from .config import WriterConfig
+from .errors import ConfigError
+from .pipeline import Batch, Delta, run
+from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
+from .record import META_DTYPE
+from .ring import Ring
+from .rotation import LogFile, RotationPolicy, next_file, to_delete
+
+PLAIN_SUFFIX = "jsonl"
+_SEQ = re.compile(rb'^\{"seq":(\d+),')
+_META_SIZE = META_DTYPE.itemsize
+
+
+def _say(event: str, **fields) -> None:
+    """The writer's own diagnostics: one JSON object per line on stderr."""
+    fields = {"writer": event, **fields}
+    print(json.dumps(fields, default=str), file=sys.stderr, flush=True)
+
+
+def prepare_dir(path: Path) -> Path:
+    """Create the log directory 0700, or tighten one we own; refuse one we do not."""
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot use log directory {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"log directory {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"log directory {path} belongs to uid {st.st_uid}, not to this user")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
+    """The log files in a directory, in write order."""
+    found = []
+    for name in os.listdir(directory):
+        f = LogFile.parse(name)
+        if f is not None and (suffix is None or f.suffix == suffix):
+            found.append(f)
+    return sorted(found)
+
+
+def _rfind_newline(f, before: int) -> int:
+    """Index of the last newline before `before`, or -1."""
+    pos = before
+    while pos > 0:
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        i = f.read(pos - start).rfind(b"\n")
+        if i >= 0:
+            return start + i
+        pos = start
+    return -1
+
+
+def last_seq_in(path: Path, repair: bool) -> int | None:
+    """The seq of the last complete line of a file; with repair, cut a torn tail."""
+    with open(path, "r+b" if repair else "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = _rfind_newline(f, size)
+        if repair and end + 1 < size:
+            f.truncate(end + 1)
+            _say("cut_torn_tail", file=str(path), bytes=size - end - 1)
+        while end >= 0:
+            start = _rfind_newline(f, end) + 1
+            f.seek(start)
+            m = _SEQ.match(f.read(min(64, end - start)))
+            if m:
+                return int(m.group(1))
+            end = start - 1
+    return None
+
+
+class RotatingFiles:
+    """The current output file, rotation, retention and fsync."""
+
+    def __init__(self, directory: Path, ring_id: int, policy: RotationPolicy, keep: int | None,
+                 fsync: str, fsync_interval: float, suffix: str = PLAIN_SUFFIX) -> None:
+        self.dir = directory
+        self.ring_id = ring_id
+        self.policy = policy
+        self.keep = keep
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self.suffix = suffix
+        self.fd: int | None = None
+        self.current: LogFile | None = None
+        self.size = 0
+        self.opened = 0.0
+        self.last_sync = time.monotonic()
+        self.dirty = False
+        existing = log_files(directory)
+        self._last = existing[-1] if existing else None
+
+    def _open(self) -> None:
+        f = next_file(self._last, self.ring_id, datetime.now(timezone.utc), self.suffix)
+        path = self.dir / f.name
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.current = self._last = f
+        self.size = 0
+        self.opened = time.monotonic()
+        self._sync_dir()
+        self._retain()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _retain(self) -> None:
+        for old in to_delete(log_files(self.dir), self.keep):
+            if old != self.current:
+                try:
+                    os.unlink(self.dir / old.name)
+                except FileNotFoundError:
+                    pass
+
+    def rotate_if_due(self, now: float) -> None:
+        if self.fd is not None and self.policy.due(self.size, self.opened, now):
+            self.close()
+
+    def write(self, data: bytes) -> None:
+        """Append all of data or nothing: a failed write is cut back off the file."""
+        if self.fd is None:
+            self._open()
+        assert self.fd is not None
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError:
+            if done:
+                try:
+                    os.ftruncate(self.fd, self.size)
+                except OSError:
+                    self.close()  # the next write starts a new file; this one ends torn
+            raise
+        self.size += done
+        self.dirty = True
+        if self.fsync == "batch":
+            os.fsync(self.fd)
+            self.dirty = False
+
+    def tick(self, now: float) -> None:
+        if self.dirty and self.fsync == "interval" and now - self.last_sync >= self.fsync_interval:
+            os.fsync(self.fd)  # type: ignore[arg-type]
+            self.dirty = False
+            self.last_sync = now
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                if self.fsync != "never":
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.dirty = False
+
+
+class Writer:
+    """Drain one ring into one directory until stopped."""
+
+    def __init__(self, config: WriterConfig, stages=None) -> None:
+        self.config = config
+        self.dir = prepare_dir(config.dir)
+        self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
+        check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
+        self.files = RotatingFiles(
+            self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
+            config.keep, config.fsync, config.fsync_interval)
+        self.resume_seq = self._resume_point()
+        self.skip_written = SkipWritten(self.resume_seq)
+        self.stages = stages if stages is not None else [
+            self.skip_written, LevelFilter(config.min_level), FormatJsonl()]
+        self._stop = False
+        self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
+
+    def _alloc_batch(self, records: int, nbytes: int) -> None:
+        self._meta = ffi.new("lsr_meta[]", records)
+        self._buf = ffi.new("uint8_t[]", nbytes)
+        b = ffi.new("lsr_batch *")
+        b.meta, b.buf, b.max_records, b.buf_cap = self._meta, self._buf, records, nbytes
+        self._b = b
+
+    def _resume_point(self) -> int | None:
+        """The last seq of this ring that the files hold, repairing a torn newest file."""
+        files = log_files(self.dir)
+        for i, f in enumerate(reversed(files)):
+            if f.suffix != PLAIN_SUFFIX:
+                continue
+            seq = last_seq_in(self.dir / f.name, repair=(i == 0))
+            if f.ring_id != self.ring.ring_id:
+                return None  # older files belong to a ring that no longer exists
+            if seq is not None:
+                return seq
+        return None
+
+    def stop(self, *_args) -> None:
+        self._stop = True
+
+    def drain_once(self, cursor: int) -> tuple[int, int]:
+        """Drain, process, write and release one batch; returns (new cursor, records written)."""
+        b = self._b
+        check(lib.lsr_drain(self.ring.ptr, cursor, b), "drain")
+        n = b.n
+        if b.end == cursor:
+            return cursor, 0
+        meta = np.frombuffer(ffi.buffer(self._meta, n * _META_SIZE), META_DTYPE) if n else \
+            np.empty(0, META_DTYPE)
+        batch = Batch(meta=meta, buf=ffi.buffer(self._buf, b.buf_len), end=b.end)
+        batch.delta.malformed += b.malformed
+        batch.delta.abandoned += b.abandoned
+        if n:
+            batch = run(self.stages, batch)
+            if batch.out:
+                self.files.rotate_if_due(time.monotonic())
+                self.files.write(batch.out)
+            batch.delta.written += batch.kept
+        self._release(batch.end, batch.delta)
+        return batch.end, batch.kept if n else 0
+
+    def _release(self, upto: int, delta: Delta) -> None:
+        d = ffi.new("lsr_totals *")
+        d.written, d.malformed, d.abandoned = delta.written, delta.malformed, delta.abandoned
+        d.filtered, d.sanitized, d.sanitize_dropped = delta.filtered, delta.sanitized, delta.sanitize_dropped
+        check(lib.lsr_release(self.ring.ptr, upto, d), "release")
+
+    def _recover(self, cursor: int) -> int:
+        skip_to = ffi.new("uint64_t *")
+        reason = ffi.new("int *")
+        if lib.lsr_recover(self.ring.ptr, cursor, 0, skip_to, reason) != 1:
+            return cursor
+        delta = Delta(abandoned=1) if reason[0] == 1 else Delta(malformed=1)
+        self._release(skip_to[0], delta)
+        _say("skipped", at=cursor, to=skip_to[0], reason="abandoned" if reason[0] == 1 else "malformed")
+        return skip_to[0]
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.stop)
+        cfg = self.config
+        cursor = lib.lsr_head(self.ring.ptr)
+        _say("started", ring=cfg.ring, dir=str(self.dir), pid=os.getpid(), resume_seq=self.resume_seq,
+             ring_id=f"{self.ring.ring_id:016x}")
+        idle = 0.0
+        stalled_at, stalled_since = None, 0.0
+        stop_deadline = None
+        error_backoff = 0.0
+        while True:
+            lib.lsr_heartbeat(self.ring.ptr)
+            now = time.monotonic()
+            if self._stop and stop_deadline is None:
+                stop_deadline = now + cfg.shutdown_timeout
+            try:
+                new_cursor, _ = self.drain_once(cursor)
+                error_backoff = 0.0
+            except OSError as exc:
+                # the disk refused: keep the records in the ring and try again
+                self.ring.count("writer_errors")
+                _say("write_failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
+                error_backoff = min(max(error_backoff * 2, 0.05), 2.0)
+                if stop_deadline is not None and now >= stop_deadline:
+                    break
+                time.sleep(error_backoff)
+                continue
+            if new_cursor != cursor:
+                cursor = new_cursor
+                idle = 0.0
+                stalled_at = None
+                continue
+            # nothing new: a claim in flight, or an empty ring
+            if self._b.stalled:
+                if stalled_at != cursor:
+                    stalled_at, stalled_since = cursor, now
+                elif now - stalled_since >= cfg.stall_grace:
+                    recovered = self._recover(cursor)
+                    if recovered != cursor:
+                        cursor = recovered
+                        stalled_at = None
+                        continue
+            elif stop_deadline is not None:
+                break  # drained everything committed
+            if stop_deadline is not None and now >= stop_deadline:
+                _say("stopping_with_records_in_ring", at=cursor, reason="a live producer holds a claim")
+                break
+            self.files.tick(now)
+            self.files.rotate_if_due(now)
+            idle = min(max(idle * 2, 0.0002), 0.005)
+            time.sleep(idle)
+        counts = {k: v for k, v in self.ring.stats().as_dict().items()
+                  if k in ("committed", "written", "dropped", "abandoned", "malformed")}
+        self.close()
+        _say("stopped", **counts)
+        return 0
+
+    def close(self) -> None:
+        self.files.close()
+        if self.ring._ptr is not None:
+            lib.lsr_writer_release(self.ring.ptr)
+            self.ring.close()

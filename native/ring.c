@@ -1,0 +1,1122 @@
+/*
+ * logger_system ring: claim / commit / drain / release / recovery.
+ * The layout and the protocol are described in ring.h; this file keeps them.
+ *
+ * Invariants this file holds:
+ *   - head <= tail, tail - head <= capacity, both only grow.
+ *   - Every byte in [head, head + capacity) that is not in [head, tail) is zero.
+ *   - A producer holds no lock: its only shared write before copying is the
+ *     CAS on tail, and its slot tells the consumer which range it claimed.
+ *   - The consumer never follows a length it has not bounds-checked against
+ *     the data area and tail, and copies a header out before trusting it.
+ */
+#define _GNU_SOURCE
+#include "ring.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ST_FREE 0u
+#define ST_CLAIMED 1u
+#define ST_COMMITTED 2u
+#define ST_PADDING 3u
+
+#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define ADD_RLX(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() do { } while (0)
+#endif
+
+typedef struct {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_bytes;
+    uint64_t capacity;
+    uint32_t max_record;
+    uint32_t owner_uid;
+    uint64_t ring_id;
+    uint64_t created_ns;
+    uint32_t ready; /* set last by the creator (release) */
+    uint8_t _pad0[64 - 44];
+
+    uint64_t tail; /* claim cursor: producers CAS it */
+    uint8_t _pad1[56];
+    uint64_t head; /* release cursor: only the writer stores it */
+    uint8_t _pad2[56];
+    uint64_t high_water;
+    uint8_t _pad3[56];
+    uint64_t counters[LSR_NCOUNTERS];
+
+    int32_t writer_pid;
+    uint32_t _pad4;
+    uint64_t writer_start;
+    uint64_t heartbeat_ns;
+    uint8_t _pad5[40];
+
+    /* the writer's totals, double-buffered: totals[gen & 1] is current */
+    uint64_t totals_gen;
+    uint8_t _pad6[56];
+    lsr_totals totals[2];
+} hdr_t;
+
+_Static_assert(sizeof(hdr_t) <= LSR_HEADER_BYTES, "header too large");
+_Static_assert(sizeof(lsr_totals) == 128, "totals layout");
+
+typedef struct {
+    uint32_t pid; /* 0: free */
+    uint32_t tid;
+    uint64_t start; /* owner's start time, clock ticks since boot */
+    uint32_t gen;   /* odd while pending_pos/len are being rewritten */
+    uint32_t _pad0;
+    uint64_t pending_pos;
+    uint64_t pending_len;
+    uint8_t _pad1[LSR_SLOT_BYTES - 40];
+} slot_t;
+
+_Static_assert(sizeof(slot_t) == LSR_SLOT_BYTES, "slot layout");
+
+typedef struct {
+    uint64_t word;
+    uint64_t ts_ns;
+    uint32_t pid;
+    uint32_t tid;
+    uint32_t msg_len;
+    uint16_t logger_len;
+    uint8_t level;
+    uint8_t flags;
+    uint32_t fields_len;
+    uint32_t _reserved;
+} rec_t;
+
+_Static_assert(sizeof(rec_t) == LSR_REC_HEADER, "record header layout");
+
+struct lsr_ring {
+    hdr_t *h;
+    slot_t *slots;
+    uint8_t *data;
+    uint64_t cap;
+    uint64_t mask;
+    size_t map_len;
+    uint32_t pid;   /* this process, refreshed after fork */
+    uint64_t start; /* this process's start time */
+    int created;
+};
+
+static int g_test_pause;
+
+void lsr_test_pause(int mode) { g_test_pause = mode; }
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static inline uint64_t align8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
+
+static uint64_t now_ns(clockid_t clk) {
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint16_t word_check(uint64_t len, uint32_t slot, uint32_t state) {
+    uint64_t x = (len << 19) ^ ((uint64_t)slot << 3) ^ state ^ 0x6c6f67u;
+    x *= 0x9e3779b97f4a7c15ull;
+    return (uint16_t)(x >> 48);
+}
+
+static inline uint64_t make_word(uint64_t len, uint32_t slot, uint32_t state) {
+    return ((uint64_t)word_check(len, slot, state) << 48) | ((uint64_t)(slot & 0xffffu) << 32) |
+           ((len >> 3) << 3 & 0xffffffffull) | state;
+}
+
+static inline uint32_t w_state(uint64_t w) { return (uint32_t)(w & 7u); }
+static inline uint64_t w_len(uint64_t w) { return (w & 0xfffffff8ull); }
+static inline uint32_t w_slot(uint64_t w) { return (uint32_t)((w >> 32) & 0xffffu); }
+static inline int w_valid(uint64_t w) {
+    uint32_t st = w_state(w);
+    return st >= ST_CLAIMED && st <= ST_PADDING && w_len(w) >= 8 && w_slot(w) < LSR_SLOTS &&
+           (uint16_t)(w >> 48) == word_check(w_len(w), w_slot(w), st);
+}
+
+static inline uint64_t *word_at(const lsr_ring *r, uint64_t pos) {
+    return (uint64_t *)(r->data + (pos & r->mask));
+}
+
+/* start time of a process in clock ticks since boot, and whether it is a zombie */
+static int proc_stat(uint32_t pid, uint64_t *start, char *state) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parens */
+    if (!p || p[1] != ' ') return -1;
+    p += 2;
+    *state = *p;
+    /* state is field 3; starttime is field 22 */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p) return -1;
+        p++;
+    }
+    *start = strtoull(p, NULL, 10);
+    return 0;
+}
+
+/* Alive means: the pid exists, is not a zombie, and started when its owner did. */
+static int proc_alive(uint32_t pid, uint64_t start) {
+    if (pid == 0) return 0;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 0;
+    uint64_t st;
+    char state;
+    if (proc_stat(pid, &st, &state) != 0) return 0;
+    if (state == 'Z' || state == 'X') return 0;
+    return st == start;
+}
+
+static void self_identity(lsr_ring *r) {
+    char state;
+    r->pid = (uint32_t)getpid();
+    if (proc_stat(r->pid, &r->start, &state) != 0) r->start = 0;
+}
+
+static uint64_t random_u64(void) {
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v) v = 0;
+        close(fd);
+    }
+    if (v == 0) v = now_ns(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32);
+    return v;
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int map_segment(int fd, lsr_ring *r, size_t len) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) return LSR_ESYS;
+    r->h = (hdr_t *)p;
+    r->slots = (slot_t *)((uint8_t *)p + LSR_HEADER_BYTES);
+    r->data = (uint8_t *)p + LSR_DATA_OFFSET;
+    r->map_len = len;
+    return LSR_OK;
+}
+
+static int init_segment(int fd, lsr_ring *r, uint64_t capacity, uint32_t max_record) {
+    size_t len = LSR_DATA_OFFSET + capacity;
+    if (ftruncate(fd, (off_t)len) != 0) return LSR_ESYS;
+    int rc = map_segment(fd, r, len);
+    if (rc) return rc;
+    hdr_t *h = r->h; /* ftruncate gave zeroed memory */
+    h->version = LSR_VERSION;
+    h->header_bytes = LSR_HEADER_BYTES;
+    h->capacity = capacity;
+    h->max_record = max_record;
+    h->owner_uid = (uint32_t)geteuid();
+    h->ring_id = random_u64();
+    h->created_ns = now_ns(CLOCK_REALTIME);
+    for (int i = 0; i < LSR_SLOTS; i++) r->slots[i].pending_pos = LSR_NO_CLAIM;
+    h->magic = LSR_MAGIC;
+    STORE_REL(&h->ready, 1u);
+    return LSR_OK;
+}
+
+static int attach_segment(int fd, lsr_ring *r, int allow_foreign) {
+    struct stat st;
+    /* the creator may still be sizing it: wait up to a second */
+    for (int i = 0;; i++) {
+        if (fstat(fd, &st) != 0) return LSR_ESYS;
+        if ((size_t)st.st_size >= LSR_DATA_OFFSET + LSR_MIN_CAPACITY) break;
+        if (i >= 1000) return LSR_EBADRING;
+        usleep(1000);
+    }
+    if (!allow_foreign && (st.st_uid != geteuid() || (st.st_mode & 0022))) return LSR_EPERM;
+    int rc = map_segment(fd, r, (size_t)st.st_size);
+    if (rc) return rc;
+    for (int i = 0; !LOAD_ACQ(&r->h->ready); i++) {
+        if (i >= 1000) return LSR_EBADRING;
+        usleep(1000);
+    }
+    hdr_t *h = r->h;
+    uint64_t cap = h->capacity;
+    if (h->magic != LSR_MAGIC || h->version != LSR_VERSION || h->header_bytes != LSR_HEADER_BYTES ||
+        cap < LSR_MIN_CAPACITY || cap > LSR_MAX_CAPACITY || (cap & (cap - 1)) ||
+        (size_t)st.st_size != LSR_DATA_OFFSET + cap || h->max_record < 64 || h->max_record > cap / 4)
+        return LSR_EBADRING;
+    return LSR_OK;
+}
+
+int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t mode, int create,
+             int allow_foreign, lsr_ring **out) {
+    *out = NULL;
+    if (!name || name[0] != '/' || strchr(name + 1, '/') || strlen(name) > 250) return LSR_EARG;
+    if (capacity < LSR_MIN_CAPACITY || capacity > LSR_MAX_CAPACITY || (capacity & (capacity - 1)))
+        return LSR_EARG;
+    if (max_record < 64 || max_record > capacity / 4) return LSR_EARG;
+    lsr_ring *r = calloc(1, sizeof *r);
+    if (!r) return LSR_ESYS;
+    int rc, fd = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (create) {
+            fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0777);
+            if (fd >= 0) {
+                if (fchmod(fd, mode & 0777) != 0 ||
+                    (rc = init_segment(fd, r, capacity, max_record)) != LSR_OK) {
+                    if (fd >= 0) rc = LSR_ESYS;
+                    int saved = errno;
+                    close(fd);
+                    shm_unlink(name);
+                    free(r);
+                    errno = saved;
+                    return rc;
+                }
+                r->created = 1;
+                break;
+            }
+            if (errno != EEXIST) {
+                free(r);
+                return LSR_ESYS;
+            }
+        }
+        fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+        if (fd >= 0) {
+            rc = attach_segment(fd, r, allow_foreign);
+            if (rc != LSR_OK) {
+                int saved = errno;
+                if (r->h) munmap(r->h, r->map_len);
+                close(fd);
+                free(r);
+                errno = saved;
+                return rc;
+            }
+            break;
+        }
+        if (errno != ENOENT || !create) {
+            free(r);
+            return LSR_ESYS;
+        }
+        /* removed between our two opens: try again */
+    }
+    if (fd < 0) {
+        free(r);
+        return LSR_ESYS;
+    }
+    close(fd);
+    r->cap = r->h->capacity;
+    r->mask = r->cap - 1;
+    self_identity(r);
+    *out = r;
+    return LSR_OK;
+}
+
+void lsr_close(lsr_ring *r) {
+    if (!r) return;
+    if (r->h) munmap(r->h, r->map_len);
+    free(r);
+}
+
+int lsr_unlink(const char *name) { return shm_unlink(name) == 0 ? LSR_OK : LSR_ESYS; }
+
+int lsr_after_fork(lsr_ring *r) {
+    self_identity(r);
+    return LSR_OK;
+}
+
+int lsr_created(const lsr_ring *r) { return r->created; }
+
+/* ---- producer slots ----------------------------------------------------- */
+
+static void slot_set_pending(slot_t *s, uint64_t pos, uint64_t len) {
+    uint32_t g = LOAD_RLX(&s->gen);
+    STORE_RLX(&s->gen, g + 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    STORE_RLX(&s->pending_len, len);
+    STORE_RLX(&s->pending_pos, pos);
+    STORE_REL(&s->gen, g + 2);
+}
+
+int lsr_slot_acquire(lsr_ring *r) {
+    uint32_t me = r->pid;
+    uint32_t tid = (uint32_t)syscall(SYS_gettid);
+    uint64_t head = LOAD_ACQ(&r->h->head);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < LSR_SLOTS; i++) {
+            slot_t *s = &r->slots[i];
+            uint32_t owner = LOAD_ACQ(&s->pid);
+            if (owner != 0) {
+                /* second pass: take over slots of dead processes whose claim is settled */
+                if (pass == 0 || proc_alive(owner, LOAD_RLX(&s->start))) continue;
+                uint32_t g = LOAD_ACQ(&s->gen);
+                uint64_t pos = LOAD_ACQ(&s->pending_pos);
+                if ((g & 1u) == 0 && pos != LSR_NO_CLAIM && pos >= head) continue;
+            }
+            if (__atomic_compare_exchange_n(&s->pid, &owner, me, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED)) {
+                s->start = r->start;
+                s->tid = tid;
+                slot_set_pending(s, LSR_NO_CLAIM, 0);
+                return i;
+            }
+        }
+    }
+    return LSR_ENOSLOT;
+}
+
+void lsr_slot_release(lsr_ring *r, int slot) {
+    if (slot < 0 || slot >= LSR_SLOTS) return;
+    slot_t *s = &r->slots[slot];
+    if (LOAD_RLX(&s->pid) != r->pid) return; /* not ours (inherited across fork) */
+    slot_set_pending(s, LSR_NO_CLAIM, 0);
+    STORE_REL(&s->pid, 0u);
+}
+
+/* ---- producer write ----------------------------------------------------- */
+
+static int writer_alive(const lsr_ring *r) {
+    int32_t pid = LOAD_ACQ(&r->h->writer_pid);
+    if (pid <= 0) return 0;
+    uint64_t beat = LOAD_ACQ(&r->h->heartbeat_ns);
+    uint64_t now = now_ns(CLOCK_MONOTONIC);
+    return beat + 5000000000ull > now; /* a heartbeat within 5 s */
+}
+
+static void backoff(unsigned *spins) {
+    unsigned s = (*spins)++;
+    if (s < 64) {
+        CPU_RELAX();
+    } else if (s < 96) {
+        sched_yield();
+    } else {
+        unsigned us = s - 95;
+        struct timespec ts = {0, (long)(us < 1000 ? us : 1000) * 1000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void lsr_count(lsr_ring *r, int counter, uint64_t n) {
+    if (counter >= 0 && counter < LSR_NCOUNTERS) ADD_RLX(&r->h->counters[counter], n);
+}
+
+int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char *msg, size_t msg_len,
+              const char *logger, size_t logger_len, const char *fields, size_t fields_len, int block,
+              int64_t timeout_ns) {
+    hdr_t *h = r->h;
+    if (slot < 0 || slot >= LSR_SLOTS || logger_len > 0xffff || level > 255) return LSR_EARG;
+    uint64_t body = (uint64_t)LSR_REC_HEADER + msg_len + logger_len + fields_len;
+    if (body > h->max_record) {
+        ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
+        return LSR_ETOOBIG;
+    }
+    const uint64_t len = align8(body), cap = r->cap;
+    slot_t *s = &r->slots[slot];
+    uint64_t tail, head, need, deadline = 0;
+    unsigned spins = 0;
+    for (;;) {
+        tail = LOAD_ACQ(&h->tail);
+        head = LOAD_ACQ(&h->head);
+        uint64_t to_end = cap - (tail & r->mask);
+        need = to_end < len ? to_end + len : len;
+        if (tail - head + need > cap) {
+            if (!block || timeout_ns <= 0 || !writer_alive(r)) goto full;
+            /* a claim intent left by a lost CAS must not hold the consumer while we wait */
+            if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
+            uint64_t now = now_ns(CLOCK_MONOTONIC);
+            if (deadline == 0) {
+                deadline = now + (uint64_t)timeout_ns;
+                ADD_RLX(&h->counters[LSR_C_BLOCKED], 1);
+            } else if (now >= deadline) {
+                goto full;
+            }
+            backoff(&spins);
+            continue;
+        }
+        slot_set_pending(s, tail, need);
+        if (__atomic_compare_exchange_n(&h->tail, &tail, tail + need, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            break;
+    }
+    if (g_test_pause == 1) raise(SIGSTOP);
+    uint64_t pos = tail;
+    if (need != len) {
+        uint64_t pad = cap - (tail & r->mask);
+        STORE_REL(word_at(r, pos), make_word(pad, (uint32_t)slot, ST_PADDING));
+        pos += pad;
+    }
+    uint8_t *p = r->data + (pos & r->mask);
+    rec_t *rec = (rec_t *)p;
+    STORE_RLX(&rec->word, make_word(len, (uint32_t)slot, ST_CLAIMED));
+    if (g_test_pause == 2) raise(SIGSTOP);
+    rec->ts_ns = now_ns(CLOCK_REALTIME);
+    rec->pid = r->pid;
+    rec->tid = s->tid;
+    rec->msg_len = (uint32_t)msg_len;
+    rec->logger_len = (uint16_t)logger_len;
+    rec->level = (uint8_t)level;
+    rec->flags = (uint8_t)flags;
+    rec->fields_len = (uint32_t)fields_len;
+    rec->_reserved = 0;
+    uint8_t *q = p + LSR_REC_HEADER;
+    memcpy(q, msg, msg_len);
+    memcpy(q + msg_len, logger, logger_len);
+    memcpy(q + msg_len + logger_len, fields, fields_len);
+    STORE_REL(&rec->word, make_word(len, (uint32_t)slot, ST_COMMITTED));
+    slot_set_pending(s, LSR_NO_CLAIM, 0);
+    ADD_RLX(&h->counters[LSR_C_COMMITTED], 1);
+    uint64_t used = tail + need - head, hw = LOAD_RLX(&h->high_water);
+    while (used > hw &&
+           !__atomic_compare_exchange_n(&h->high_water, &hw, used, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+    return LSR_OK;
+full:
+    ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
+    if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
+    return LSR_EFULL;
+}
+
+int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n) {
+    hdr_t *h = r->h;
+    if (n == 0 || n % 8 || n > r->cap / 4) return LSR_EARG;
+    uint64_t tail = LOAD_ACQ(&h->tail);
+    for (;;) {
+        uint64_t head = LOAD_ACQ(&h->head);
+        if (r->cap - (tail & r->mask) < n || tail - head + n > r->cap) return LSR_EFULL;
+        if (__atomic_compare_exchange_n(&h->tail, &tail, tail + n, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            break;
+    }
+    /* raw bytes with no framing, as a hostile or broken process would leave them */
+    memcpy(r->data + (tail & r->mask), bytes, n);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return LSR_OK;
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+static lsr_totals totals_read(const hdr_t *h) {
+    lsr_totals t;
+    for (;;) {
+        uint64_t g = LOAD_ACQ(&h->totals_gen);
+        memcpy(&t, (const void *)&h->totals[g & 1], sizeof t);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (LOAD_RLX(&h->totals_gen) == g) return t;
+    }
+}
+
+static void zero_range(lsr_ring *r, uint64_t from, uint64_t to) {
+    while (from < to) {
+        uint64_t idx = from & r->mask;
+        uint64_t n = r->cap - idx;
+        if (n > to - from) n = to - from;
+        memset(r->data + idx, 0, n);
+        from += n;
+    }
+}
+
+void lsr_heartbeat(lsr_ring *r) { STORE_REL(&r->h->heartbeat_ns, now_ns(CLOCK_MONOTONIC)); }
+
+int lsr_writer_acquire(lsr_ring *r) {
+    hdr_t *h = r->h;
+    int32_t cur = LOAD_ACQ(&h->writer_pid);
+    if (cur == (int32_t)r->pid) return LSR_OK;
+    if (cur > 0 && proc_alive((uint32_t)cur, LOAD_RLX(&h->writer_start))) return LSR_EEXIST;
+    if (!__atomic_compare_exchange_n(&h->writer_pid, &cur, (int32_t)r->pid, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return LSR_EEXIST;
+    h->writer_start = r->start;
+    /* finish a release the previous writer published but did not complete */
+    lsr_totals t = totals_read(h);
+    uint64_t head = LOAD_ACQ(&h->head);
+    if (t.head > head && t.head <= LOAD_ACQ(&h->tail)) {
+        zero_range(r, head, t.head);
+        STORE_REL(&h->head, t.head);
+    }
+    lsr_heartbeat(r);
+    return LSR_OK;
+}
+
+void lsr_writer_release(lsr_ring *r) {
+    int32_t me = (int32_t)r->pid;
+    __atomic_compare_exchange_n(&r->h->writer_pid, &me, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+uint64_t lsr_head(const lsr_ring *r) { return totals_read(r->h).head; }
+uint64_t lsr_tail(const lsr_ring *r) { return LOAD_ACQ(&r->h->tail); }
+
+/* The next position at or after `from` that holds a plausible word or a zero
+ * word, or `tail`.  Used to step over bytes that are not a record. */
+static uint64_t resync(const lsr_ring *r, uint64_t from, uint64_t tail) {
+    for (uint64_t p = from; p < tail; p += 8) {
+        uint64_t w = LOAD_ACQ(word_at(r, p));
+        if (w == 0) return p;
+        if (w_valid(w) && w_len(w) <= r->cap - (p & r->mask) && w_len(w) <= tail - p) return p;
+    }
+    return tail;
+}
+
+static int utf8_valid(const uint8_t *s, size_t n);
+
+int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
+    const uint64_t tail = LOAD_ACQ(&r->h->tail);
+    uint64_t pos = from;
+    uint32_t n = 0, blen = 0;
+    b->malformed = b->abandoned = 0;
+    b->stalled = 0;
+    if (from > tail || tail - from > r->cap) return LSR_EARG;
+    while (pos < tail && n < b->max_records) {
+        uint64_t idx = pos & r->mask, room = r->cap - idx;
+        uint64_t w = LOAD_ACQ(word_at(r, pos));
+        if (w == 0) {
+            b->stalled = 1;
+            break;
+        }
+        uint64_t len = w_len(w);
+        uint32_t st = w_state(w);
+        if (!w_valid(w) || len > room || len > tail - pos ||
+            (st == ST_PADDING && len != room) || (st == ST_COMMITTED && len < LSR_REC_HEADER)) {
+            b->malformed++;
+            pos = resync(r, pos + 8, tail);
+            continue;
+        }
+        if (st == ST_PADDING) {
+            pos += len;
+            continue;
+        }
+        if (st == ST_CLAIMED) {
+            b->stalled = 1;
+            break;
+        }
+        rec_t rec;
+        memcpy(&rec, r->data + idx, sizeof rec);
+        uint64_t payload = (uint64_t)rec.msg_len + rec.logger_len + rec.fields_len;
+        if (rec.msg_len > len || rec.fields_len > len || payload + LSR_REC_HEADER > len ||
+            len - (payload + LSR_REC_HEADER) >= 8) {
+            b->malformed++;
+            pos += len;
+            continue;
+        }
+        if (blen + payload > b->buf_cap) {
+            if (n == 0) { /* cannot happen with buf_cap >= max_record; refuse to stall on it */
+                b->malformed++;
+                pos += len;
+                continue;
+            }
+            break;
+        }
+        const uint8_t *src = r->data + idx + LSR_REC_HEADER;
+        uint8_t *dst = b->buf + blen;
+        memcpy(dst, src, payload);
+        const uint8_t *fields = dst + rec.msg_len + rec.logger_len;
+        if ((rec.fields_len && !lsr_json_valid(fields, rec.fields_len)) ||
+            !utf8_valid(dst + rec.msg_len, rec.logger_len)) {
+            b->malformed++;
+            pos += len;
+            continue;
+        }
+        lsr_meta *m = &b->meta[n++];
+        m->seq = pos;
+        m->ts_ns = rec.ts_ns;
+        m->pid = rec.pid;
+        m->tid = rec.tid;
+        m->msg_off = blen;
+        m->msg_len = rec.msg_len;
+        m->logger_off = blen + rec.msg_len;
+        m->logger_len = rec.logger_len;
+        m->fields_off = blen + rec.msg_len + rec.logger_len;
+        m->fields_len = rec.fields_len;
+        m->level = rec.level;
+        m->flags = rec.flags;
+        blen += (uint32_t)payload;
+        pos += len;
+    }
+    b->n = n;
+    b->buf_len = blen;
+    b->end = pos;
+    return LSR_OK;
+}
+
+/* Called while the drain stays stalled at `at`.  Returns 1 with *skip_to set
+ * when the stall can be stepped over (reason 1: abandoned by a dead producer,
+ * 2: malformed, no producer claims it), 0 to keep waiting. */
+int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, int *reason) {
+    (void)grace_ns;
+    const uint64_t tail = LOAD_ACQ(&r->h->tail);
+    if (at >= tail) return 0;
+    uint64_t w = LOAD_ACQ(word_at(r, at));
+    int best = -1, best_fits = 0;
+    uint64_t best_end = 0;
+    for (int i = 0; i < LSR_SLOTS; i++) {
+        slot_t *s = &r->slots[i];
+        uint32_t owner = LOAD_ACQ(&s->pid);
+        if (owner == 0) continue;
+        uint32_t g = LOAD_ACQ(&s->gen);
+        uint64_t pos = LOAD_ACQ(&s->pending_pos), len = LOAD_ACQ(&s->pending_len);
+        if (pos == LSR_NO_CLAIM || pos > at || at - pos >= len) continue;
+        if (proc_alive(owner, LOAD_RLX(&s->start))) return 0; /* slow or stopped: wait */
+        if (g & 1u) continue; /* died rewriting its intent: it claimed nothing */
+        if (pos + len > tail || len > r->cap) continue;
+        /* Two dead claimants of one position: one of them lost the CAS.  The
+         * winner's range ends where the next record (or tail) begins. */
+        uint64_t end = pos + len, nw = end < tail ? LOAD_ACQ(word_at(r, end)) : 0;
+        int fits = end == tail || w_valid(nw);
+        if (best < 0 || (fits && !best_fits)) {
+            best = i;
+            best_end = end;
+            best_fits = fits;
+        }
+    }
+    if (best >= 0) {
+        slot_set_pending(&r->slots[best], LSR_NO_CLAIM, 0);
+        *skip_to = best_end;
+        *reason = 1;
+        return 1;
+    }
+    if (w != 0 && w_valid(w) && w_state(w) == ST_CLAIMED) {
+        /* a claimed word whose slot no longer names the claim: its owner is gone */
+        slot_t *s = &r->slots[w_slot(w)];
+        uint32_t owner = LOAD_ACQ(&s->pid);
+        if (owner != 0 && proc_alive(owner, LOAD_RLX(&s->start))) return 0;
+        uint64_t len = w_len(w);
+        if (len <= r->cap - (at & r->mask) && len <= tail - at) {
+            *skip_to = at + len;
+            *reason = 1;
+            return 1;
+        }
+    }
+    /* nothing claims this position: bytes that are not a record */
+    *skip_to = resync(r, at + 8, tail);
+    *reason = 2;
+    return 1;
+}
+
+int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
+    hdr_t *h = r->h;
+    lsr_totals t = totals_read(h);
+    if (upto < t.head || upto > LOAD_ACQ(&h->tail)) return LSR_EARG;
+    uint64_t from = t.head;
+    t.head = upto;
+    t.written += delta->written;
+    t.malformed += delta->malformed;
+    t.abandoned += delta->abandoned;
+    t.filtered += delta->filtered;
+    t.sanitized += delta->sanitized;
+    t.sanitize_dropped += delta->sanitize_dropped;
+    /* publish the totals first: a writer killed after this finishes the zeroing on restart */
+    uint64_t g = LOAD_RLX(&h->totals_gen);
+    memcpy(&h->totals[(g + 1) & 1], &t, sizeof t);
+    STORE_REL(&h->totals_gen, g + 1);
+    zero_range(r, from, upto);
+    STORE_REL(&h->head, upto);
+    return LSR_OK;
+}
+
+void lsr_stats_read(const lsr_ring *r, lsr_stats *s) {
+    const hdr_t *h = r->h;
+    memset(s, 0, sizeof *s);
+    s->totals = totals_read(h);
+    s->tail = LOAD_ACQ(&h->tail);
+    s->capacity_bytes = h->capacity;
+    uint64_t head = LOAD_ACQ(&h->head);
+    s->used_bytes = s->tail > head ? s->tail - head : 0;
+    s->high_water_bytes = LOAD_RLX(&h->high_water);
+    s->ring_id = h->ring_id;
+    s->created_ns = h->created_ns;
+    s->max_record = h->max_record;
+    s->owner_uid = h->owner_uid;
+    s->writer_pid = LOAD_ACQ(&h->writer_pid);
+    s->writer_heartbeat_ns = LOAD_ACQ(&h->heartbeat_ns);
+    for (int i = 0; i < LSR_NCOUNTERS; i++) s->counters[i] = LOAD_RLX(&h->counters[i]);
+    for (int i = 0; i < LSR_SLOTS; i++)
+        if (LOAD_RLX(&r->slots[i].pid)) s->live_slots++;
+}
+
+/* ---- validation and formatting ------------------------------------------ */
+
+/* length of the valid UTF-8 sequence at s (1..4), or 0 if invalid */
+static inline int utf8_seq(const uint8_t *s, size_t n) {
+    uint8_t c = s[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) return 0;
+        if (c == 0xe0 && s[1] < 0xa0) return 0; /* overlong */
+        if (c == 0xed && s[1] > 0x9f) return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xf0 && s[1] < 0x90) return 0;
+        if (c == 0xf4 && s[1] > 0x8f) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int utf8_valid(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int k = utf8_seq(s + i, n - i);
+        if (!k) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* A strict JSON checker for field objects: compact (space is the only
+ * whitespace allowed), no raw control bytes, valid UTF-8, nesting <= 64.
+ * What passes can be copied verbatim into a line without breaking it. */
+typedef struct {
+    const uint8_t *s;
+    size_t n, i;
+    int depth;
+} jv_t;
+
+static int jv_value(jv_t *j);
+
+static void jv_ws(jv_t *j) {
+    while (j->i < j->n && j->s[j->i] == ' ') j->i++;
+}
+
+static int jv_string(jv_t *j) {
+    if (j->i >= j->n || j->s[j->i] != '"') return 0;
+    j->i++;
+    while (j->i < j->n) {
+        uint8_t c = j->s[j->i];
+        if (c == '"') {
+            j->i++;
+            return 1;
+        }
+        if (c < 0x20) return 0;
+        if (c == '\\') {
+            if (j->i + 1 >= j->n) return 0;
+            uint8_t e = j->s[j->i + 1];
+            if (e == 'u') {
+                if (j->i + 6 > j->n) return 0;
+                for (int k = 2; k < 6; k++) {
+                    uint8_t h = j->s[j->i + k];
+                    if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F')))
+                        return 0;
+                }
+                j->i += 6;
+            } else if (strchr("\"\\/bfnrt", e) && e) {
+                j->i += 2;
+            } else {
+                return 0;
+            }
+            continue;
+        }
+        if (c < 0x80) {
+            j->i++;
+            continue;
+        }
+        int k = utf8_seq(j->s + j->i, j->n - j->i);
+        if (!k) return 0;
+        j->i += (size_t)k;
+    }
+    return 0;
+}
+
+static int jv_number(jv_t *j) {
+    size_t i = j->i;
+    const uint8_t *s = j->s;
+    if (i < j->n && s[i] == '-') i++;
+    if (i >= j->n) return 0;
+    if (s[i] == '0') {
+        i++;
+    } else if (s[i] >= '1' && s[i] <= '9') {
+        while (i < j->n && s[i] >= '0' && s[i] <= '9') i++;
+    } else {
+        return 0;
+    }
+    if (i < j->n && s[i] == '.') {
+        i++;
+        size_t d = i;
+        while (i < j->n && s[i] >= '0' && s[i] <= '9') i++;
+        if (i == d) return 0;
+    }
+    if (i < j->n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < j->n && (s[i] == '+' || s[i] == '-')) i++;
+        size_t d = i;
+        while (i < j->n && s[i] >= '0' && s[i] <= '9') i++;
+        if (i == d) return 0;
+    }
+    j->i = i;
+    return 1;
+}
+
+static int jv_lit(jv_t *j, const char *lit) {
+    size_t k = strlen(lit);
+    if (j->n - j->i < k || memcmp(j->s + j->i, lit, k) != 0) return 0;
+    j->i += k;
+    return 1;
+}
+
+static int jv_container(jv_t *j, uint8_t close, int keyed) {
+    if (++j->depth > 64) return 0;
+    j->i++;
+    jv_ws(j);
+    if (j->i < j->n && j->s[j->i] == close) {
+        j->i++;
+        j->depth--;
+        return 1;
+    }
+    for (;;) {
+        jv_ws(j);
+        if (keyed) {
+            if (!jv_string(j)) return 0;
+            jv_ws(j);
+            if (j->i >= j->n || j->s[j->i] != ':') return 0;
+            j->i++;
+            jv_ws(j);
+        }
+        if (!jv_value(j)) return 0;
+        jv_ws(j);
+        if (j->i >= j->n) return 0;
+        if (j->s[j->i] == ',') {
+            j->i++;
+            continue;
+        }
+        if (j->s[j->i] == close) {
+            j->i++;
+            j->depth--;
+            return 1;
+        }
+        return 0;
+    }
+}
+
+static int jv_value(jv_t *j) {
+    if (j->i >= j->n) return 0;
+    switch (j->s[j->i]) {
+    case '{': return jv_container(j, '}', 1);
+    case '[': return jv_container(j, ']', 0);
+    case '"': return jv_string(j);
+    case 't': return jv_lit(j, "true");
+    case 'f': return jv_lit(j, "false");
+    case 'n': return jv_lit(j, "null");
+    default: return jv_number(j);
+    }
+}
+
+int lsr_json_valid(const uint8_t *s, size_t n) {
+    jv_t j = {s, n, 0, 0};
+    if (n == 0 || s[0] != '{') return 0;
+    if (!jv_value(&j)) return 0;
+    jv_ws(&j);
+    return j.i == n;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* Escape s as the inside of a JSON string.  Control characters (C0, DEL and
+ * C1), quotes, backslashes and U+2028/9 are escaped; bytes that are not UTF-8
+ * become U+FFFD.  Output is at most 6 bytes per input byte. */
+static uint8_t *json_escape(uint8_t *o, const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        if (run > i) {
+            memcpy(o, s + i, run - i);
+            o += run - i;
+            i = run;
+            if (i >= n) break;
+        }
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                *o++ = 'u'; *o++ = '0'; *o++ = '0';
+                *o++ = (uint8_t)HEX[c >> 4]; *o++ = (uint8_t)HEX[c & 15];
+            }
+            i++;
+            continue;
+        }
+        int k = utf8_seq(s + i, n - i);
+        if (k == 0) {
+            memcpy(o, "\\ufffd", 6);
+            o += 6;
+            i++;
+            continue;
+        }
+        if (k == 2 && c == 0xc2 && s[i + 1] < 0xa0) { /* C1 control */
+            memcpy(o, "\\u00", 4);
+            o[4] = (uint8_t)HEX[s[i + 1] >> 4];
+            o[5] = (uint8_t)HEX[s[i + 1] & 15];
+            o += 6;
+        } else if (k == 3 && c == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+            memcpy(o, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+            o += 6;
+        } else {
+            memcpy(o, s + i, (size_t)k);
+            o += k;
+        }
+        i += (size_t)k;
+    }
+    return o;
+}
+
+static uint8_t *put_u64(uint8_t *o, uint64_t v) {
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (k) *o++ = (uint8_t)tmp[--k];
+    return o;
+}
+
+static uint8_t *put_str(uint8_t *o, const char *s) {
+    size_t k = strlen(s);
+    memcpy(o, s, k);
+    return o + k;
+}
+
+static uint8_t *put_level(uint8_t *o, uint32_t level) {
+    switch (level) {
+    case 10: return put_str(o, "\"DEBUG\"");
+    case 20: return put_str(o, "\"INFO\"");
+    case 30: return put_str(o, "\"WARNING\"");
+    case 40: return put_str(o, "\"ERROR\"");
+    case 50: return put_str(o, "\"CRITICAL\"");
+    case 0: return put_str(o, "\"NOTSET\"");
+    default:
+        o = put_str(o, "\"Level ");
+        o = put_u64(o, level);
+        *o++ = '"';
+        return o;
+    }
+}
+
+size_t lsr_format_bound(uint32_t n, uint32_t buf_len) {
+    return (size_t)buf_len * 6 + (size_t)n * 160 + 64;
+}
+
+int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
+                         uint8_t *out, size_t out_cap) {
+    uint64_t n_bytes = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (!keep || keep[i]) n_bytes += meta[i].msg_len + meta[i].logger_len + meta[i].fields_len;
+    if (out_cap < n_bytes * 6 + (uint64_t)n * 160 + 64) return LSR_EARG;
+    uint8_t *o = out;
+    int64_t cached_sec = -1;
+    char stamp[80]; /* "YYYY-MM-DDTHH:MM:SS" */
+    for (uint32_t i = 0; i < n; i++) {
+        if (keep && !keep[i]) continue;
+        const lsr_meta *m = &meta[i];
+        o = put_str(o, "{\"seq\":");
+        o = put_u64(o, m->seq);
+        o = put_str(o, ",\"ts\":\"");
+        int64_t sec = (int64_t)(m->ts_ns / 1000000000ull);
+        if (sec > 253402300799LL) sec = 253402300799LL; /* a hostile stamp stays 4-digit */
+        if (sec != cached_sec) {
+            struct tm tm;
+            time_t t = (time_t)sec;
+            gmtime_r(&t, &tm);
+            snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            cached_sec = sec;
+        }
+        memcpy(o, stamp, 19);
+        o += 19;
+        uint32_t us = (uint32_t)((m->ts_ns / 1000u) % 1000000u);
+        *o++ = '.';
+        for (int d = 100000; d; d /= 10) *o++ = (uint8_t)('0' + (us / d) % 10);
+        o = put_str(o, "Z\",\"level\":");
+        o = put_level(o, m->level);
+        o = put_str(o, ",\"pid\":");
+        o = put_u64(o, m->pid);
+        o = put_str(o, ",\"logger\":\"");
+        o = json_escape(o, buf + m->logger_off, m->logger_len);
+        o = put_str(o, "\",\"msg\":\"");
+        o = json_escape(o, buf + m->msg_off, m->msg_len);
+        *o++ = '"';
+        if (m->fields_len) {
+            o = put_str(o, ",\"fields\":");
+            memcpy(o, buf + m->fields_off, m->fields_len);
+            o += m->fields_len;
+        }
+        *o++ = '}';
+        *o++ = '\n';
+    }
+    return (int64_t)(o - out);
+}
+
+/* ---- measurement -------------------------------------------------------- */
+
+double lsr_bench(lsr_ring *r, uint64_t n, uint32_t payload) {
+    int slot = lsr_slot_acquire(r);
+    if (slot < 0) return -1.0;
+    char *msg = malloc(payload ? payload : 1);
+    memset(msg, 'x', payload);
+    uint32_t max_records = 4096;
+    lsr_batch b = {0};
+    b.meta = calloc(max_records, sizeof(lsr_meta));
+    b.buf = malloc(r->cap);
+    b.max_records = max_records;
+    b.buf_cap = (uint32_t)(r->cap > UINT32_MAX ? UINT32_MAX : r->cap);
+    lsr_totals delta = {0};
+    uint64_t cursor = lsr_head(r);
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    for (uint64_t i = 0; i < n; i++) {
+        while (lsr_write(r, slot, 20, 0, msg, payload, "bench", 5, NULL, 0, 0, 0) != LSR_OK) {
+            ADD_RLX(&r->h->counters[LSR_C_DROPPED], (uint64_t)-1); /* a retry, not a drop */
+            lsr_drain(r, cursor, &b);
+            delta.written = b.n;
+            lsr_release(r, b.end, &delta);
+            cursor = b.end;
+        }
+        if ((i & 1023) == 1023) {
+            lsr_drain(r, cursor, &b);
+            delta.written = b.n;
+            lsr_release(r, b.end, &delta);
+            cursor = b.end;
+        }
+    }
+    do {
+        lsr_drain(r, cursor, &b);
+        delta.written = b.n;
+        lsr_release(r, b.end, &delta);
+        cursor = b.end;
+    } while (b.n);
+    double secs = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9;
+    lsr_slot_release(r, slot);
+    free(b.meta);
+    free(b.buf);
+    free(msg);
+    return secs;
+}

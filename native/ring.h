@@ -1,0 +1,185 @@
+/*
+ * logger_system ring: a multi-producer, single-consumer ring of variable-length
+ * records in a named POSIX shared-memory segment.
+ *
+ * Segment layout (host byte order, every offset a multiple of 64):
+ *
+ *   0            lsr_header       magic, geometry, ring id, the claim cursor
+ *                                 (tail), the release cursor (head), producer
+ *                                 counters, the writer's commit pair
+ *   4096         lsr_slot[1024]   one slot per producing thread: owner pid and
+ *                                 start time, and the range it is claiming
+ *   4096+65536   data[capacity]   the records; capacity is a power of two
+ *
+ * A record, 8-byte aligned, never split across the end of the data area:
+ *
+ *    0       8        16       24        32        40
+ *   +--------+--------+--------+---------+---------+------------------------+
+ *   | word   | ts_ns  |pid |tid|msg_len  |fields_len| msg | logger | fields |
+ *   |        |        |        |lg_len lv|  flags   |                        |
+ *   +--------+--------+--------+---------+---------+------------------------+
+ *
+ *   word (atomic, 64 bits) = check:16 | slot:16 | len:29 | state:3
+ *     state 0  free: the consumer zeroed it; nothing claimed here yet
+ *     state 1  claimed: the producer in `slot` is copying
+ *     state 2  committed: the record is complete
+ *     state 3  padding: skip `len` bytes to the end of the data area
+ *     len      total bytes of the record including this header, multiple of 8
+ *     check    a hash of (len, slot, state): garbage rarely passes it
+ *
+ * Protocol.  A producer writes the range it is about to claim into its slot,
+ * then CASes tail forward; no lock is held while it copies.  It stores the
+ * word as claimed, copies, and stores the word as committed (release).  The
+ * consumer reads words at its cursor (acquire), processes what is committed,
+ * zeroes what it consumed and only then moves head (release), so a producer
+ * only ever claims zeroed memory.  A zero word at the cursor with tail beyond
+ * it is a claim in flight: its owner is found through the slots, and if that
+ * process is dead (pid and start time) the range is skipped and counted as
+ * abandoned.  Nothing the consumer reads from the data area is trusted.
+ */
+#ifndef LSR_RING_H
+#define LSR_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LSR_VERSION 1
+#define LSR_MAGIC 0x31304752534c534cULL /* "LSLSRG01" */
+#define LSR_HEADER_BYTES 4096
+#define LSR_SLOTS 1024
+#define LSR_SLOT_BYTES 64
+#define LSR_DATA_OFFSET (LSR_HEADER_BYTES + LSR_SLOTS * LSR_SLOT_BYTES)
+#define LSR_REC_HEADER 40
+#define LSR_MIN_CAPACITY (64u * 1024u)
+#define LSR_MAX_CAPACITY (1ULL << 30)
+#define LSR_NO_CLAIM UINT64_MAX
+
+/* return codes: >= 0 success, < 0 one of these */
+#define LSR_OK 0
+#define LSR_EFULL (-1)       /* ring full, record dropped and counted */
+#define LSR_ETOOBIG (-2)     /* record larger than max_record */
+#define LSR_ENOSLOT (-3)     /* every producer slot is taken */
+#define LSR_ESYS (-4)        /* a system call failed: see errno */
+#define LSR_EBADRING (-5)    /* the segment is not a ring of this version */
+#define LSR_EARG (-6)        /* bad argument */
+#define LSR_EEXIST (-7)      /* another writer holds the ring */
+#define LSR_EPERM (-8)       /* segment owned by another user or open to others */
+
+/* producer-side counters, updated with relaxed atomics */
+enum {
+    LSR_C_COMMITTED = 0,
+    LSR_C_DROPPED,
+    LSR_C_TRUNCATED,
+    LSR_C_FORMAT_ERRORS,
+    LSR_C_WRITER_ERRORS,
+    LSR_C_BLOCKED,
+    LSR_NCOUNTERS = 16
+};
+
+/* writer-side totals: they move only together with head (see lsr_release) */
+typedef struct {
+    uint64_t head;
+    uint64_t written;
+    uint64_t malformed;
+    uint64_t abandoned;
+    uint64_t filtered;
+    uint64_t sanitized;
+    uint64_t sanitize_dropped;
+    uint64_t reserved[9];
+} lsr_totals;
+
+typedef struct {
+    uint64_t capacity_bytes;
+    uint64_t used_bytes;
+    uint64_t high_water_bytes;
+    uint64_t tail;
+    uint64_t ring_id;
+    uint64_t created_ns;
+    uint32_t max_record;
+    uint32_t live_slots;
+    int32_t writer_pid;
+    uint32_t owner_uid;
+    uint64_t writer_heartbeat_ns;
+    uint64_t counters[LSR_NCOUNTERS];
+    lsr_totals totals;
+} lsr_stats;
+
+/* one decoded record of a drained batch; offsets point into the batch buffer */
+typedef struct {
+    uint64_t seq;
+    uint64_t ts_ns;
+    uint32_t pid;
+    uint32_t tid;
+    uint32_t msg_off;
+    uint32_t msg_len;
+    uint32_t logger_off;
+    uint32_t logger_len;
+    uint32_t fields_off;
+    uint32_t fields_len;
+    uint32_t level;
+    uint32_t flags;
+} lsr_meta;
+
+#define LSR_FLAG_TRUNCATED 1u
+#define LSR_FLAG_FORMAT_ERROR 2u
+
+typedef struct {
+    lsr_meta *meta;       /* caller-owned, max_records entries */
+    uint8_t *buf;         /* caller-owned, buf_cap bytes */
+    uint32_t max_records;
+    uint32_t buf_cap;
+    /* out */
+    uint32_t n;           /* records decoded into meta/buf */
+    uint32_t buf_len;
+    uint64_t end;         /* cursor after the last record consumed */
+    uint64_t malformed;   /* records skipped as malformed in this drain */
+    uint64_t abandoned;   /* claims of dead producers skipped in this drain */
+    int32_t stalled;      /* 1: stopped at a claim still in flight */
+} lsr_batch;
+
+typedef struct lsr_ring lsr_ring;
+
+/* open or create; mode is the segment mode when created (0600 by default) */
+int lsr_open(const char *name, uint64_t capacity, uint32_t max_record,
+             uint32_t mode, int create, int allow_foreign, lsr_ring **out);
+void lsr_close(lsr_ring *r);
+int lsr_unlink(const char *name);
+int lsr_after_fork(lsr_ring *r);
+int lsr_created(const lsr_ring *r);
+
+/* producers */
+int lsr_slot_acquire(lsr_ring *r);
+void lsr_slot_release(lsr_ring *r, int slot);
+int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags,
+              const char *msg, size_t msg_len,
+              const char *logger, size_t logger_len,
+              const char *fields, size_t fields_len,
+              int block, int64_t timeout_ns);
+void lsr_count(lsr_ring *r, int counter, uint64_t n);
+
+/* the writer */
+int lsr_writer_acquire(lsr_ring *r);
+void lsr_writer_release(lsr_ring *r);
+void lsr_heartbeat(lsr_ring *r);
+int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b);
+int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, int *reason);
+int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta);
+uint64_t lsr_head(const lsr_ring *r);
+uint64_t lsr_tail(const lsr_ring *r);
+void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+
+/* batch formatting: one JSON object per line for the records whose keep[i] is non-zero */
+int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
+                         const uint8_t *keep, uint8_t *out, size_t out_cap);
+size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
+int lsr_json_valid(const uint8_t *s, size_t n);
+
+/* testing and measurement */
+/* claim len bytes like a producer and fill them with raw bytes, no framing */
+int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);
+/* 1: stop (SIGSTOP) after the claim CAS, 2: after the claimed word; 0: off */
+void lsr_test_pause(int mode);
+/* claim+copy+commit+drain+release of n records of `payload` bytes; returns seconds */
+double lsr_bench(lsr_ring *r, uint64_t n, uint32_t payload);
+
+#endif
