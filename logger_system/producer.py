@@ -24,6 +24,7 @@ from .ring import Ring, attach, ring_name
 _C_TRUNCATED = lib.LSR_C_TRUNCATED
 _C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
 _HEADER = lib.LSR_REC_HEADER
+_write = lib.lsr_write
 
 _repr = reprlib.Repr()
 _repr.maxstring = 200
@@ -110,6 +111,7 @@ class Producer:
         self._block = on_full == "block"
         self._timeout_ns = int(block_timeout * 1e9)
         self.min_level = level_number(level)
+        self._logger_len = len(self._logger)
         self._budget = ring.max_record - _HEADER - len(self._logger)
 
     @property
@@ -126,45 +128,24 @@ class Producer:
         return Producer(self._ring, name=name, on_full=self.on_full,
                         block_timeout=self.block_timeout, level=self.min_level)
 
-    # the level methods are spelled out: one call frame less on the hot path
-    def debug(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        return self._emit(10, msg, args, fields) if self.min_level <= 10 else False
-
-    def info(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        return self._emit(20, msg, args, fields) if self.min_level <= 20 else False
-
-    def warning(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        return self._emit(30, msg, args, fields) if self.min_level <= 30 else False
-
-    warn = warning
-
-    def error(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        return self._emit(40, msg, args, fields) if self.min_level <= 40 else False
-
-    def critical(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        return self._emit(50, msg, args, fields) if self.min_level <= 50 else False
-
-    fatal = critical
-
-    def exception(self, msg: Any, *args: Any, **fields: Any) -> bool:
-        """error() with the current exception's traceback in the `exc_info` field."""
-        import traceback
-
-        if sys.exc_info()[0] is not None:
-            fields.setdefault("exc_info", traceback.format_exc())
-        return self.error(msg, *args, **fields)
-
     def log(self, level: int | str, msg: Any, *args: Any, **fields: Any) -> bool:
         lvl = level_number(level)
         return self._emit(lvl, msg, args, fields) if self.min_level <= lvl else False
 
     def _emit(self, level: int, msg: Any, args: tuple, fields: dict) -> bool:
-        """Returns True if the record entered the ring, False if it was dropped (and counted)."""
+        """Returns True if the record entered the ring, False if it was dropped (and counted).
+
+        This is the hot path: attribute lookups are hoisted and the common case
+        (a str message, its % arguments, no fields) runs straight through.
+        """
         flags = 0
-        if args or msg.__class__ is not str:
-            text, flags = format_message(msg, args)
+        if msg.__class__ is str and (not args or len(args) > 1 or args[0].__class__ is not dict):
+            try:
+                text = msg % args if args else msg
+            except Exception:
+                text, flags = format_message(msg, args)
         else:
-            text = msg
+            text, flags = format_message(msg, args)
         try:
             data = text.encode()
         except UnicodeEncodeError:  # lone surrogates
@@ -173,16 +154,27 @@ class Producer:
         if len(data) + len(fdata) > self._budget:
             data, fdata, flags = self._fit(data, fdata, flags)
         ring = self._ring
-        lease = getattr(ring._tls, "lease", None)
-        slot = lease.slot if lease is not None else ring.slot()
-        rc = lib.lsr_write(ring.ptr, slot, level, flags, data, len(data), self._logger,
-                           len(self._logger), fdata, len(fdata), self._block, self._timeout_ns)
+        try:
+            slot = ring._tls.slot
+        except AttributeError:
+            slot = ring.slot()
+        ptr = ring._ptr
+        rc = _write(ptr, slot, level, flags, data, len(data), self._logger, self._logger_len,
+                    fdata, len(fdata), self._block, self._timeout_ns)
         if flags:
             if flags & FLAG_FORMAT_ERROR:
-                lib.lsr_count(ring.ptr, _C_FORMAT_ERRORS, 1)
+                lib.lsr_count(ptr, _C_FORMAT_ERRORS, 1)
             if flags & FLAG_TRUNCATED:
-                lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
+                lib.lsr_count(ptr, _C_TRUNCATED, 1)
         return rc == 0
+
+    def exception(self, msg: Any, *args: Any, **fields: Any) -> bool:
+        """error() with the current exception's traceback in the `exc_info` field."""
+        import traceback
+
+        if sys.exc_info()[0] is not None:
+            fields.setdefault("exc_info", traceback.format_exc())
+        return self.error(msg, *args, **fields)
 
     def _fit(self, data: bytes, fdata: bytes, flags: int) -> tuple[bytes, bytes, int]:
         """Cut a record over max_record, leaving a visible marker."""
@@ -198,6 +190,23 @@ class Producer:
     def close(self) -> None:
         """Stop using the ring from this Producer; the mapping stays for others in the process."""
         self._ring = _ClosedRing(self._ring.name)
+
+
+def _level_method(level: int, name: str):
+    def method(self: Producer, msg: Any, *args: Any, **fields: Any) -> bool:
+        if self.min_level > level:
+            return False
+        return self._emit(level, msg, args, fields)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"Log msg % args at {name.upper()} ({level}); keyword arguments become fields."
+    return method
+
+
+for _level, _name in ((10, "debug"), (20, "info"), (30, "warning"), (40, "error"), (50, "critical")):
+    setattr(Producer, _name, _level_method(_level, _name))
+Producer.warn = Producer.warning  # type: ignore[attr-defined]
+Producer.fatal = Producer.critical  # type: ignore[attr-defined]
 
 
 class _ClosedRing:

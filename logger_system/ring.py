@@ -42,7 +42,7 @@ def _shm_name(name: str) -> bytes:
 class _SlotLease:
     """A producer slot held by one thread; given back when the thread ends."""
 
-    __slots__ = ("ring", "slot", "pid")
+    __slots__ = ("ring", "slot", "pid", "__weakref__")
 
     def __init__(self, ring: "Ring", slot: int) -> None:
         self.ring = ring
@@ -126,11 +126,16 @@ class Ring:
         return self._ptr
 
     def slot(self) -> int:
-        """This thread's producer slot, acquired on first use."""
+        """This thread's producer slot, acquired on first use.
+
+        The slot number is kept in the thread-local beside its lease so that
+        the hot path reads one attribute.
+        """
         lease = getattr(self._tls, "lease", None)
         if lease is None:
             lease = _SlotLease(self, check(lib.lsr_slot_acquire(self.ptr), f"ring {self.name!r}"))
             self._tls.lease = lease
+            self._tls.slot = lease.slot
         return lease.slot
 
     def _after_fork_in_child(self) -> None:
@@ -167,7 +172,7 @@ class Ring:
                 lease = getattr(self._tls, "lease", None)
                 if lease is not None:
                     lib.lsr_slot_release(self._ptr, lease.slot)
-                    self._tls.lease = None
+                    self._tls = threading.local()
                 _registry.pop(self.name, None)
                 ptr, self._ptr = self._ptr, None
                 lib.lsr_close(ptr)

@@ -1,0 +1,114 @@
+"""Shared fixtures: a fresh ring name per test, and a real writer process."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from logger_system.reader import iter_records
+from logger_system.ring import Ring, unlink
+
+
+@pytest.fixture
+def ring_name():
+    name = f"lstest-{uuid.uuid4().hex[:12]}"
+    yield name
+    unlink(name)
+
+
+class WriterProcess:
+    """`logger-system writer` as a child process, with the test's options."""
+
+    def __init__(self, ring: str, directory: Path, *extra: str) -> None:
+        self.ring = ring
+        self.dir = directory
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait: bool = True) -> "WriterProcess":
+        cmd = [sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
+               "--dir", str(self.dir), "--plaintext", *self.extra]
+        # a file, not a pipe: a writer must never block on a full pipe nobody reads
+        self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._err)
+        if wait:
+            self.wait_attached()
+        return self
+
+    def wait_attached(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"writer exited {self.proc.returncode}: {self.stderr()}")
+            try:
+                r = Ring(self.ring, create=False)
+                pid = r.stats().writer_pid
+                r.close()
+                if pid == self.proc.pid:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("writer did not attach in time")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return rc
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stderr(self) -> str:
+        return self.err_path.read_text() if self.proc else ""
+
+
+@pytest.fixture
+def writer_factory(ring_name, tmp_path):
+    made: list[WriterProcess] = []
+
+    def make(*extra: str, directory: Path | None = None, ring: str | None = None) -> WriterProcess:
+        w = WriterProcess(ring or ring_name, directory or tmp_path / "logs", *extra)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        if w.proc and w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(10)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_records(directory: Path) -> list[dict]:
+    return list(iter_records([directory]))
+
+
+def stats(ring: str) -> dict:
+    r = Ring(ring, create=False)
+    try:
+        return r.stats().as_dict()
+    finally:
+        r.close()
