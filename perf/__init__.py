@@ -1,0 +1,1 @@
+"""logger_system's perf suite: `python -m perf [--full]`."""

@@ -1,0 +1,191 @@
+"""Run the perf suite: `python -m perf` (quick, about a minute) or `python -m perf --full`.
+
+Everything is measured side by side in one run on this machine and reported as
+medians and ratios; nothing here asserts a speed.  Results go to
+perf/results/latest.json and perf/results/latest.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from perf.ours import run_logger_system
+from perf.peers import RUNNERS
+from perf.workload import MESSAGE, args_for
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _progress(text: str) -> None:
+    print(f"  .. {text}", file=sys.stderr, flush=True)
+
+
+def ring_bench(rounds: int, n: int = 2_000_000, payload: int = 100) -> dict:
+    """C claim + copy + commit + drain + release of `payload`-byte records, one producer."""
+    from logger_system._native import lib
+    from logger_system.ring import Ring
+
+    name = f"perf-ring-{uuid.uuid4().hex[:8]}"
+    ring = Ring(name, capacity=16 << 20)
+    try:
+        rates = []
+        for i in range(rounds):
+            _progress(f"ring: round {i + 1}/{rounds}")
+            secs = lib.lsr_bench(ring.ptr, n, payload)
+            rates.append(n / secs)
+    finally:
+        ring.unlink()
+        ring.close()
+    return {"records_per_s": statistics.median(rates), "rounds": rates, "payload": payload}
+
+
+def _per_call(fn, calls: int, rounds: int) -> dict:
+    """Median and spread of the per-call cost of fn() over `rounds` batches of `calls`."""
+    per = []
+    for _ in range(rounds):
+        t0 = time.perf_counter_ns()
+        for i in range(calls):
+            fn(i)
+        per.append((time.perf_counter_ns() - t0) / calls / 1000)
+    return {"median_us": statistics.median(per), "min_us": min(per), "max_us": max(per)}
+
+
+def call_cost(rounds: int, calls: int = 20_000) -> dict:
+    """Producer.info versus stdlib QueueHandler -> multiprocessing.Queue, same message."""
+    import logger_system
+    from logger_system.ring import unlink
+
+    name = f"perf-call-{uuid.uuid4().hex[:8]}"
+    # big enough that no round fills it: this measures the call, not back-pressure
+    log = logger_system.connect(name, capacity=512 << 20, on_full="drop", name="perf")
+    work = [args_for(i, 0) for i in range(calls)]
+    out = {}
+    try:
+        _progress("call cost: logger_system Producer.info")
+        out["producer_info"] = _per_call(lambda i: log.info(MESSAGE, *work[i]), calls, rounds)
+        handler = logger_system.Handler(name, on_full="drop")
+        std = logging.getLogger("perf.handler")
+        std.propagate = False
+        std.handlers[:] = [handler]
+        std.setLevel(logging.INFO)
+        _progress("call cost: logging through logger_system.Handler")
+        out["logging_handler"] = _per_call(lambda i: std.info(MESSAGE, *work[i]), calls, rounds)
+    finally:
+        unlink(name)
+    q = multiprocessing.get_context("fork").Queue()
+    stdq = logging.getLogger("perf.stdlib")
+    stdq.propagate = False
+    stdq.handlers[:] = [logging.handlers.QueueHandler(q)]
+    stdq.setLevel(logging.INFO)
+    drained = 0
+
+    def call(i: int) -> None:
+        stdq.info(MESSAGE, *work[i])
+
+    _progress("call cost: stdlib QueueHandler")
+    out["stdlib_queue_handler"] = _per_call(call, calls // 4, rounds)
+    while drained < (calls // 4) * rounds:  # empty the queue so its feeder thread ends
+        q.get(timeout=30)
+        drained += 1
+    q.close()
+    out["ratio_stdlib_over_producer"] = (out["stdlib_queue_handler"]["median_us"]
+                                         / out["producer_info"]["median_us"])
+    return out
+
+
+def end_to_end(rounds: int, producers: int, records: int, peers: list[str]) -> dict:
+    results: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="perf-e2e-") as workdir:
+        for r in range(rounds):
+            # interleave contenders round by round so that machine noise hits all alike
+            for name in ["logger_system", *peers]:
+                _progress(f"end to end: {name}, round {r + 1}/{rounds}")
+                if name == "logger_system":
+                    res = run_logger_system(producers, records, workdir)
+                else:
+                    res = RUNNERS[name](producers, records, workdir)
+                results.setdefault(name, []).append(res)
+    summary = {}
+    for name, runs in results.items():
+        if any("skipped" in r for r in runs):
+            summary[name] = {"skipped": runs[0]["skipped"]}
+            continue
+        rates = [r["records_per_s"] for r in runs if r.get("complete")]
+        summary[name] = {
+            "complete": all(r.get("complete") for r in runs),
+            "median_records_per_s": statistics.median(rates) if rates else None,
+            "rounds": [r.get("records_per_s") for r in runs],
+        }
+    ours = summary["logger_system"].get("median_records_per_s")
+    for name, s in summary.items():
+        if name != "logger_system" and s.get("median_records_per_s") and ours:
+            s["logger_system_ratio"] = ours / s["median_records_per_s"]
+    return {"producers": producers, "records_per_producer": records, "contenders": summary}
+
+
+def render(res: dict) -> str:
+    lines = [f"# perf results ({res['mode']} mode)", "",
+             f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
+             f"Python {res['machine']['python']}; {res['date']}", ""]
+    rb = res["ring"]
+    lines += ["## C ring: claim + copy + commit + drain, 100-byte records, 1 producer", "",
+              f"median {rb['records_per_s'] / 1e6:.2f} M records/s over {len(rb['rounds'])} rounds", ""]
+    cc = res["call_cost"]
+    lines += ["## Per-call cost (median of rounds, µs per call)", "", "| call | median µs | min | max |",
+              "|---|---:|---:|---:|"]
+    for key in ("producer_info", "logging_handler", "stdlib_queue_handler"):
+        c = cc[key]
+        lines.append(f"| {key} | {c['median_us']:.2f} | {c['min_us']:.2f} | {c['max_us']:.2f} |")
+    lines += ["", f"stdlib QueueHandler call / Producer.info call: {cc['ratio_stdlib_over_producer']:.1f}x", ""]
+    e = res["end_to_end"]
+    lines += [f"## End to end: {e['producers']} producers x {e['records_per_producer']:,} records "
+              "(checked complete)", "", "| contender | median records/s | logger_system is |", "|---|---:|---:|"]
+    for name, s in e["contenders"].items():
+        if "skipped" in s:
+            lines.append(f"| {name} | skipped: {s['skipped']} | |")
+            continue
+        rate = s["median_records_per_s"]
+        ratio = s.get("logger_system_ratio")
+        lines.append(f"| {name} | {rate:,.0f} | {f'{ratio:.1f}x faster' if ratio else ''} |"
+                     if rate else f"| {name} | INCOMPLETE | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf", description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="more rounds, all peers (a few minutes)")
+    p.add_argument("--records", type=int, default=None, help="records per producer, end to end")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    a = p.parse_args(argv)
+    rounds = 5 if a.full else 3
+    records = a.records or (100_000 if a.full else 50_000)
+    peers = ["stdlib", "faster_fifo", "picologging", "loguru"] if a.full else ["stdlib", "faster_fifo"]
+    res = {
+        "mode": "full" if a.full else "quick",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "ring": ring_bench(rounds),
+        "call_cost": call_cost(rounds),
+        "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
+    }
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "latest.json").write_text(json.dumps(res, indent=2))
+    md = render(res)
+    (a.out / "latest.md").write_text(md)
+    print(md)
+    return 0 if all(s.get("complete", True) for s in res["end_to_end"]["contenders"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""CI smoke run of the perf suite: it must work and every contender must be complete.
+
+Speed is not asserted here (shared, noisy machines); `python -m perf` measures it.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from perf.__main__ import call_cost, end_to_end, main, render, ring_bench
+
+
+@pytest.mark.slow
+def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
+    res = {
+        "mode": "smoke", "date": "now", "machine": {"cpus": 2, "platform": "x", "python": "3"},
+        "ring": ring_bench(1, n=200_000),
+        "call_cost": call_cost(1, calls=2_000),
+        "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
+    }
+    assert res["ring"]["records_per_s"] > 0
+    for name, s in res["end_to_end"]["contenders"].items():
+        assert s["complete"], f"{name} lost, duplicated or reordered records"
+    md = render(res)
+    assert "logger_system" in md and "stdlib" in md
+    json.dumps(res)
+
+
+@pytest.mark.slow
+def test_command_writes_json_and_markdown(tmp_path):
+    assert main(["--records", "1000", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["end_to_end"]["contenders"]["logger_system"]["complete"]
+    assert (tmp_path / "latest.md").read_text().startswith("# perf results")
