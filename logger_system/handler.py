@@ -46,6 +46,8 @@ class Handler(logging.Handler):
                 fields["exc_info"] = record.exc_text
             if record.stack_info:
                 fields["stack_info"] = record.stack_info
+            if self._producer.closed:
+                return
             p = self._by_name.get(record.name)
             if p is None:
                 if len(self._by_name) > 10000:  # logger names made per request: do not grow forever

@@ -188,8 +188,18 @@ class Producer:
         return data, fdata, flags | FLAG_TRUNCATED
 
     def close(self) -> None:
-        """Stop using the ring from this Producer; the mapping stays for others in the process."""
-        self._ring = _ClosedRing(self._ring.name)
+        """Stop logging through this Producer: later calls return False and write nothing.
+
+        The ring's mapping stays for other Producers of this process.
+        """
+        self.min_level = _CLOSED
+
+    @property
+    def closed(self) -> bool:
+        return self.min_level == _CLOSED
+
+
+_CLOSED = 1 << 30
 
 
 def _level_method(level: int, name: str):
@@ -207,14 +217,6 @@ for _level, _name in ((10, "debug"), (20, "info"), (30, "warning"), (40, "error"
     setattr(Producer, _name, _level_method(_level, _name))
 Producer.warn = Producer.warning  # type: ignore[attr-defined]
 Producer.fatal = Producer.critical  # type: ignore[attr-defined]
-
-
-class _ClosedRing:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __getattr__(self, item):
-        raise ConfigError(f"this Producer of ring {self.name!r} is closed")
 
 
 def connect(ring: str | None = None, *, name: str = "root", on_full: str = "block",
