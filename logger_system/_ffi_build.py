@@ -90,6 +90,15 @@ ffibuilder.cdef(
                   const char *msg, size_t msg_len, const char *logger, size_t logger_len,
                   const char *fields, size_t fields_len, int block, int64_t timeout_ns);
     void lsr_count(lsr_ring *r, int counter, uint64_t n);
+    typedef struct {
+        lsr_ring *ring;
+        const char *logger;
+        uint32_t logger_len;
+        int32_t block;
+        int64_t timeout_ns;
+    } lsr_producer;
+    int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
+                 const char *msg, size_t msg_len, const char *fields, size_t fields_len);
     int lsr_writer_acquire(lsr_ring *r);
     void lsr_writer_release(lsr_ring *r);
     void lsr_heartbeat(lsr_ring *r);

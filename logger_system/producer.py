@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ._native import lib
+from ._native import ffi, lib
 from .errors import ConfigError
 from .record import (FLAG_FORMAT_ERROR, FLAG_TRUNCATED, TRUNCATION_MARKER, level_number,
                      truncate_utf8)
@@ -24,7 +24,7 @@ from .ring import Ring, attach, ring_name
 _C_TRUNCATED = lib.LSR_C_TRUNCATED
 _C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
 _HEADER = lib.LSR_REC_HEADER
-_write = lib.lsr_write
+_emit_c = lib.lsr_emit
 
 _repr = reprlib.Repr()
 _repr.maxstring = 200
@@ -111,8 +111,16 @@ class Producer:
         self._block = on_full == "block"
         self._timeout_ns = int(block_timeout * 1e9)
         self.min_level = level_number(level)
-        self._logger_len = len(self._logger)
         self._budget = ring.max_record - _HEADER - len(self._logger)
+        # the fixed arguments of every write, kept in C (self._logger keeps the bytes alive)
+        self._c = ffi.new("lsr_producer *")
+        self._c.ring = ring.ptr
+        self._logger_c = ffi.from_buffer(self._logger)
+        self._c.logger = self._logger_c
+        self._c.logger_len = len(self._logger)
+        self._c.block = int(self._block)
+        self._c.timeout_ns = self._timeout_ns
+        ring._producers.add(self)
 
     @property
     def ring(self) -> Ring:
@@ -158,14 +166,12 @@ class Producer:
             slot = ring._tls.slot
         except AttributeError:
             slot = ring.slot()
-        ptr = ring._ptr
-        rc = _write(ptr, slot, level, flags, data, len(data), self._logger, self._logger_len,
-                    fdata, len(fdata), self._block, self._timeout_ns)
+        rc = _emit_c(self._c, slot, level, flags, data, len(data), fdata, len(fdata))
         if flags:
             if flags & FLAG_FORMAT_ERROR:
-                lib.lsr_count(ptr, _C_FORMAT_ERRORS, 1)
+                lib.lsr_count(ring.ptr, _C_FORMAT_ERRORS, 1)
             if flags & FLAG_TRUNCATED:
-                lib.lsr_count(ptr, _C_TRUNCATED, 1)
+                lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
         return rc == 0
 
     def exception(self, msg: Any, *args: Any, **fields: Any) -> bool:

@@ -118,10 +118,12 @@ class Ring:
         self.ring_id = st.ring_id
         self._tls = threading.local()
         self._lock = threading.Lock()
+        self._producers: weakref.WeakSet = weakref.WeakSet()
+        self._closed = False
 
     @property
     def ptr(self):
-        if self._ptr is None:
+        if self._closed:
             raise RingError(f"ring {self.name!r} is closed")
         return self._ptr
 
@@ -166,16 +168,36 @@ class Ring:
         lib.lsr_count(self.ptr, COUNTERS.index(counter), n)
 
     def close(self) -> None:
-        """Unmap.  Producers of this ring in this process stop working."""
+        """Stop every Producer of this ring in this process and unmap it.
+
+        Producers still referenced only stop (their calls return False); the
+        mapping is freed when the last of them is gone, so a call racing with
+        close() never touches unmapped memory.
+        """
         with self._lock:
-            if self._ptr is not None:
-                lease = getattr(self._tls, "lease", None)
-                if lease is not None:
-                    lib.lsr_slot_release(self._ptr, lease.slot)
-                    self._tls = threading.local()
+            if self._closed:
+                return
+            self._closed = True
+            lease = getattr(self._tls, "lease", None)
+            if lease is not None:
+                lib.lsr_slot_release(self._ptr, lease.slot)
+                self._tls = threading.local()
+            if _registry.get(self.name) is self:
                 _registry.pop(self.name, None)
-                ptr, self._ptr = self._ptr, None
-                lib.lsr_close(ptr)
+            producers = list(self._producers)
+            for p in producers:
+                p.close()
+            if not producers:
+                self._free()
+
+    def _free(self) -> None:
+        ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            lib.lsr_close(ptr)
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None:
+            self._free()
 
     def unlink(self) -> None:
         """Remove the segment's name; mappings that exist stay valid."""
@@ -201,7 +223,7 @@ def attach(name: str | None = None, **options) -> Ring:
     name = ring_name(name)
     with _registry_lock:
         ring = _registry.get(name)
-        if ring is None or ring._ptr is None:
+        if ring is None or ring._closed:
             ring = Ring(name, **options)
             _registry[name] = ring
         return ring

@@ -334,6 +334,6 @@ class Writer:
 
     def close(self) -> None:
         self.files.close()
-        if self.ring._ptr is not None:
+        if not self.ring._closed:
             lib.lsr_writer_release(self.ring.ptr)
             self.ring.close()

@@ -495,6 +495,12 @@ full:
     return LSR_EFULL;
 }
 
+int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags, const char *msg,
+             size_t msg_len, const char *fields, size_t fields_len) {
+    return lsr_write(p->ring, slot, level, flags, msg, msg_len, p->logger, p->logger_len, fields,
+                     fields_len, p->block, p->timeout_ns);
+}
+
 int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n) {
     hdr_t *h = r->h;
     if (n == 0 || n % 8 || n > r->cap / 4) return LSR_EARG;
