@@ -21,8 +21,8 @@ ffibuilder = FFI()
 
 ffibuilder.set_source(
     "logger_system._lsr_native",
-    '#include "ring.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
-    sources=[os.path.relpath(os.path.join(NATIVE, "ring.c"))],
+    '#include "ring.h"\n#include "sanitize.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
+    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "sanitize.c")],
     include_dirs=[os.path.relpath(NATIVE)],
     extra_compile_args=CFLAGS,
     extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("LOGGER_SYSTEM_SANITIZE") else [],
@@ -54,6 +54,11 @@ ffibuilder.cdef(
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
         uint64_t reserved[9];
     } lsr_totals;
+    #define LSR_RULES 64
+    typedef struct {
+        char name[40];
+        uint64_t hits;
+    } lsr_rule_stat;
     typedef struct {
         uint64_t capacity_bytes, used_bytes, high_water_bytes, tail, ring_id, created_ns;
         uint32_t max_record, live_slots;
@@ -62,6 +67,7 @@ ffibuilder.cdef(
         uint64_t writer_heartbeat_ns;
         uint64_t counters[16];
         lsr_totals totals;
+        lsr_rule_stat rules[64];
     } lsr_stats;
     typedef struct {
         uint64_t seq, ts_ns;
@@ -108,6 +114,8 @@ ffibuilder.cdef(
     uint64_t lsr_head(const lsr_ring *r);
     uint64_t lsr_tail(const lsr_ring *r);
     void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+    int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
+    void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
     int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
                              const uint8_t *keep, uint8_t *out, size_t out_cap);
     size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
@@ -115,6 +123,29 @@ ffibuilder.cdef(
     int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);
     void lsr_test_pause(int mode);
     double lsr_bench(lsr_ring *r, uint64_t n, uint32_t payload);
+
+    #define LSR_R_FIELD 63
+    typedef struct {
+        uint32_t rec, start, len;
+        uint16_t rule;
+        uint8_t action, flags;
+        uint32_t repl_off, repl_len;
+    } lsr_span;
+    typedef struct {
+        uint64_t enabled;
+        uint8_t action[64];
+        const uint8_t *field_names;
+        uint32_t field_names_len;
+    } lsr_san_config;
+    int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
+                         const lsr_san_config *cfg, lsr_span *spans, uint32_t max_spans);
+    int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg,
+                              lsr_span *spans, uint32_t max_spans);
+    int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, uint8_t *keep,
+                            const lsr_span *spans, uint32_t nspans, const uint8_t *names,
+                            const uint32_t *name_off, uint32_t nnames, const uint8_t *repl,
+                            lsr_meta *meta_out, uint8_t *out, size_t out_cap);
+    size_t lsr_san_bound(uint32_t buf_len, uint32_t nspans);
     """
 )
 

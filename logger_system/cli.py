@@ -23,7 +23,8 @@ def _writer(args: argparse.Namespace) -> int:
         args.config, ring=args.ring, dir=args.dir, plaintext=True if args.plaintext else None,
         rotate_size=args.rotate_size, rotate_interval=args.rotate_interval, keep=args.keep,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
-        max_record=args.max_record)
+        max_record=args.max_record, policy=args.policy,
+        sanitize=False if args.no_sanitize else None)
     if not cfg.plaintext:
         raise ConfigError(
             "refusing to write logs without encryption: pass --plaintext to write them unencrypted "
@@ -126,7 +127,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--min-level", default=None, help="drop records below this level")
     w.add_argument("--capacity", default=None, help="ring size if the writer creates it, e.g. 32MiB")
     w.add_argument("--max-record", default=None, help="largest record if the writer creates the ring")
-    w.add_argument("--policy", default=None, help="sanitizer policy file")
+    w.add_argument("--policy", default=None, help="sanitizer policy file (.toml, .json, .yaml)")
+    w.add_argument("--no-sanitize", action="store_true",
+                   help="write records without removing PII and secrets (not recommended)")
     w.set_defaults(func=_writer)
 
     s = sub.add_parser("stats", help="show a ring's shared counters")
@@ -161,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cmd == "writer" and not args.dir and not args.config:
         print("logger-system writer: --dir is required (or a --config with dir)", file=sys.stderr)
-        return 2
-    if getattr(args, "policy", None):
-        print("logger-system writer: --policy needs the sanitizer, not in this version", file=sys.stderr)
         return 2
     try:
         return args.func(args)

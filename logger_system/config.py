@@ -38,6 +38,7 @@ class WriterConfig:
     stall_grace: float = 0.05
     shutdown_timeout: float = 5.0
     policy: Path | None = None
+    sanitize: bool = True
 
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
@@ -72,6 +73,7 @@ _CONVERT: dict[str, Any] = {
     "stall_grace": parse_duration,
     "shutdown_timeout": parse_duration,
     "policy": Path,
+    "sanitize": bool,
 }
 assert set(_CONVERT) == {f.name for f in fields(WriterConfig)}
 

@@ -10,6 +10,7 @@ record is counted.
 from __future__ import annotations
 
 import json
+import math
 import reprlib
 import sys
 from collections.abc import Mapping
@@ -17,8 +18,8 @@ from typing import Any
 
 from ._native import ffi, lib
 from .errors import ConfigError
-from .record import (FLAG_FORMAT_ERROR, FLAG_TRUNCATED, TRUNCATION_MARKER, level_number,
-                     truncate_utf8)
+from .record import (FLAG_FORMAT_ERROR, FLAG_TRUNCATED, SHORT_TRUNCATION_MARKER, TRUNCATION_MARKER,
+                     level_number, truncate_utf8)
 from .ring import Ring, attach, ring_name
 
 _C_TRUNCATED = lib.LSR_C_TRUNCATED
@@ -45,14 +46,17 @@ def _json_default(value: Any) -> Any:
     return text if len(text) <= 4096 else text[:4096] + "...[truncated]"
 
 
+# NaN and infinities are not JSON: they take the slow path and become text
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default,
-                          check_circular=True, allow_nan=True).encode
+                          check_circular=True, allow_nan=False).encode
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
     """A json-safe copy of a field value: bounded depth, string keys, no cycles."""
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if depth >= 8:
@@ -65,7 +69,9 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 def _safe_key(key: Any) -> str:
-    return key if isinstance(key, str) else _safe_repr(key)
+    if isinstance(key, str):
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _safe_repr(key)
 
 
 def encode_fields(fields: Mapping[str, Any]) -> bytes:
@@ -105,7 +111,9 @@ class Producer:
             raise ConfigError(f"block_timeout={block_timeout!r}: use seconds between 0 and 3600")
         self._ring = ring
         self.name = str(name)
-        self._logger = truncate_utf8(self.name.encode("utf-8", "backslashreplace"), 1024)
+        # the logger name may take at most a quarter of a record
+        self._logger = truncate_utf8(self.name.encode("utf-8", "backslashreplace"),
+                                     min(1024, (ring.max_record - _HEADER) // 4))
         self.on_full = on_full
         self.block_timeout = float(block_timeout)
         self._block = on_full == "block"
@@ -136,7 +144,7 @@ class Producer:
         return Producer(self._ring, name=name, on_full=self.on_full,
                         block_timeout=self.block_timeout, level=self.min_level)
 
-    def log(self, level: int | str, msg: Any, *args: Any, **fields: Any) -> bool:
+    def log(self, level: int | str, msg: Any, /, *args: Any, **fields: Any) -> bool:
         lvl = level_number(level)
         return self._emit(lvl, msg, args, fields) if self.min_level <= lvl else False
 
@@ -174,7 +182,7 @@ class Producer:
                 lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
         return rc == 0
 
-    def exception(self, msg: Any, *args: Any, **fields: Any) -> bool:
+    def exception(self, msg: Any, /, *args: Any, **fields: Any) -> bool:
         """error() with the current exception's traceback in the `exc_info` field."""
         import traceback
 
@@ -183,14 +191,18 @@ class Producer:
         return self.error(msg, *args, **fields)
 
     def _fit(self, data: bytes, fdata: bytes, flags: int) -> tuple[bytes, bytes, int]:
-        """Cut a record over max_record, leaving a visible marker."""
+        """Cut a record over max_record, leaving a visible marker; the result always fits."""
         budget = self._budget
         if len(fdata) > budget // 2:
             fdata = encode_fields({"_truncated_fields_bytes": len(fdata)})
+            if len(fdata) > budget // 2:
+                fdata = b""
         room = budget - len(fdata)
         if len(data) > room:
             marker = TRUNCATION_MARKER.format(len(data)).encode()
-            data = truncate_utf8(data, room - len(marker) - 8) + marker
+            if len(marker) > room // 2:
+                marker = SHORT_TRUNCATION_MARKER.encode()[:room]
+            data = truncate_utf8(data, room - len(marker)) + marker
         return data, fdata, flags | FLAG_TRUNCATED
 
     def close(self) -> None:
@@ -209,7 +221,7 @@ _CLOSED = 1 << 30
 
 
 def _level_method(level: int, name: str):
-    def method(self: Producer, msg: Any, *args: Any, **fields: Any) -> bool:
+    def method(self: Producer, msg: Any, /, *args: Any, **fields: Any) -> bool:
         if self.min_level > level:
             return False
         return self._emit(level, msg, args, fields)

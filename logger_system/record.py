@@ -36,6 +36,7 @@ LEVELS = {"NOTSET": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERRO
 LEVEL_NAMES = {0: "NOTSET", 10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 TRUNCATION_MARKER = " ...[truncated {} bytes]"
+SHORT_TRUNCATION_MARKER = "...[cut]"  # where the full marker would not fit
 
 
 def level_number(level: int | str) -> int:

@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._native import check, ffi, lib
 from .errors import ConfigError, RingError
@@ -27,7 +27,7 @@ COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors
 def ring_name(ring: str | None) -> str:
     """The ring's name: the argument, else $LOGGER_SYSTEM_RING, else the default."""
     name = ring if ring is not None else os.environ.get("LOGGER_SYSTEM_RING", DEFAULT_RING)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"invalid ring name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -80,6 +80,7 @@ class RingStats:
     sanitize_dropped: int
     head: int
     tail: int
+    rule_hits: dict = field(default_factory=dict)
 
     @property
     def utilization(self) -> float:
@@ -87,6 +88,7 @@ class RingStats:
 
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["rule_hits"] = dict(self.rule_hits)
         d["utilization"] = round(self.utilization, 6)
         d["ring_id"] = f"{self.ring_id:016x}"
         d["attempted"] = self.committed + self.dropped + self.abandoned
@@ -103,14 +105,18 @@ class Ring:
                  max_record: int = DEFAULT_MAX_RECORD, mode: int = 0o600, create: bool = True,
                  allow_foreign: bool = False) -> None:
         self.name = ring_name(name)
-        if capacity & (capacity - 1) or not (lib.LSR_MIN_CAPACITY <= capacity <= 1 << 30):
-            raise ConfigError(f"ring capacity {capacity} must be a power of two between 64KiB and 1GiB")
-        if not 64 <= max_record <= capacity // 4:
-            raise ConfigError(f"max_record {max_record} must be between 64 and capacity/4 ({capacity // 4})")
+        if create:  # attaching takes the sizes the ring was made with
+            if capacity & (capacity - 1) or not (lib.LSR_MIN_CAPACITY <= capacity <= 1 << 30):
+                raise ConfigError(f"ring capacity {capacity} must be a power of two between 64KiB and 1GiB")
+            if not 64 <= max_record <= capacity // 4:
+                raise ConfigError(f"max_record {max_record} must be between 64 and capacity/4 ({capacity // 4})")
+        else:
+            capacity, max_record = lib.LSR_MIN_CAPACITY, 64
         out = ffi.new("lsr_ring **")
         check(lib.lsr_open(_shm_name(self.name), capacity, max_record, mode, int(create),
                            int(allow_foreign), out), f"ring {self.name!r}")
         self._ptr = out[0]
+        self._closed = False
         self.created = bool(lib.lsr_created(self._ptr))
         st = self._raw_stats()
         self.capacity = st.capacity_bytes
@@ -119,7 +125,6 @@ class Ring:
         self._tls = threading.local()
         self._lock = threading.Lock()
         self._producers: weakref.WeakSet = weakref.WeakSet()
-        self._closed = False
 
     @property
     def ptr(self):
@@ -162,7 +167,18 @@ class Ring:
             blocked=c[5], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
             head=t.head, tail=s.tail,
+            rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )
+
+    def name_rules(self, names: list[str]) -> None:
+        """The writer names the ring's per-rule hit counters (in this order)."""
+        for i, name in enumerate(names):
+            check(lib.lsr_rule_name(self.ptr, i, name.encode()), "name rule counter")
+
+    def count_rule_hits(self, hits) -> None:
+        for i, n in enumerate(hits):
+            if n:
+                lib.lsr_rule_hits(self.ptr, i, int(n))
 
     def count(self, counter: str, n: int = 1) -> None:
         lib.lsr_count(self.ptr, COUNTERS.index(counter), n)

@@ -7,6 +7,7 @@ ring it is draining (a ring created anew starts its positions again).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ class LogFile:
 
     @classmethod
     def parse(cls, name: str) -> "LogFile | None":
-        m = _NAME.match(name)
+        m = _NAME.fullmatch(name)
         if not m:
             return None
         return cls(int(m.group(1)), m.group(2), int(m.group(3), 16), m.group(4))
@@ -75,7 +76,7 @@ def parse_size(text: str | int) -> int:
         if text <= 0:
             raise ConfigError(f"size {text} must be positive")
         return text
-    m = _SIZE.match(str(text))
+    m = _SIZE.fullmatch(str(text))
     if not m or m.group(2).upper() not in _UNITS:
         raise ConfigError(f"invalid size {text!r}: use a number with an optional unit, e.g. 64MiB, 10MB")
     value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
@@ -89,7 +90,10 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if text <= 0:
             raise ConfigError(f"duration {text} must be positive")
-        return float(text)
+        value = float(text)
+        if not math.isfinite(value):
+            raise ConfigError(f"duration {text} must be a finite number of seconds")
+        return value
     s = str(text).strip()
     try:
         value = float(s)
@@ -98,6 +102,6 @@ def parse_duration(text: str | int | float) -> float:
         if not parts or "".join(n + u for n, u in parts).lower() != s.replace(" ", "").lower():
             raise ConfigError(f"invalid duration {text!r}: use e.g. 500ms, 30s, 10m, 1h, 1d") from None
         value = sum(float(n) * _SECONDS[u.lower()] for n, u in parts)
-    if value <= 0:
-        raise ConfigError(f"duration {text!r} must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"duration {text!r} must be a positive, finite time")
     return value

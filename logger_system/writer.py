@@ -32,7 +32,10 @@ from ._native import check, ffi, lib
 from .config import WriterConfig
 from .errors import ConfigError
 from .pipeline import Batch, Delta, run
+from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, Sanitize
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
+from .policy import BUILTIN_RULES, FIELD_RULE, Policy
+from .policy import load as load_policy
 from .record import META_DTYPE
 from .ring import Ring
 from .rotation import LogFile, RotationPolicy, next_file, to_delete
@@ -209,10 +212,26 @@ class Writer:
             config.keep, config.fsync, config.fsync_interval)
         self.resume_seq = self._resume_point()
         self.skip_written = SkipWritten(self.resume_seq)
+        self.policy = load_policy(config.policy) if config.policy else Policy()
+        if not config.sanitize:
+            self.policy = Policy(enabled=False)
         self.stages = stages if stages is not None else [
-            self.skip_written, LevelFilter(config.min_level), FormatJsonl()]
+            self.skip_written, LevelFilter(config.min_level), *self._sanitize_stage(), FormatJsonl()]
         self._stop = False
         self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
+
+    def _sanitize_stage(self) -> list:
+        """The sanitizer, with its hits per rule counted in the ring under each rule's name."""
+        if not self.policy.enabled:
+            return []
+        names = list(BUILTIN_RULES) + [FIELD_RULE] + [r.name for r in self.policy.rules]
+        self._rule_ids = np.array(list(range(len(BUILTIN_RULES))) + [FIELD_ID] +
+                                  [CUSTOM_BASE + i for i in range(len(self.policy.rules))])
+        self.ring.name_rules(names)
+        return [Sanitize(self.policy, on_hits=self._count_hits)]
+
+    def _count_hits(self, hits_by_rule: np.ndarray) -> None:
+        self.ring.count_rule_hits(hits_by_rule[self._rule_ids])
 
     def _alloc_batch(self, records: int, nbytes: int) -> None:
         self._meta = ffi.new("lsr_meta[]", records)

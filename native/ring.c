@@ -76,6 +76,7 @@ typedef struct {
     uint64_t totals_gen;
     uint8_t _pad6[56];
     lsr_totals totals[2];
+    lsr_rule_stat rules[LSR_RULES];
 } hdr_t;
 
 _Static_assert(sizeof(hdr_t) <= LSR_HEADER_BYTES, "header too large");
@@ -710,8 +711,22 @@ int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, i
             return 1;
         }
     }
-    /* nothing claims this position: bytes that are not a record */
-    *skip_to = resync(r, at + 8, tail);
+    /* Nothing claims this position: bytes that are not a record.  Step over
+     * them, zero words included, up to the next plausible word or the first
+     * range a producer claims beyond it, whichever comes first. */
+    uint64_t limit = tail;
+    for (int i = 0; i < LSR_SLOTS; i++) {
+        slot_t *s = &r->slots[i];
+        if (!LOAD_ACQ(&s->pid)) continue;
+        uint64_t pos = LOAD_ACQ(&s->pending_pos);
+        if (pos != LSR_NO_CLAIM && pos > at && pos < limit) limit = pos;
+    }
+    uint64_t p = at + 8;
+    for (; p < limit; p += 8) {
+        uint64_t pw = LOAD_ACQ(word_at(r, p));
+        if (pw && w_valid(pw) && w_len(pw) <= r->cap - (p & r->mask) && w_len(pw) <= tail - p) break;
+    }
+    *skip_to = p < limit ? p : limit;
     *reason = 2;
     return 1;
 }
@@ -753,8 +768,29 @@ void lsr_stats_read(const lsr_ring *r, lsr_stats *s) {
     s->writer_pid = LOAD_ACQ(&h->writer_pid);
     s->writer_heartbeat_ns = LOAD_ACQ(&h->heartbeat_ns);
     for (int i = 0; i < LSR_NCOUNTERS; i++) s->counters[i] = LOAD_RLX(&h->counters[i]);
+    for (int i = 0; i < LSR_RULES; i++) {
+        memcpy(s->rules[i].name, (const void *)h->rules[i].name, LSR_RULE_NAME);
+        s->rules[i].name[LSR_RULE_NAME - 1] = 0;
+        s->rules[i].hits = LOAD_RLX(&h->rules[i].hits);
+    }
     for (int i = 0; i < LSR_SLOTS; i++)
         if (LOAD_RLX(&r->slots[i].pid)) s->live_slots++;
+}
+
+int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name) {
+    if (idx >= LSR_RULES) return LSR_EARG;
+    lsr_rule_stat *st = &r->h->rules[idx];
+    char buf[LSR_RULE_NAME] = {0};
+    strncpy(buf, name, LSR_RULE_NAME - 1);
+    if (strncmp(st->name, buf, LSR_RULE_NAME) != 0) { /* a different rule now: its count starts over */
+        memcpy(st->name, buf, LSR_RULE_NAME);
+        STORE_REL(&st->hits, 0);
+    }
+    return LSR_OK;
+}
+
+void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n) {
+    if (idx < LSR_RULES) ADD_RLX(&r->h->rules[idx].hits, n);
 }
 
 /* ---- validation and formatting ------------------------------------------ */
@@ -995,6 +1031,36 @@ static uint8_t *json_escape(uint8_t *o, const uint8_t *s, size_t n) {
     return o;
 }
 
+/* Copy checked JSON, escaping the C1 controls and U+2028/9 that it may hold
+ * raw inside strings (ASCII controls cannot be there: lsr_json_valid). */
+static uint8_t *json_copy_safe(uint8_t *o, const uint8_t *s, size_t n) {
+    size_t i = 0, run = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c == 0xc2 && i + 1 < n && s[i + 1] < 0xa0) {
+            memcpy(o, s + run, i - run);
+            o += i - run;
+            memcpy(o, "\\u00", 4);
+            o[4] = (uint8_t)HEX[s[i + 1] >> 4];
+            o[5] = (uint8_t)HEX[s[i + 1] & 15];
+            o += 6;
+            i += 2;
+            run = i;
+        } else if (c == 0xe2 && i + 2 < n && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
+            memcpy(o, s + run, i - run);
+            o += i - run;
+            memcpy(o, s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+            o += 6;
+            i += 3;
+            run = i;
+        } else {
+            i++;
+        }
+    }
+    memcpy(o, s + run, n - run);
+    return o + (n - run);
+}
+
 static uint8_t *put_u64(uint8_t *o, uint64_t v) {
     char tmp[24];
     int k = 0;
@@ -1073,8 +1139,7 @@ int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf, c
         *o++ = '"';
         if (m->fields_len) {
             o = put_str(o, ",\"fields\":");
-            memcpy(o, buf + m->fields_off, m->fields_len);
-            o += m->fields_len;
+            o = json_copy_safe(o, buf + m->fields_off, m->fields_len);
         }
         *o++ = '}';
         *o++ = '\n';

@@ -88,6 +88,14 @@ typedef struct {
     uint64_t reserved[9];
 } lsr_totals;
 
+/* hits per sanitizer rule, named by the writer that counts them */
+#define LSR_RULES 64
+#define LSR_RULE_NAME 40
+typedef struct {
+    char name[LSR_RULE_NAME];
+    uint64_t hits;
+} lsr_rule_stat;
+
 typedef struct {
     uint64_t capacity_bytes;
     uint64_t used_bytes;
@@ -102,6 +110,7 @@ typedef struct {
     uint64_t writer_heartbeat_ns;
     uint64_t counters[LSR_NCOUNTERS];
     lsr_totals totals;
+    lsr_rule_stat rules[LSR_RULES];
 } lsr_stats;
 
 /* one decoded record of a drained batch; offsets point into the batch buffer */
@@ -178,6 +187,9 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta);
 uint64_t lsr_head(const lsr_ring *r);
 uint64_t lsr_tail(const lsr_ring *r);
 void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+/* name rule slot idx (the writer, at start) and add hits to it */
+int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
+void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
 
 /* batch formatting: one JSON object per line for the records whose keep[i] is non-zero */
 int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
