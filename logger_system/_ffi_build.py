@@ -12,7 +12,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = os.path.join(os.path.dirname(HERE), "native")
 
-CFLAGS = ["-O2", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
+CFLAGS = ["-O3", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
 if os.environ.get("LOGGER_SYSTEM_SANITIZE"):
     # AddressSanitizer + UBSan build for the hardening job; LD_PRELOAD libasan to load it
     CFLAGS += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]

@@ -128,7 +128,7 @@ static inline int num_boundary_after(const uint8_t *s, size_t n, size_t j) {
 }
 
 static size_t try_card(const uint8_t *s, size_t n, size_t i) {
-    uint8_t d[20];
+    uint8_t d[20] = {0};
     int nd = 0;
     size_t j = i;
     while (j < n) {
@@ -304,21 +304,28 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
 
 /* identifier suffixes whose value is a secret; the char before the suffix must
  * start the identifier or be one of _ - . */
-static const char *SECRET_KEYS[] = {
-    "password", "passwd", "pwd", "pass", "passphrase", "secret", "client_secret", "token",
-    "api_key", "apikey", "api-key", "secret_key", "secret-key", "access_key", "access-key",
-    "private_key", "private-key", "credentials", "cookie", "set-cookie", "sessionid",
-    "session_id", "auth", NULL};
+#define KW(s) {s, sizeof(s) - 1}
+static const struct {
+    const char *s;
+    size_t len;
+} SECRET_KEYS[] = {
+    KW("password"), KW("passwd"), KW("pwd"), KW("pass"), KW("passphrase"), KW("secret"),
+    KW("client_secret"), KW("token"), KW("api_key"), KW("apikey"), KW("api-key"), KW("secret_key"),
+    KW("secret-key"), KW("access_key"), KW("access-key"), KW("private_key"), KW("private-key"),
+    KW("credentials"), KW("cookie"), KW("set-cookie"), KW("sessionid"), KW("session_id"), KW("auth"),
+};
+#undef KW
 
 static int secret_key(const uint8_t *w, size_t len) {
-    for (int k = 0; SECRET_KEYS[k]; k++) {
-        size_t kl = strlen(SECRET_KEYS[k]);
-        if (len < kl) continue;
+    uint8_t last = (uint8_t)lower(w[len - 1]);
+    for (size_t k = 0; k < sizeof SECRET_KEYS / sizeof SECRET_KEYS[0]; k++) {
+        size_t kl = SECRET_KEYS[k].len;
+        const char *kw = SECRET_KEYS[k].s;
+        if (len < kl || (uint8_t)kw[kl - 1] != last) continue;
         const uint8_t *tail = w + len - kl;
-        int ok = 1;
-        for (size_t t = 0; t < kl && ok; t++) ok = lower(tail[t]) == (uint8_t)SECRET_KEYS[k][t];
-        if (!ok) continue;
-        if (len == kl || tail[-1] == '_' || tail[-1] == '-' || tail[-1] == '.') return 1;
+        size_t t = 0;
+        while (t < kl && lower(tail[t]) == (uint8_t)kw[t]) t++;
+        if (t == kl && (len == kl || tail[-1] == '_' || tail[-1] == '-' || tail[-1] == '.')) return 1;
     }
     return 0;
 }
@@ -406,59 +413,53 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         uint8_t ch = s[i];
         size_t m = 0;
         int rule = -1;
-        if (ch == '@') {
-            if (en >> LSR_R_EMAIL & 1) {
-                size_t a, e = try_email(s, n, i, last_end, &a);
-                if (e) {
+        if (!IS(ch, C_WORD)) {
+            if (ch == '@') {
+                size_t a, e;
+                if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
                     i = last_end = e;
                     continue;
                 }
-            }
-            i++;
-            continue;
-        }
-        if (ch == ':') {
-            if (i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/' && (en >> LSR_R_URL_CREDENTIALS & 1)) {
-                size_t u = i + 3, k = u;
-                int colon = 0;
-                while (k < n && IS(s[k], C_USERINFO) && k - u < 256) colon |= s[k++] == ':';
-                if (k < n && s[k] == '@' && colon && k > u) {
-                    emit(c, u, k - u, LSR_R_URL_CREDENTIALS);
-                    i = last_end = k + 1;
-                    continue;
+            } else if (ch == ':') {
+                if (i + 2 < n && s[i + 1] == '/' && s[i + 2] == '/' && (en >> LSR_R_URL_CREDENTIALS & 1)) {
+                    size_t u = i + 3, k = u;
+                    int colon = 0;
+                    while (k < n && IS(s[k], C_USERINFO) && k - u < 256) colon |= s[k++] == ':';
+                    if (k < n && s[k] == '@' && colon && k > u) {
+                        emit(c, u, k - u, LSR_R_URL_CREDENTIALS);
+                        i = last_end = k + 1;
+                        continue;
+                    }
                 }
-            }
-            if (i + 1 < n && s[i + 1] == ':' && (en >> LSR_R_IPV6 & 1)) {
-                m = try_ipv6(s, n, i);
-                if (m) {
+                if (i + 1 < n && s[i + 1] == ':' && (en >> LSR_R_IPV6 & 1) && (m = try_ipv6(s, n, i))) {
                     emit(c, i, m, LSR_R_IPV6);
                     i = last_end = i + m;
                     continue;
                 }
+            } else if (ch == '-' && (en >> LSR_R_PRIVATE_KEY & 1) && (m = try_pem(s, n, i))) {
+                emit(c, i, m, LSR_R_PRIVATE_KEY);
+                i = last_end = i + m;
+                continue;
             }
             i++;
             continue;
         }
-        if (ch == '-' && (en >> LSR_R_PRIVATE_KEY & 1) && (m = try_pem(s, n, i))) {
-            emit(c, i, m, LSR_R_PRIVATE_KEY);
-            i = last_end = i + m;
+        /* a word: [i, e) */
+        size_t e = i + 1;
+        while (e < n && IS(s[e], C_WORD)) e++;
+        if (i > 0 && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
+            i = e;
             continue;
         }
-        if (!IS(ch, C_WORD) || (i > 0 && IS(s[i - 1], C_WORD))) {
-            i++;
-            continue;
-        }
-        /* the start of a word */
         if (IS(ch, C_DIGIT)) {
             if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i))) rule = LSR_R_CREDIT_CARD;
             else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
             else if ((en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i))) rule = LSR_R_IPV4;
         }
-        if (rule < 0 && IS(ch, C_HEX) && (en >> LSR_R_IPV6 & 1)) {
-            size_t h = run_of(s, n, i, C_HEX, 5);
-            if (h <= 4 && i + h < n && s[i + h] == ':' && (m = try_ipv6(s, n, i))) rule = LSR_R_IPV6;
-        }
+        if (rule < 0 && e < n && s[e] == ':' && e - i <= 4 && (en >> LSR_R_IPV6 & 1) &&
+            run_of(s, n, i, C_HEX, 5) == e - i && (m = try_ipv6(s, n, i)))
+            rule = LSR_R_IPV6;
         if (rule < 0 && IS(ch, C_ALPHA)) {
             if (ch == 'e' && (en >> LSR_R_JWT & 1) && (m = try_jwt(s, n, i))) rule = LSR_R_JWT;
             else if (ch == 'A' && (en >> LSR_R_AWS_KEY & 1) && (m = try_aws(s, n, i))) rule = LSR_R_AWS_KEY;
@@ -472,10 +473,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i = last_end = i + m;
             continue;
         }
-        /* a key: the identifier may hold - and . ("x-api-key", "db.password") */
-        size_t w = i;
+        if (!IS(ch, C_ALPHA) || !(en & ((1ull << LSR_R_BEARER) | (1ull << LSR_R_PASSWORD)))) {
+            i = e;
+            continue;
+        }
+        /* a key: the identifier may go on with - and . ("x-api-key", "db.password") */
+        size_t w = e;
         while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < 64) w++;
-        while (w > i && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
+        while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i;
         /* a key is followed by '=' or ':' (after an optional quote and spaces): look first */
         size_t peek = w;
@@ -483,10 +488,10 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         if (peek < n && s[peek] == '"') peek++;
         while (peek < n && s[peek] == ' ') peek++;
         int keyish = peek < n && (s[peek] == '=' || s[peek] == ':');
-        if (IS(ch, C_ALPHA) && wlen >= 3 && (keyish || wlen == 6)) {
+        if (wlen >= 3 && (keyish || (wlen == 6 && w < n && s[w] == ' '))) {
             int quoted = i > 0 && (s[i - 1] == '"' || s[i - 1] == '\'');
             size_t vs, ve;
-            if ((en >> LSR_R_BEARER & 1) &&
+            if ((en >> LSR_R_BEARER & 1) && keyish &&
                 ((wlen == 13 && starts_ci(s + i, wlen, "authorization")) ||
                  (wlen == 19 && starts_ci(s + i, wlen, "proxy-authorization"))) &&
                 key_value(s, n, w, quoted, 1, &vs, &ve)) {
@@ -508,16 +513,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     continue;
                 }
             }
-            if ((en >> LSR_R_PASSWORD & 1) && secret_key(s + i, wlen) &&
+            if ((en >> LSR_R_PASSWORD & 1) && keyish && secret_key(s + i, wlen) &&
                 key_value(s, n, w, quoted, 0, &vs, &ve)) {
                 emit(c, vs, ve - vs, LSR_R_PASSWORD);
                 i = last_end = ve;
                 continue;
             }
         }
-        /* skip the rest of the word: no rule starts inside one */
-        i++;
-        while (i < n && IS(s[i], C_WORD)) i++;
+        i = e;
     }
 }
 
@@ -560,15 +563,16 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
 }
 
 static int field_redacted(const scan_t *c, const uint8_t *key, size_t len) {
-    const uint8_t *names = c->cfg->field_names, *end = names + c->cfg->field_names_len;
-    while (names && names < end) {
-        size_t nl = strnlen((const char *)names, (size_t)(end - names));
-        if (nl == len) {
+    const uint8_t *p = c->cfg->field_names, *end = p + c->cfg->field_names_len;
+    if (!p || len == 0 || len > 255) return 0;
+    while (p < end) { /* entries: one length byte, then the lowercase name */
+        size_t nl = *p++;
+        if (nl == len && p + nl <= end) {
             size_t t = 0;
-            while (t < len && lower(key[t]) == names[t]) t++;
+            while (t < len && lower(key[t]) == p[t]) t++;
             if (t == len) return 1;
         }
-        names += nl + 1;
+        p += nl;
     }
     return 0;
 }
@@ -755,10 +759,11 @@ int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, ui
         o = put(o, buf + m->logger_off, m->logger_len);
         mo->fields_off = (uint32_t)(o - out);
         while (si < nspans && spans[si].start < m->fields_off) si++;
+        uint32_t first = si;
         o = copy_region(o, buf, m->fields_off, m->fields_off + m->fields_len, spans, nspans, &si, names,
                         name_off, nnames, repl);
         mo->fields_len = (uint32_t)(o - out) - mo->fields_off;
-        if (mo->fields_len && !lsr_json_valid(out + mo->fields_off, mo->fields_len)) {
+        if (si != first && mo->fields_len && !lsr_json_valid(out + mo->fields_off, mo->fields_len)) {
             /* never write fields a replacement could have broken */
             static const char fallback[] = "{\"_sanitizer\":\"[REDACTED:fields]\"}";
             o = out + mo->fields_off;

@@ -48,7 +48,8 @@ class Sanitize:
         for rid, name in enumerate(BUILTIN_RULES):
             cfg.action[rid] = ACTIONS.index(policy.action_of(name))
         cfg.action[FIELD_ID] = ACTIONS.index(policy.action_of(FIELD_RULE))
-        names = b"".join(f.encode() + b"\0" for f in policy.redact_fields)
+        encoded = [f.encode() for f in policy.redact_fields if 0 < len(f.encode()) < 256]
+        names = b"".join(bytes([len(f)]) + f for f in encoded)
         self._field_names = ffi.new("uint8_t[]", names or b"\0")
         cfg.field_names = self._field_names
         cfg.field_names_len = len(names)
