@@ -72,11 +72,14 @@ def _print_stats(d: dict) -> None:
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from .reader import iter_lines
+    from .reader import iter_lines, render_text
 
     out = sys.stdout.buffer
     for line in iter_lines([Path(p) for p in args.paths]):
-        out.write(line)
+        if args.text:
+            out.write(render_text(json.loads(line)).encode("utf-8", "backslashreplace") + b"\n")
+        else:
+            out.write(line)
     out.flush()
     return 0
 
@@ -142,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cat", help="print records of log files or directories, in order")
     c.add_argument("--key", default=None)
     c.add_argument("--identity", default=None)
+    c.add_argument("--text", action="store_true",
+                   help="one human-readable line per record (control characters escaped)")
     c.add_argument("paths", nargs="+")
     c.set_defaults(func=_cat)
 

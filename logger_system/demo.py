@@ -98,6 +98,7 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     for level in ("WARNING", "ERROR"):
         sample += [r for r in records if r["level"] == level][:1]
     sample += [r for r in records if "card=" in r["msg"]][:1]
+    sample += [r for r in records if "login for" in r["msg"]][:1]
     for r in {r["seq"]: r for r in sample}.values():
         print("  " + _short(r))
     r = Ring(ring, create=False)
@@ -109,13 +110,17 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     for key in ("committed", "written", "dropped", "abandoned", "malformed", "truncated",
                 "writer_errors", "sanitized", "high_water_bytes"):
         print(f"  {key:<18}{st[key]:>12,}")
+    hits = ", ".join(f"{k}={v:,}" for k, v in st["rule_hits"].items() if v)
+    print(f"  sanitizer hits by rule: {hits or 'none'}")
     balanced = attempted == st["written"] + st["dropped"] + st["abandoned"] + st["malformed"]
     print(f"\ndemo: producers attempted {attempted:,} records; written {len(records):,} lines; "
           f"accounting identity {'holds' if balanced and len(records) == st['written'] else 'BROKEN'}")
-    print("demo: note: PII is in these lines in plaintext; the sanitizer stage removes it once enabled.")
+    leaked = [r for r in records if "4111 1111 1111 1111" in r["msg"] or "hunter2" in r["msg"]
+              or any(u in r["msg"] for u in _USERS)]
+    print(f"demo: records with the logged card number, password or e-mail left in them: {len(leaked)}")
     if not keep_dir:
         shutil.rmtree(base, ignore_errors=True)
-    return 0 if balanced else 1
+    return 0 if balanced and not leaked else 1
 
 
 def _short(rec: dict) -> str:

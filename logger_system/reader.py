@@ -53,3 +53,25 @@ def iter_lines(paths: Iterable[Path]) -> Iterator[bytes]:
 def iter_records(paths: Iterable[Path]) -> Iterator[dict]:
     for line in iter_lines(paths):
         yield json.loads(line)
+
+
+_UNSAFE = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F] + list(range(0x80, 0xA0))}
+_UNSAFE.update({0x2028: "\\u2028", 0x2029: "\\u2029", ord("\\"): "\\\\"})
+
+
+def safe_text(value: object) -> str:
+    """Text for a terminal: control characters (C0, DEL, C1, line separators) shown escaped.
+
+    A record rendered this way can neither forge a second line nor send an
+    escape sequence to the terminal (CWE-117).
+    """
+    return str(value).translate(_UNSAFE)
+
+
+def render_text(rec: dict) -> str:
+    """One record as one human-readable line."""
+    fields = rec.get("fields") or {}
+    extra = "".join(f" {safe_text(k)}={safe_text(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v)}"
+                    for k, v in fields.items())
+    return (f"{safe_text(rec.get('ts'))} {safe_text(rec.get('level')):<8} {safe_text(rec.get('logger'))}"
+            f"[{safe_text(rec.get('pid'))}]: {safe_text(rec.get('msg'))}{extra}")

@@ -456,6 +456,44 @@ def test_producer_stopped_inside_claim_then_continued(ring_name, writer_factory,
     assert w.stop() == 0, w.stderr()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [1, 2], ids=["after-claim-cas", "after-claimed-word"])
+def test_claim_committed_between_stall_and_recover_is_not_skipped(mode, ring_name, children):
+    """The writer drains, sees a claim in flight, and calls lsr_recover a little later.
+    A producer may commit in between (it was only slow or stopped): recovery must then
+    not step over the committed record.  This test plays the writer's two calls itself
+    so that the interleaving drain -> commit -> recover is certain."""
+    from logger_system._native import ffi, lib
+
+    ring = Ring(ring_name)
+    try:
+        ctx = mp.get_context("fork")
+        victim = _start(ctx, children, _pause_in_claim, ring_name, mode, 0, 0)
+        _wait_stopped(victim.pid)
+        meta = ffi.new("lsr_meta[]", 16)
+        buf = ffi.new("uint8_t[]", 1 << 17)
+        b = ffi.new("lsr_batch *")
+        b.meta, b.buf, b.max_records, b.buf_cap = meta, buf, 16, 1 << 17
+        head = lib.lsr_head(ring.ptr)
+        assert lib.lsr_drain(ring.ptr, head, b) == 0
+        assert (b.n, b.stalled) == (0, 1), "the drain must stop at the claim in flight"
+
+        os.kill(victim.pid, signal.SIGCONT)  # the producer goes on and commits
+        _join([victim], timeout=20)
+        assert ring.stats().committed == 1
+
+        skip_to = ffi.new("uint64_t *")
+        reason = ffi.new("int *")
+        rc = lib.lsr_recover(ring.ptr, head, 0, skip_to, reason)
+        assert rc == 0 or skip_to[0] == head, (
+            f"lsr_recover stepped over a committed record: rc={rc} reason={reason[0]} "
+            f"({'abandoned' if reason[0] == 1 else 'malformed'}), skip {head} -> {skip_to[0]}")
+        assert lib.lsr_drain(ring.ptr, head, b) == 0
+        assert b.n == 1 and b.stalled == 0
+    finally:
+        ring.close()
+
+
 # ---- 6. the writer killed and restarted -------------------------------------
 
 @pytest.mark.slow
