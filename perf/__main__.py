@@ -104,15 +104,30 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     return out
 
 
+def sanitizer(rounds: int, n: int) -> dict:
+    """The sanitize stage against the naive one-re.sub-per-rule baseline, same corpora."""
+    from perf.sanitize_bench import measure
+    from perf.corpus import dense, realistic
+
+    _progress("sanitizer: realistic corpus")
+    out = {"realistic": measure(realistic(n=n), rounds)}
+    _progress("sanitizer: dense corpus")
+    out["dense"] = measure(dense(n=n), rounds)
+    return out
+
+
 def end_to_end(rounds: int, producers: int, records: int, peers: list[str]) -> dict:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="perf-e2e-") as workdir:
         for r in range(rounds):
             # interleave contenders round by round so that machine noise hits all alike
-            for name in ["logger_system", *peers]:
+            for name in ["logger_system", "logger_system_no_sanitize", *peers]:
                 _progress(f"end to end: {name}, round {r + 1}/{rounds}")
                 if name == "logger_system":
                     res = run_logger_system(producers, records, workdir)
+                elif name == "logger_system_no_sanitize":
+                    res = run_logger_system(producers, records, workdir, writer_args=("--no-sanitize",),
+                                            name=name)
                 else:
                     res = RUNNERS[name](producers, records, workdir)
                 results.setdefault(name, []).append(res)
@@ -129,7 +144,7 @@ def end_to_end(rounds: int, producers: int, records: int, peers: list[str]) -> d
         }
     ours = summary["logger_system"].get("median_records_per_s")
     for name, s in summary.items():
-        if name != "logger_system" and s.get("median_records_per_s") and ours:
+        if not name.startswith("logger_system") and s.get("median_records_per_s") and ours:
             s["logger_system_ratio"] = ours / s["median_records_per_s"]
     return {"producers": producers, "records_per_producer": records, "contenders": summary}
 
@@ -148,6 +163,12 @@ def render(res: dict) -> str:
         c = cc[key]
         lines.append(f"| {key} | {c['median_us']:.2f} | {c['min_us']:.2f} | {c['max_us']:.2f} |")
     lines += ["", f"stdlib QueueHandler call / Producer.info call: {cc['ratio_stdlib_over_producer']:.1f}x", ""]
+    if "sanitizer" in res:
+        lines += ["## Sanitizer stage (payload MB/s, median of rounds)", "",
+                  "| corpus | logger_system | naive re.sub per rule | ratio |", "|---|---:|---:|---:|"]
+        for name, r in res["sanitizer"].items():
+            lines.append(f"| {name} | {r['ours_mb_s']:.1f} | {r['naive_mb_s']:.1f} | {r['ratio']:.0f}x |")
+        lines.append("")
     e = res["end_to_end"]
     lines += [f"## End to end: {e['producers']} producers x {e['records_per_producer']:,} records "
               "(checked complete)", "", "| contender | median records/s | logger_system is |", "|---|---:|---:|"]
@@ -177,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "ring": ring_bench(rounds),
         "call_cost": call_cost(rounds),
+        "sanitizer": sanitizer(rounds, 50_000 if a.full else 20_000),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from perf.__main__ import call_cost, end_to_end, main, render, ring_bench
+from perf.__main__ import call_cost, end_to_end, main, render, ring_bench, sanitizer
 
 
 @pytest.mark.slow
@@ -17,11 +17,14 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "mode": "smoke", "date": "now", "machine": {"cpus": 2, "platform": "x", "python": "3"},
         "ring": ring_bench(1, n=200_000),
         "call_cost": call_cost(1, calls=2_000),
+        "sanitizer": sanitizer(1, 2_000),
         "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
     }
     assert res["ring"]["records_per_s"] > 0
     for name, s in res["end_to_end"]["contenders"].items():
         assert s["complete"], f"{name} lost, duplicated or reordered records"
+    for corpus in ("realistic", "dense"):
+        assert res["sanitizer"][corpus]["ours_mb_s"] > 0
     md = render(res)
     assert "logger_system" in md and "stdlib" in md
     json.dumps(res)
