@@ -102,9 +102,11 @@ class Ring:
     """A mapping of one named ring in this process."""
 
     def __init__(self, name: str, *, capacity: int = DEFAULT_CAPACITY,
-                 max_record: int = DEFAULT_MAX_RECORD, mode: int = 0o600, create: bool = True,
+                 max_record: int | None = None, mode: int = 0o600, create: bool = True,
                  allow_foreign: bool = False) -> None:
         self.name = ring_name(name)
+        if max_record is None:
+            max_record = min(DEFAULT_MAX_RECORD, capacity // 4)
         if create:  # attaching takes the sizes the ring was made with
             if capacity & (capacity - 1) or not (lib.LSR_MIN_CAPACITY <= capacity <= 1 << 30):
                 raise ConfigError(f"ring capacity {capacity} must be a power of two between 64KiB and 1GiB")

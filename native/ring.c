@@ -670,7 +670,6 @@ int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, i
     (void)grace_ns;
     const uint64_t tail = LOAD_ACQ(&r->h->tail);
     if (at >= tail) return 0;
-    uint64_t w = LOAD_ACQ(word_at(r, at));
     int best = -1, best_fits = 0;
     uint64_t best_end = 0;
     for (int i = 0; i < LSR_SLOTS; i++) {
@@ -693,23 +692,30 @@ int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, i
             best_fits = fits;
         }
     }
+    /* Read the word only now, after the slots: a producer that was slow and
+     * has committed since the drain stalled cleared its intent after storing
+     * the committed word, so that word is visible here and must be drained,
+     * never skipped. */
+    uint64_t w = LOAD_ACQ(word_at(r, at));
+    if (w != 0) {
+        if (!w_valid(w) || w_state(w) != ST_CLAIMED) return 0; /* the drain takes it from here */
+        slot_t *s = &r->slots[w_slot(w)];
+        uint32_t owner = LOAD_ACQ(&s->pid);
+        if (owner != 0 && proc_alive(owner, LOAD_RLX(&s->start))) return 0;
+        uint64_t len = w_len(w);
+        if (len > r->cap - (at & r->mask) || len > tail - at) return 0;
+        uint64_t pos = LOAD_ACQ(&s->pending_pos);
+        if (pos != LSR_NO_CLAIM && pos <= at && at - pos < LOAD_ACQ(&s->pending_len))
+            slot_set_pending(s, LSR_NO_CLAIM, 0);
+        *skip_to = at + len;
+        *reason = 1;
+        return 1;
+    }
     if (best >= 0) {
         slot_set_pending(&r->slots[best], LSR_NO_CLAIM, 0);
         *skip_to = best_end;
         *reason = 1;
         return 1;
-    }
-    if (w != 0 && w_valid(w) && w_state(w) == ST_CLAIMED) {
-        /* a claimed word whose slot no longer names the claim: its owner is gone */
-        slot_t *s = &r->slots[w_slot(w)];
-        uint32_t owner = LOAD_ACQ(&s->pid);
-        if (owner != 0 && proc_alive(owner, LOAD_RLX(&s->start))) return 0;
-        uint64_t len = w_len(w);
-        if (len <= r->cap - (at & r->mask) && len <= tail - at) {
-            *skip_to = at + len;
-            *reason = 1;
-            return 1;
-        }
     }
     /* Nothing claims this position: bytes that are not a record.  Step over
      * them, zero words included, up to the next plausible word or the first

@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -376,8 +375,9 @@ def test_producers_killed_at_random_never_stall_writer(ring_name, writer_factory
             wait_for(_drained(ring_name), timeout=20, interval=0.05,
                      what=f"ring drained after kill {kills}")
         except AssertionError:
-            raise AssertionError(f"seed {seed}: writer stalled after kill {kills} "
-                                 f"(delay {delay:.3f}s): {stats(ring_name)}; {w.stderr()}") from None
+            raise AssertionError(
+                f"seed {seed}: writer stalled after kill {kills} (delay {delay:.3f}s): "
+                f"{stats(ring_name)}; {w.stderr()}") from None
         assert w.proc.poll() is None, w.stderr()
 
     s = stats(ring_name)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,8 @@ if str(ROOT) not in sys.path:  # the corpus lives in perf/, next to tests/
 from perf.corpus import clean_lines, secret_lines  # noqa: E402
 
 META_SIZE = META_DTYPE.itemsize
-HASH_RE = re.compile(r"^\[HASH:([a-z_]+):([0-9a-f]{16})\]$")
+HASH_RE = re.compile(r"^\[HASH:([a-z0-9_]+):([0-9a-f]{16})\]$")
+TICKET = {"name": "ticket", "pattern": "TICKET-[0-9]{6}", "action": "redact"}
 # bytes that must never stand raw in a formatted line: C0 (the final newline aside), DEL, C1, U+2028/9
 RAW_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
 
@@ -62,16 +62,18 @@ class Out:
         return [o.get("fields") for o in self.objs]
 
 
-def sanitize(records, policy: Policy | None = None, *, sanitizer: Sanitize | None = None) -> Out:
+def sanitize(records, policy: Policy | None = None, *, sanitizer: Sanitize | None = None, pre=(),
+             level=20) -> Out:
     """Log (msg, fields) records into a fresh ring, drain them the way the writer does,
-    run Sanitize then FormatJsonl over each batch; the formatted lines, parsed."""
+    run the `pre` stages, Sanitize and FormatJsonl over each batch; the formatted lines, parsed."""
     name = f"lstest-san-{uuid.uuid4().hex[:12]}"
     log = connect(name, capacity=1 << 23, max_record=1 << 19, on_full="drop")
     ring = log.ring
     try:
         for msg, fields in records:
-            assert log.info(msg, **fields), "the ring must take every test record"
-        stages = [sanitizer if sanitizer is not None else Sanitize(policy or Policy()), FormatJsonl()]
+            lvl = level(msg) if callable(level) else level
+            assert log.log(lvl, msg, **fields), "the ring must take every test record"
+        stages = [*pre, sanitizer if sanitizer is not None else Sanitize(policy or Policy()), FormatJsonl()]
         max_records = 4096
         meta_c = ffi.new("lsr_meta[]", max_records)
         buf_c = ffi.new("uint8_t[]", ring.capacity)
@@ -92,8 +94,9 @@ def sanitize(records, policy: Policy | None = None, *, sanitizer: Sanitize | Non
             data = bytes(batch.out or b"")
             assert data == b"" or data.endswith(b"\n")
             out.lines += [line + b"\n" for line in data.split(b"\n")[:-1]]
-            d = ffi.new("lsr_totals *")
-            d.written = batch.kept
+            d = ffi.new("lsr_totals *")  # released as the writer does: every record accounted for
+            d.written, d.filtered = batch.kept, batch.delta.filtered
+            d.sanitized, d.sanitize_dropped = batch.delta.sanitized, batch.delta.sanitize_dropped
             assert lib.lsr_release(ring.ptr, b.end, d) == 0
             cursor = b.end
         out.objs = [json.loads(line) for line in out.lines]
@@ -149,12 +152,12 @@ def test_corpus_covers_every_builtin_rule():
 
 
 @pytest.fixture(scope="module")
-def corpus_secrets() -> list[tuple[object, dict]]:
+def corpus_secrets() -> list[tuple[object, dict, bytes]]:
     out = sanitize([(s.line, {"v": s.line, "nested": {"list": [s.line]}}) for s in SECRETS])
     assert len(out.objs) == len(SECRETS)
     # every record held a secret (twice in its fields): each one was changed
     assert out.delta.sanitized == len(SECRETS)
-    return list(zip(SECRETS, out.objs))
+    return list(zip(SECRETS, out.objs, out.lines))
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +169,20 @@ def corpus_clean() -> list[tuple[str, dict, bytes]]:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_corpus_secret_is_gone_from_message(kind, corpus_secrets):
-    missed = [(s.line, o["msg"]) for s, o in corpus_secrets if s.rule == kind and s.secret in o["msg"]]
+    missed = [(s.line, o["msg"]) for s, o, _ in corpus_secrets if s.rule == kind and s.secret in o["msg"]]
     assert not missed, f"{kind}: {len(missed)} secrets left in msg, e.g. {missed[:3]}"
-    named = [o["msg"] for s, o in corpus_secrets if s.rule == kind and "[REDACTED:" not in o["msg"]]
+    # nor anywhere in the formatted line, as raw text or JSON-escaped
+    raw = [line for s, _, line in corpus_secrets if s.rule == kind and (
+        s.secret.encode() in line or json.dumps(s.secret, ensure_ascii=False)[1:-1].encode() in line)]
+    assert not raw, f"{kind}: secrets left in lines, e.g. {raw[:2]}"
+    named = [o["msg"] for s, o, _ in corpus_secrets if s.rule == kind and "[REDACTED:" not in o["msg"]]
     assert not named, f"{kind}: no replacement in {named[:3]}"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_corpus_secret_is_gone_from_field_values(kind, corpus_secrets):
     missed = []
-    for s, o in corpus_secrets:
+    for s, o, _ in corpus_secrets:
         if s.rule != kind:
             continue
         f = o["fields"]
@@ -188,10 +195,10 @@ def test_corpus_secret_is_gone_from_field_values(kind, corpus_secrets):
 def test_corpus_replacement_names_the_rule(kind, corpus_secrets):
     # the replacement names the rule that found it (password-ish keys may also be found by bearer)
     wanted = {kind} | ({"bearer"} if kind == "password" else set())
-    for s, o in corpus_secrets:
+    for s, o, _ in corpus_secrets:
         if s.rule != kind:
             continue
-        names = set(re.findall(r"\[REDACTED:([a-z_]+)\]", o["msg"]))
+        names = set(re.findall(r"\[REDACTED:([a-z0-9_]+)\]", o["msg"]))
         assert names & wanted, (kind, s.line, o["msg"])
 
 
@@ -291,6 +298,32 @@ def test_ordinary_numbers_stay_numbers():
     fields = {"status": 200, "ms": 12.5, "big": 1_700_000_000_000, "neg": -3, "e": 1e300,
               "order": 4111111111111112, "t": True, "none": None}
     assert one_fields(fields) == fields
+
+
+def test_many_spans_in_one_batch_and_one_record():
+    # more spans than the stage's first span buffer holds, and output past its first buffer
+    recs = [(f"r{i} a{i}@example.com 10.0.{i % 256}.1 password=pw{i}x",
+             {"e": f"b{i}@example.org", "card": 4111111111111111}) for i in range(3000)]
+    big = " ".join(f"u{i}@example.com" for i in range(6000))
+    out = sanitize(recs + [(big, {"v": big})])
+    assert len(out.objs) == 3001 and out.delta.sanitized == 3001
+    for i, o in enumerate(out.objs[:3000]):
+        assert o["msg"] == f"r{i} [REDACTED:email] [REDACTED:ipv4] password=[REDACTED:password]"
+        assert o["fields"] == {"e": "[REDACTED:email]", "card": "[REDACTED:credit_card]"}
+    last = out.objs[-1]
+    assert "@" not in last["msg"] and last["msg"].count("[REDACTED:email]") == 6000
+    assert last["fields"]["v"] == last["msg"]
+
+
+def test_records_filtered_before_the_stage_are_left_alone():
+    from logger_system.pipeline.stages import LevelFilter
+
+    p = parse({"rules": [TICKET]})
+    recs = [("debug bob@example.com TICKET-123456", {"k": 1}), ("info bob@example.com TICKET-123456", {"k": 2}),
+            ("debug 4111111111111111", {}), ("info 4111111111111111", {})]
+    out = sanitize(recs, p, pre=[LevelFilter(20)], level=lambda m: 10 if m.startswith("debug") else 20)
+    assert out.msgs == ["info [REDACTED:email] [REDACTED:ticket]", "info [REDACTED:credit_card]"]
+    assert out.delta.filtered == 2 and out.delta.sanitized == 2
 
 
 # ---------------------------------------------------------------------------
@@ -430,7 +463,8 @@ def test_url_credentials_keep_the_host(text, want):
     assert one(text) == want
 
 
-@pytest.mark.parametrize("text", ["https://example.com:443/x", "https://user@example.com/", "ftp://host/a:b"])
+@pytest.mark.parametrize("text", ["https://example.com:443/x", "https://user@host/", "ftp://host/a:b",
+                                  "https://host/?a=b:c"])
 def test_urls_without_credentials_untouched(text):
     assert one(text) == text
 
@@ -473,7 +507,7 @@ def test_redact_names_the_rule():
     assert one("mail bob@example.com") == "mail [REDACTED:email]"
 
 
-def test_mask_keeps_the_last_four(tmp_path):
+def test_mask_keeps_the_last_four():
     p = parse({"actions": {"credit_card": "mask", "ssn": "mask"}})
     out = sanitize([("card 4111 1111 1111 1111 ok", {"c": 5500000000000004, "s": "378282246310005"}),
                     ("ssn 123-45-6789", {})], p)
@@ -539,10 +573,11 @@ def test_drop_of_every_record_in_a_batch():
 
 def test_builtin_subset_disables_the_others():
     p = parse({"builtin": ["email"]})
-    text = "bob@example.com 4111111111111111 123-45-6789 10.0.0.1 password=hunter22"
-    assert one(text, p) == "[REDACTED:email] 4111111111111111 123-45-6789 10.0.0.1 password=hunter22"
+    text = "bob@example.com card 4111111111111111 ssn 123-45-6789 ip 10.0.0.1 password=hunter22"
+    assert one(text, p) == "[REDACTED:email] card 4111111111111111 ssn 123-45-6789 ip 10.0.0.1 password=hunter22"
     p = parse({"builtin": ["credit_card", "ipv4"]})
-    assert one(text, p) == "bob@example.com [REDACTED:credit_card] 123-45-6789 [REDACTED:ipv4] password=hunter22"
+    assert one(text, p) == ("bob@example.com card [REDACTED:credit_card] ssn 123-45-6789 ip [REDACTED:ipv4] "
+                            "password=hunter22")
 
 
 def test_no_builtin_and_no_fields_changes_nothing():
@@ -591,9 +626,6 @@ def test_field_names_match_whole_names_only():
 
 # ---------------------------------------------------------------------------
 # 4. policy rules (RE2)
-
-
-TICKET = {"name": "ticket", "pattern": "TICKET-[0-9]{6}", "action": "redact"}
 
 
 def test_custom_rule_in_messages_and_field_values():
@@ -807,13 +839,22 @@ def test_cat_output_has_no_raw_control_bytes(ring_name, writer_factory):
     for e, line in zip(EVIL, lines):
         check_line(line)
         obj = json.loads(line)
-        assert obj["msg"] == e
-        assert obj["fields"]["v"] == e.replace("\x7f", "")
+        assert obj["msg"] == e.replace("bob@example.com", "[REDACTED:email]")
+        assert obj["fields"]["v"] == e.replace("\x7f", "").replace("bob@example.com", "[REDACTED:email]")
+    # the human-readable form: one line per record, every control character shown escaped
+    res = subprocess.run([sys.executable, "-m", "logger_system", "cat", "--text", str(w.dir)], capture_output=True,
+                         timeout=60, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines(keepends=True)
+    assert len(lines) == len(EVIL)
+    for line in lines:
+        check_line(line)
+    assert b"\\x1b[31mred" in res.stdout and b"\\u2028" in res.stdout and b"\\x85" in res.stdout
 
 
 BAD_POLICIES = [
     ("unknown-key", "bogus_key = 1\n", ["bogus_key"]),
-    ("invalid-pattern", "[[rules]]\nname = \"backref\"\npattern = '(a)\\1'\n", ["backref", "(a)\\1"]),
+    ("invalid-pattern", "[[rules]]\nname = \"backref\"\npattern = '(a)\\1'\n", ["backref", "(a)", "backreferences"]),
     ("lookahead", "[[rules]]\nname = \"look\"\npattern = 'foo(?=bar)'\n", ["look", "foo(?=bar)"]),
     ("unknown-action", "[actions]\nemail = \"explode\"\n", ["explode"]),
     ("rule-action", "[[rules]]\nname = \"t\"\npattern = 'T'\naction = \"shred\"\n", ["shred"]),
