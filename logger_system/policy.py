@@ -57,14 +57,23 @@ class Policy:
         return self.actions.get(rule, "redact")
 
 
-def compile_pattern(pattern: str, where: str):
-    """An RE2 pattern over bytes; ConfigError naming `where` if RE2 refuses it."""
+def compile_pattern(pattern: str, where: str, multiline: bool = False):
+    """An RE2 pattern over bytes; ConfigError naming `where` if RE2 refuses it.
+
+    multiline: ^ and $ also match at line starts and ends (the sanitizer runs a
+    pattern over many messages at once, one per line).
+    """
     import re2
 
     options = re2.Options()
     options.log_errors = False
+    options.posix_syntax = False
     try:
-        return re2.compile(pattern.encode("utf-8"), options)
+        raw = pattern.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{where}: the pattern {pattern!r} is not valid UTF-8 text") from None
+    try:
+        return re2.compile(b"(?m)" + raw if multiline else raw, options)
     except re2.error as exc:
         msg = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise ConfigError(f"{where}: invalid pattern {pattern!r}: {msg} "
@@ -135,6 +144,13 @@ def parse(data: Any, where: str = "policy") -> Policy:
         actions[rule] = _action(act, f"{where}: actions.{rule}")
     fields = tuple(f.lower() for f in _str_list(data.get("redact_fields", list(DEFAULT_REDACT_FIELDS)),
                                                 f"{where}: redact_fields"))
+    for f in fields:
+        try:
+            size = len(f.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ConfigError(f"{where}: redact_fields: {f!r} is not valid UTF-8 text") from None
+        if not 0 < size < 256:
+            raise ConfigError(f"{where}: redact_fields: {f!r} must be 1 to 255 bytes")
     rules_in = data.get("rules", [])
     if not isinstance(rules_in, list):
         raise ConfigError(f"{where}: rules must be a list of tables ([[rules]])")
@@ -179,6 +195,8 @@ def read_hash_key(path: Path) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"hash_key_file {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeError):  # NUL bytes or unencodable characters in the path
+        raise ConfigError(f"hash_key_file {str(path)!r} is not a usable path") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"hash_key_file {path} is readable by group or others; run `chmod 600 {path}`")
     if st.st_uid != os.geteuid():

@@ -204,6 +204,10 @@ class Writer:
 
     def __init__(self, config: WriterConfig, stages=None) -> None:
         self.config = config
+        # a bad policy stops the writer before it touches the ring or the directory
+        self.policy = load_policy(config.policy) if config.policy else Policy()
+        if not config.sanitize:
+            self.policy = Policy(enabled=False)
         self.dir = prepare_dir(config.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
@@ -212,9 +216,6 @@ class Writer:
             config.keep, config.fsync, config.fsync_interval)
         self.resume_seq = self._resume_point()
         self.skip_written = SkipWritten(self.resume_seq)
-        self.policy = load_policy(config.policy) if config.policy else Policy()
-        if not config.sanitize:
-            self.policy = Policy(enabled=False)
         self.stages = stages if stages is not None else [
             self.skip_written, LevelFilter(config.min_level), *self._sanitize_stage(), FormatJsonl()]
         self._stop = False

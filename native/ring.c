@@ -1037,7 +1037,7 @@ static uint8_t *json_escape(uint8_t *o, const uint8_t *s, size_t n) {
     return o;
 }
 
-/* Copy checked JSON, escaping the C1 controls and U+2028/9 that it may hold
+/* Copy checked JSON, escaping DEL, the C1 controls and U+2028/9 that it may hold
  * raw inside strings (ASCII controls cannot be there: lsr_json_valid). */
 static uint8_t *json_copy_safe(uint8_t *o, const uint8_t *s, size_t n) {
     size_t i = 0, run = 0;
@@ -1051,6 +1051,13 @@ static uint8_t *json_copy_safe(uint8_t *o, const uint8_t *s, size_t n) {
             o[5] = (uint8_t)HEX[s[i + 1] & 15];
             o += 6;
             i += 2;
+            run = i;
+        } else if (c == 0x7f) {
+            memcpy(o, s + run, i - run);
+            o += i - run;
+            memcpy(o, "\\u007f", 6);
+            o += 6;
+            i += 1;
             run = i;
         } else if (c == 0xe2 && i + 2 < n && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)) {
             memcpy(o, s + run, i - run);

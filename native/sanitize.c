@@ -127,15 +127,19 @@ static inline int num_boundary_after(const uint8_t *s, size_t n, size_t j) {
     return 1;
 }
 
+/* Digits in groups split by single spaces or dashes.  The card is the longest
+ * run of 13-19 digits that ends where a group ends, passes the issuer prefix
+ * and Luhn checks: "4111111111111111 2025" is a card followed by a year. */
 static size_t try_card(const uint8_t *s, size_t n, size_t i) {
     uint8_t d[20] = {0};
+    size_t ends[20];
     int nd = 0;
     size_t j = i;
-    while (j < n) {
+    while (j < n && nd < 19) {
         if (IS(s[j], C_DIGIT)) {
-            if (nd == 19) return 0;
             d[nd++] = (uint8_t)(s[j] - '0');
             j++;
+            ends[nd] = j;
         } else if ((s[j] == ' ' || s[j] == '-') && j + 1 < n && IS(s[j + 1], C_DIGIT) &&
                    IS(s[j - 1], C_DIGIT)) {
             j++;
@@ -143,9 +147,14 @@ static size_t try_card(const uint8_t *s, size_t n, size_t i) {
             break;
         }
     }
-    if (nd < 13 || !num_boundary_after(s, n, j)) return 0;
-    if (!card_prefix_ok(d, nd) || !luhn_ok(d, nd)) return 0;
-    return j - i;
+    for (int k = nd; k >= 13; k--) {
+        size_t e = ends[k];
+        /* it ends a group, and then the text ends or a separator comes */
+        int ends_here = e >= n || (!IS(s[e], C_DIGIT) &&
+                                   (num_boundary_after(s, n, e) || s[e] == ' ' || s[e] == '-'));
+        if (ends_here && card_prefix_ok(d, k) && luhn_ok(d, k)) return e - i;
+    }
+    return 0;
 }
 
 static inline int digits_at(const uint8_t *s, size_t n, size_t i, int k) {
@@ -229,7 +238,8 @@ static size_t try_ipv6(const uint8_t *s, size_t n, size_t i) {
     end = j;
     if (colons < 2 || groups > 8) return 0;
     if (compressed ? groups > 7 || groups < 1 : groups != 8) return 0;
-    if (end < n && (IS(s[end], C_WORD) || s[end] == ':')) return 0;
+    if (end < n && (IS(s[end], C_WORD) || (s[end] == ':' && end + 1 < n && IS(s[end + 1], C_HEX))))
+        return 0;
     return end - i;
 }
 
@@ -407,7 +417,7 @@ static size_t try_email(const uint8_t *s, size_t n, size_t at, size_t floor, siz
 }
 
 static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
-    size_t i = 0, last_end = 0;
+    size_t i = 0, last_end = 0, word_floor = 0;
     const uint64_t en = c->cfg->enabled;
     while (i < n) {
         uint8_t ch = s[i];
@@ -441,6 +451,12 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 emit(c, i, m, LSR_R_PRIVATE_KEY);
                 i = last_end = i + m;
                 continue;
+            } else if (ch == '\\' && (c->flags & LSR_SPAN_IN_FIELDS) && i + 1 < n) {
+                /* a JSON escape: what follows it starts a word of its own */
+                i += s[i + 1] == 'u' ? 6 : 2;
+                if (i > n) i = n;
+                word_floor = last_end = i;
+                continue;
             }
             i++;
             continue;
@@ -448,7 +464,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         /* a word: [i, e) */
         size_t e = i + 1;
         while (e < n && IS(s[e], C_WORD)) e++;
-        if (i > 0 && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
+        if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
             i = e;
             continue;
         }
@@ -636,11 +652,14 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_
             p = walk(c, s, n, p, buf, depth + 1);
         }
     }
-    /* a number or a literal: a match must stand for the whole token, quoted */
+    /* a number or a literal: a match must stand for the whole token, quoted;
+     * only the integer digits are a candidate (4111111111111111.0 is a card) */
     size_t e = skip_value(s, n, p);
     if (IS(ch, C_DIGIT) || ch == '-') {
         uint32_t before = c->n;
-        scan_sub(c, s, p, e, buf, LSR_SPAN_QUOTE);
+        size_t a = ch == '-' ? p + 1 : p, z = a;
+        while (z < e && IS(s[z], C_DIGIT)) z++;
+        scan_sub(c, s, a, z, buf, LSR_SPAN_QUOTE);
         if (c->n > before) {
             c->n = before + 1;
             c->spans[before].start = c->base + (uint32_t)p;

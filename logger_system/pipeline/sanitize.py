@@ -34,6 +34,38 @@ def rule_names(policy: Policy) -> list[str]:
     return names + [r.name for r in policy.rules]
 
 
+_NUMBER = frozenset(b"0123456789+-.eE")
+
+
+def _fit_json(raw: bytes, lo: int, hi: int, a: int, b: int) -> tuple[int, int, bool] | None:
+    """Where a match [a, b) in the fields JSON [lo, hi) may be replaced.
+
+    Inside a string: as it is, unless it holds a quote or a backslash.  In a
+    number: the whole number, quoted.  Anywhere else: nowhere (None).
+    """
+    in_string, i = False, lo
+    while i < a:
+        ch = raw[i]
+        if in_string and ch == 0x5C:  # backslash: skip the escaped byte
+            i += 2
+            continue
+        if ch == 0x22:
+            in_string = not in_string
+        i += 1
+    if i > a:
+        return None  # the match starts inside an escape
+    if in_string:
+        part = raw[a:b]
+        return None if (b'"' in part or b"\\" in part) else (a, b, False)
+    if not all(c in _NUMBER for c in raw[a:b]):
+        return None
+    while a > lo and raw[a - 1] in _NUMBER:
+        a -= 1
+    while b < hi and raw[b] in _NUMBER:
+        b += 1
+    return a, b, True
+
+
 class Sanitize:
     """Replace what the policy's rules find; count records changed and hits per rule."""
 
@@ -58,8 +90,8 @@ class Sanitize:
         offsets = np.cumsum([0] + [len(n.encode()) + 1 for n in self.names[:-1]]).astype(np.uint32)
         self._names = ffi.new("uint8_t[]", table)
         self._name_off = ffi.new("uint32_t[]", offsets.tolist())
-        self._custom = [(CUSTOM_BASE + i, compile_pattern(r.pattern, r.name), ACTIONS.index(r.action))
-                        for i, r in enumerate(policy.rules)]
+        self._custom = [(CUSTOM_BASE + i, compile_pattern(r.pattern, r.name, multiline=True),
+                         ACTIONS.index(r.action)) for i, r in enumerate(policy.rules)]
         self._spans = np.empty(4096, SPAN_DTYPE)
         self._out = ffi.new("uint8_t[]", 1 << 20)
         self._out_cap = 1 << 20
@@ -86,30 +118,47 @@ class Sanitize:
         return found
 
     def _scan_custom(self, batch: Batch) -> np.ndarray:
-        """Policy rules over the whole buffer at once; a match must lie in one msg or one field value."""
-        data = bytes(batch.buf)
-        meta = batch.meta
-        # region starts and ends, msg and fields of every kept record, in buffer order
-        kept = batch.keep != 0
-        starts = np.concatenate([meta["msg_off"][kept], meta["fields_off"][kept]])
-        ends = np.concatenate([(meta["msg_off"] + meta["msg_len"])[kept],
-                               (meta["fields_off"] + meta["fields_len"])[kept]])
-        recs = np.concatenate([np.nonzero(kept)[0], np.nonzero(kept)[0]]).astype(np.uint32)
-        infields = np.concatenate([np.zeros(kept.sum(), np.uint8), np.full(kept.sum(), 2, np.uint8)])
-        order = np.argsort(starts, kind="stable")
-        starts, ends, recs, infields = starts[order], ends[order], recs[order], infields[order]
+        """Policy rules over the whole batch at once.
+
+        The messages and fields of the kept records are gathered into one text,
+        a newline after each, and every pattern runs over it once in multi-line
+        mode, so ^ and $ hold at each message's (and line's) start and end.  A
+        match must lie inside one region; in fields it must not cut a JSON
+        string apart, and a match in a number stands for the whole number.
+        """
+        meta, keep = batch.meta, batch.keep != 0
+        starts = np.stack([meta["msg_off"], meta["fields_off"]], 1)[keep].ravel().astype(np.int64)
+        lens = np.stack([meta["msg_len"], meta["fields_len"]], 1)[keep].ravel().astype(np.int64)
+        recs = np.repeat(np.nonzero(keep)[0], 2).astype(np.uint32)
+        infields = np.tile(np.array([0, 1], np.uint8), int(keep.sum()))
+        at = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int64)  # region k in the text
+        total = int(lens.sum())
+        src = np.frombuffer(batch.buf, np.uint8)
+        text = np.full(int((lens + 1).sum()), 0x0A, np.uint8)
+        if total:
+            first = np.cumsum(lens) - lens
+            step = np.arange(total, dtype=np.int64)
+            text[np.repeat(at - first, lens) + step] = src[np.repeat(starts - first, lens) + step]
+        data = text.tobytes()
+        raw = bytes(batch.buf)
         rows = []
         for rid, rx, action in self._custom:
             for m in rx.finditer(data):
                 a, b = m.start(), m.end()
                 if b == a:
                     continue
-                k = int(np.searchsorted(starts, a, side="right")) - 1
-                if k < 0 or b > ends[k]:
-                    continue  # in a logger name or across two records
-                if infields[k] and (b'"' in data[a:b] or b"\\" in data[a:b]):
-                    continue  # would cut a JSON string apart
-                rows.append((recs[k], a, b - a, rid, action, infields[k], _NO_REPL, 0))
+                k = int(np.searchsorted(at, a, side="right")) - 1
+                if b > at[k] + lens[k]:
+                    continue  # runs across two regions
+                start, end = int(starts[k] + a - at[k]), int(starts[k] + b - at[k])
+                flags = 0
+                if infields[k]:
+                    fit = _fit_json(raw, int(starts[k]), int(starts[k] + lens[k]), start, end)
+                    if fit is None:
+                        continue
+                    start, end, quote = fit
+                    flags = 2 | (1 if quote else 0)  # LSR_SPAN_IN_FIELDS, LSR_SPAN_QUOTE
+                rows.append((recs[k], start, end - start, rid, action, flags, _NO_REPL, 0))
         return np.array(rows, SPAN_DTYPE) if rows else np.empty(0, SPAN_DTYPE)
 
     def _pseudonyms(self, batch: Batch, spans: np.ndarray) -> bytes:
