@@ -160,11 +160,31 @@ class RotatingFiles:
             self.close()
 
     def write(self, data: bytes) -> None:
-        """Append all of data or nothing: a failed write is cut back off the file."""
+        """Append lines, rotating between lines when a file reaches its size.
+
+        Each piece is appended whole or not at all.  If a piece fails,
+        `self.progress` tells how many bytes of data are safely in files.
+        """
+        self.progress = 0
+        limit = self.policy.max_bytes
+        pos = 0
+        while pos < len(data):
+            end = len(data)
+            if limit is not None and self.size + (end - pos) > limit:
+                cut = data.rfind(b"\n", pos, pos + max(limit - self.size, 0))
+                if cut < 0 and self.size > 0:
+                    self.close()  # not one more line fits: rotate first
+                    continue
+                end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
+            self._append(memoryview(data)[pos:end])
+            pos = self.progress = end
+            if pos < len(data):
+                self.close()
+
+    def _append(self, view: memoryview) -> None:
         if self.fd is None:
             self._open()
         assert self.fd is not None
-        view = memoryview(data)
         done = 0
         try:
             while done < len(view):
@@ -197,6 +217,7 @@ class RotatingFiles:
             finally:
                 os.close(fd)
             self.dirty = False
+            self.size = 0
 
 
 class Writer:
@@ -273,10 +294,24 @@ class Writer:
             batch = run(self.stages, batch)
             if batch.out:
                 self.files.rotate_if_due(time.monotonic())
-                self.files.write(batch.out)
+                try:
+                    self.files.write(batch.out)
+                except OSError:
+                    self._remember_progress(batch.out[:self.files.progress])
+                    raise
             batch.delta.written += batch.kept
         self._release(batch.end, batch.delta)
         return batch.end, batch.kept if n else 0
+
+    def _remember_progress(self, written: bytes) -> None:
+        """Part of a batch reached the files before a write failed: when the
+        batch is drained again, those records count as written, not twice."""
+        end = written.rfind(b"\n", 0, len(written) - 1) + 1
+        m = _SEQ.match(written[end:])
+        if m:
+            seq = int(m.group(1))
+            if self.skip_written.last_seq is None or seq > self.skip_written.last_seq:
+                self.skip_written.last_seq = seq
 
     def _release(self, upto: int, delta: Delta) -> None:
         d = ffi.new("lsr_totals *")
