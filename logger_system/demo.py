@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from .reader import iter_records
-from .ring import Ring, unlink
+from .ring import Ring, unlink, writer_attached
 
 _PATHS = ["/api/v1/orders", "/api/v1/users/me", "/api/v1/search", "/checkout", "/login"]
 _USERS = ["alice@example.com", "bob@example.org", "carol@example.net", "dave@example.com"]
@@ -132,16 +132,9 @@ def _short(rec: dict) -> str:
 
 def _wait_for_writer(ring: str, writer: subprocess.Popen) -> None:
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    while not writer_attached(ring, writer.pid):
         if writer.poll() is not None:
             raise SystemExit(f"demo: the writer exited with {writer.returncode}")
-        try:
-            r = Ring(ring, create=False)
-            ready = r.stats().writer_pid == writer.pid
-            r.close()
-            if ready:
-                return
-        except Exception:
-            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the writer did not start within 20s")
         time.sleep(0.02)
-    raise SystemExit("demo: the writer did not start within 20s")

@@ -232,6 +232,18 @@ def unlink(name: str) -> bool:
     return True
 
 
+def writer_attached(name: str, pid: int) -> bool:
+    """Whether the process `pid` is the writer of ring `name` right now."""
+    try:
+        ring = Ring(name, create=False)
+    except (RingError, ConfigError):
+        return False
+    try:
+        return ring.stats().writer_pid == pid
+    finally:
+        ring.close()
+
+
 _registry: "weakref.WeakValueDictionary[str, Ring]" = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 

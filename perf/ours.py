@@ -20,7 +20,7 @@ from typing import Any
 from pathlib import Path
 
 from logger_system.reader import iter_records
-from logger_system.ring import Ring, unlink
+from logger_system.ring import Ring, unlink, writer_attached
 
 from perf.peers import DEFAULT_TIMEOUT, Result, _Producers, _result
 from perf.workload import MESSAGE, producer_args
@@ -43,20 +43,14 @@ def start_writer(ring: str, directory: str, *extra: str) -> subprocess.Popen:
         [sys.executable, "-m", "logger_system", "writer", "--ring", ring, "--dir", directory,
          "--plaintext", *extra], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            r = Ring(ring, create=False)
-            ok = r.stats().writer_pid == proc.pid
-            r.close()
-            if ok:
-                return proc
-        except Exception:
-            pass
+    while not writer_attached(ring, proc.pid):
         if proc.poll() is not None:
             raise RuntimeError(f"writer exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("writer did not start")
         time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("writer did not start")
+    return proc
 
 
 def run_logger_system(n_producers: int, n_records: int, workdir: str, *,

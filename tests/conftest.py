@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from logger_system.reader import iter_records
-from logger_system.ring import Ring, unlink
+from logger_system.ring import Ring, unlink, writer_attached
 
 
 @pytest.fixture
@@ -45,19 +45,12 @@ class WriterProcess:
 
     def wait_attached(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not writer_attached(self.ring, self.proc.pid):
             if self.proc.poll() is not None:
                 raise AssertionError(f"writer exited {self.proc.returncode}: {self.stderr()}")
-            try:
-                r = Ring(self.ring, create=False)
-                pid = r.stats().writer_pid
-                r.close()
-                if pid == self.proc.pid:
-                    return
-            except Exception:
-                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("writer did not attach in time")
             time.sleep(0.02)
-        raise AssertionError("writer did not attach in time")
 
     def stop(self, timeout: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
