@@ -16,21 +16,69 @@ from .ring import Ring, ring_name, unlink
 def _writer(args: argparse.Namespace) -> int:
     from .writer import Writer
 
-    if args.key or args.recipient:
-        raise ConfigError("sealing with --key/--recipient is not available in this version; "
-                          "pass --plaintext to write unencrypted files")
     cfg = config_mod.build(
         args.config, ring=args.ring, dir=args.dir, plaintext=True if args.plaintext else None,
+        key=args.key, recipient=",".join(args.recipient) if args.recipient else None,
         rotate_size=args.rotate_size, rotate_interval=args.rotate_interval, keep=args.keep,
+        keep_age=args.keep_age, keep_size=args.keep_size, compress=True if args.compress else None,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
         max_record=args.max_record, policy=args.policy,
         sanitize=False if args.no_sanitize else None)
-    if not cfg.plaintext:
+    if cfg.plaintext and (cfg.key or cfg.recipient):
+        raise ConfigError("--plaintext contradicts --key/--recipient: choose one")
+    if not (cfg.plaintext or cfg.key or cfg.recipient):
         raise ConfigError(
-            "refusing to write logs without encryption: pass --plaintext to write them unencrypted "
-            "(sealed files with --key FILE from `logger-system keygen --out FILE` are not "
-            "available in this version)")
+            "refusing to write logs without encryption: make a key with "
+            "`logger-system keygen --out writer.key` and pass --key writer.key "
+            "(or `keygen --x25519 --out reader.identity` and pass the printed --recipient), "
+            "or pass --plaintext to write unencrypted files")
     return Writer(cfg).run()
+
+
+def _keys(args: argparse.Namespace) -> dict:
+    from .keys import load_identity, load_keyring
+
+    if args.key and args.identity:
+        raise ConfigError("give --key or --identity, not both")
+    return {"keyring": load_keyring(Path(args.key)) if args.key else None,
+            "identity": load_identity(Path(args.identity)) if args.identity else None}
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .keys import identity_keygen, keygen
+
+    out = Path(args.out)
+    if args.x25519:
+        recipient = identity_keygen(out)
+        print(recipient)
+        print(f"logger-system keygen: wrote the identity to {out} (mode 0600); give the line above to "
+              "the writer as --recipient, keep the identity to read the files", file=sys.stderr)
+    else:
+        key_id = keygen(out, rotate=args.rotate)
+        what = "added a new active key to" if args.rotate else "wrote a new key to"
+        print(f"logger-system keygen: {what} {out} (mode 0600), key id {key_id.hex()}", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from . import sealed
+    from .reader import expand
+
+    paths = expand([Path(p) for p in args.paths])
+    sealed_paths = [p for p in paths if p.suffix == "." + sealed.SUFFIX]
+    plain = [p for p in paths if p.suffix != "." + sealed.SUFFIX]
+    for p in plain:
+        print(f"{p}: plaintext: nothing to verify", file=sys.stderr)
+    reports, notes = sealed.verify_paths(sealed_paths, **_keys(args))
+    bad = [r for r in reports if not r.ok]
+    for r in reports:
+        print(f"{r.path}: {r.state}" if r.state in ("ok", "open") else r.state)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    if bad:
+        print(f"logger-system verify: {len(bad)} of {len(reports)} file(s) failed", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -72,14 +120,23 @@ def _print_stats(d: dict) -> None:
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from .reader import iter_lines, render_text
+    from .reader import follow, iter_lines, render_text
 
     out = sys.stdout.buffer
-    for line in iter_lines([Path(p) for p in args.paths]):
+    keys = _keys(args)
+    if args.follow:
+        if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
+            raise ConfigError("--follow takes one log directory")
+        lines = follow(Path(args.paths[0]), **keys)
+    else:
+        lines = iter_lines([Path(p) for p in args.paths], **keys)
+    for line in lines:
         if args.text:
             out.write(render_text(json.loads(line)).encode("utf-8", "backslashreplace") + b"\n")
         else:
             out.write(line)
+        if args.follow:
+            out.flush()
     out.flush()
     return 0
 
@@ -121,8 +178,12 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--config", type=Path, default=None, help="TOML file with a [writer] table")
     g = w.add_mutually_exclusive_group()
     g.add_argument("--plaintext", action="store_true", help="write unencrypted files")
-    g.add_argument("--key", default=None, help="symmetric key file")
-    g.add_argument("--recipient", default=None, help="X25519 public recipient")
+    g.add_argument("--key", default=None, help="symmetric key file (logger-system keygen --out FILE)")
+    g.add_argument("--recipient", action="append", default=None,
+                   help="X25519 recipient string (logger-system keygen --x25519); repeatable")
+    w.add_argument("--compress", action="store_true", help="zstd-compress each chunk before sealing")
+    w.add_argument("--keep-age", default=None, help="remove files older than this, e.g. 30d")
+    w.add_argument("--keep-size", default=None, help="keep at most this many bytes of files, e.g. 10GiB")
     w.add_argument("--rotate-size", default=None, help="rotate at this size, e.g. 64MiB")
     w.add_argument("--rotate-interval", default=None, help="rotate after this long, e.g. 1h")
     w.add_argument("--keep", type=int, default=None, help="rotated files kept")
@@ -143,12 +204,26 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_stats)
 
     c = sub.add_parser("cat", help="print records of log files or directories, in order")
-    c.add_argument("--key", default=None)
-    c.add_argument("--identity", default=None)
+    c.add_argument("--key", default=None, help="key file for sealed files")
+    c.add_argument("--identity", default=None, help="X25519 identity file for sealed files")
+    c.add_argument("--follow", "-f", action="store_true", help="keep printing records as they are written")
     c.add_argument("--text", action="store_true",
                    help="one human-readable line per record (control characters escaped)")
     c.add_argument("paths", nargs="+")
     c.set_defaults(func=_cat)
+
+    v = sub.add_parser("verify", help="check sealed files: authentic, complete, in sequence")
+    v.add_argument("--key", default=None)
+    v.add_argument("--identity", default=None)
+    v.add_argument("paths", nargs="+")
+    v.set_defaults(func=_verify)
+
+    k = sub.add_parser("keygen", help="make a key file (or an X25519 identity)")
+    k.add_argument("--out", required=True, help="where to write it (mode 0600; never overwritten)")
+    k.add_argument("--x25519", action="store_true", help="an identity; prints the recipient string")
+    k.add_argument("--rotate", action="store_true",
+                   help="add a new active key in front of an existing key file")
+    k.set_defaults(func=_keygen)
 
     d = sub.add_parser("demo", help="run a writer and producers on built-in defaults")
     d.add_argument("--seconds", type=float, default=3.0)

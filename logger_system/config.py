@@ -39,11 +39,16 @@ class WriterConfig:
     shutdown_timeout: float = 5.0
     policy: Path | None = None
     sanitize: bool = True
+    compress: bool = False
+    keep_age: float | None = None
+    keep_size: int | None = None
 
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync={self.fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
+        if self.key is not None and self.recipient:
+            raise ConfigError("give either key or recipient, not both")
         if self.keep is not None and self.keep < 1:
             raise ConfigError(f"keep={self.keep}: keep at least 1 file")
         if not 1 <= self.batch_records <= 1 << 20:
@@ -74,6 +79,9 @@ _CONVERT: dict[str, Any] = {
     "shutdown_timeout": parse_duration,
     "policy": Path,
     "sanitize": bool,
+    "compress": bool,
+    "keep_age": parse_duration,
+    "keep_size": parse_size,
 }
 assert set(_CONVERT) == {f.name for f in fields(WriterConfig)}
 

@@ -25,33 +25,89 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def iter_lines(paths: Iterable[Path]) -> Iterator[bytes]:
-    """Every record line of the files, checked to be a JSON record.
+def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None) -> Iterator[bytes]:
+    """Every record line of the files, checked, in write order.
 
-    The last file may still be written: a final line without its newline is
-    one being written, not damage, and is left out.  In any other file it is
-    damage and raises CorruptRecordError.
+    Sealed files (.lsx) are decrypted and authenticated chunk by chunk with the
+    keyring or identity given.  The last file may still be written: a final
+    line without its newline, or a chunk not yet complete, is left out.  In
+    any other file that is damage and raises CorruptRecordError.
     """
+    from . import sealed
+
     files = expand(paths)
     for i, path in enumerate(files):
         last_file = i == len(files) - 1
+        if path.suffix == "." + sealed.SUFFIX:
+            yield from _sealed_lines(path, last_file, keyring, identity)
+            continue
         with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.endswith(b"\n"):
-                    if last_file:
-                        return
-                    raise CorruptRecordError(f"{path}: truncated: line {lineno} has no end")
+            yield from _checked(f, path, last_file)
+
+
+def _sealed_lines(path: Path, last_file: bool, keyring, identity) -> Iterator[bytes]:
+    from . import sealed
+
+    data = path.read_bytes()
+    scan = sealed.scan_chunks(data, str(path))
+    if scan.torn_at is not None and not last_file:
+        raise sealed.SealError(f"{path}: truncated inside chunk {len(scan.chunks)}")
+    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
+    for chunk in sealed.open_chunks(data, scan, key, str(path)):
+        yield from _checked(chunk.splitlines(keepends=True), path, False)
+
+
+def _checked(lines, path: Path, may_be_torn: bool) -> Iterator[bytes]:
+    for lineno, line in enumerate(lines, 1):
+        if not line.endswith(b"\n"):
+            if may_be_torn:
+                return
+            raise CorruptRecordError(f"{path}: truncated: line {lineno} has no end")
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise CorruptRecordError(f"{path}: line {lineno} is not a JSON record") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
+            raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
+        yield line
+
+
+def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.2) -> Iterator[bytes]:
+    """Lines of a live directory as they are written: earlier files, then new chunks and files."""
+    import time
+
+    from . import sealed
+
+    done: dict[str, int] = {}  # file -> chunks (sealed) or bytes (plain) already shown
+    while True:
+        for path in expand([directory]):
+            if path.suffix == "." + sealed.SUFFIX:
+                data = path.read_bytes()
                 try:
-                    rec = json.loads(line)
-                except ValueError:
-                    raise CorruptRecordError(f"{path}: line {lineno} is not a JSON record") from None
-                if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
-                    raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
-                yield line
+                    scan = sealed.scan_chunks(data, str(path))
+                except sealed.SealError:
+                    continue  # a header not yet complete
+                seen = done.get(path.name, 0)
+                if len(scan.chunks) > seen:
+                    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
+                    for n, chunk in enumerate(sealed.open_chunks(data, scan, key, str(path))):
+                        if n >= seen:
+                            yield from _checked(chunk.splitlines(keepends=True), path, False)
+                    done[path.name] = len(scan.chunks)
+            else:
+                seen = done.get(path.name, 0)
+                with open(path, "rb") as f:
+                    f.seek(seen)
+                    data = f.read()
+                end = data.rfind(b"\n") + 1
+                if end:
+                    yield from _checked(data[:end].splitlines(keepends=True), path, False)
+                    done[path.name] = seen + end
+        time.sleep(interval)
 
 
-def iter_records(paths: Iterable[Path]) -> Iterator[dict]:
-    for line in iter_lines(paths):
+def iter_records(paths: Iterable[Path], **keys) -> Iterator[dict]:
+    for line in iter_lines(paths, **keys):
         yield json.loads(line)
 
 

@@ -16,6 +16,8 @@ written again; a torn last line is cut off, its records are still in the ring.
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -23,14 +25,18 @@ import signal
 import stat
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import sealed
 from ._native import check, ffi, lib
 from .config import WriterConfig
 from .errors import ConfigError
+from .keys import Keyring, Recipient, load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
 from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, Sanitize
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
@@ -41,6 +47,10 @@ from .ring import Ring
 from .rotation import LogFile, RotationPolicy, next_file, to_delete
 
 PLAIN_SUFFIX = "jsonl"
+
+
+def path_of(directory: Path, f: LogFile) -> Path:
+    return directory / f.name
 _SEQ = re.compile(rb'^\{"seq":(\d+),')
 _META_SIZE = META_DTYPE.itemsize
 
@@ -109,11 +119,29 @@ def last_seq_in(path: Path, repair: bool) -> int | None:
     return None
 
 
+@dataclass
+class Sealing:
+    """How files are sealed, and where the sequence stands (the predecessor of the next file)."""
+
+    keyring: Keyring | None = None
+    recipients: tuple[Recipient, ...] = ()
+    compress: bool = False
+    stream_id: bytes = field(default_factory=lambda: os.urandom(16))
+    prev: tuple[bytes, bytes, int, int] = (bytes(16), bytes(32), 0, 0)  # id, digest, chunks, flags
+
+
 class RotatingFiles:
-    """The current output file, rotation, retention and fsync."""
+    """The current output file, rotation, retention and fsync; sealed when `sealing` is given."""
 
     def __init__(self, directory: Path, ring_id: int, policy: RotationPolicy, keep: int | None,
-                 fsync: str, fsync_interval: float, suffix: str = PLAIN_SUFFIX) -> None:
+                 fsync: str, fsync_interval: float, suffix: str = PLAIN_SUFFIX,
+                 sealing: Sealing | None = None, keep_age: float | None = None,
+                 keep_bytes: int | None = None) -> None:
+        self.sealing = sealing
+        self.keep_age = keep_age
+        self.keep_bytes = keep_bytes
+        if sealing is not None:
+            suffix = sealed.SUFFIX
         self.dir = directory
         self.ring_id = ring_id
         self.policy = policy
@@ -137,8 +165,38 @@ class RotatingFiles:
         self.current = self._last = f
         self.size = 0
         self.opened = time.monotonic()
+        if self.sealing is not None:
+            self._start_sealed(f)
         self._sync_dir()
         self._retain()
+
+    def _start_sealed(self, f: LogFile) -> None:
+        """Write the header; the file stays locked while this writer writes it."""
+        sl = self.sealing
+        assert sl is not None and self.fd is not None
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        prev_id, prev_digest, prev_chunks, prev_flags = sl.prev
+        header, key = sealed.make_header(
+            stream_id=sl.stream_id, index=f.index, ring_id=self.ring_id, created_ns=time.time_ns(),
+            prev_id=prev_id, prev_digest=prev_digest, prev_chunks=prev_chunks, prev_flags=prev_flags,
+            compress=sl.compress, keyring=sl.keyring, recipients=sl.recipients)
+        self._header = sealed.parse_header(header)
+        self._aead = AESGCM(key)
+        self._chunks = 0
+        self._last_seq = sealed.NO_SEQ
+        self._compressor = None
+        if sl.compress:
+            import zstandard
+
+            self._compressor = zstandard.ZstdCompressor(level=3)
+        try:
+            self._write_all(memoryview(header))
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            os.unlink(path_of(self.dir, f))
+            raise
+        self.size = len(header)
 
     def _sync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -148,7 +206,27 @@ class RotatingFiles:
             os.close(fd)
 
     def _retain(self) -> None:
-        for old in to_delete(log_files(self.dir), self.keep):
+        """Remove the oldest files beyond the count, age and total size kept (never the current one)."""
+        files = log_files(self.dir)
+        doomed = set(to_delete(files, self.keep))
+        now = time.time()
+        sizes = {}
+        for f in files:
+            try:
+                st = os.stat(self.dir / f.name)
+            except FileNotFoundError:
+                continue
+            sizes[f] = st.st_size
+            if self.keep_age is not None and now - st.st_mtime > self.keep_age:
+                doomed.add(f)
+        if self.keep_bytes is not None:
+            total = sum(sizes.values())
+            for f in files:  # oldest first
+                if total <= self.keep_bytes:
+                    break
+                doomed.add(f)
+                total -= sizes.get(f, 0)
+        for old in sorted(doomed):
             if old != self.current:
                 try:
                     os.unlink(self.dir / old.name)
@@ -184,6 +262,19 @@ class RotatingFiles:
     def _append(self, view: memoryview) -> None:
         if self.fd is None:
             self._open()
+        if self.sealing is not None:
+            m = _SEQ.match(bytes(view[bytes(view).rfind(b"\n", 0, len(view) - 1) + 1:][:40]))
+            last_seq = int(m.group(1)) if m else self._last_seq
+            chunk = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, bytes(view),
+                                      final=False, last_seq=last_seq, compressor=self._compressor)
+            self._write_all(memoryview(chunk))
+            self._chunks += 1
+            self._last_seq = last_seq
+        else:
+            self._write_all(view)
+
+    def _write_all(self, view: memoryview) -> None:
+        """Append all of view or nothing (a failed write is cut back off)."""
         assert self.fd is not None
         done = 0
         try:
@@ -209,6 +300,11 @@ class RotatingFiles:
             self.last_sync = now
 
     def close(self) -> None:
+        if self.fd is not None and self.sealing is not None:
+            final = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, b"", final=True,
+                                      last_seq=self._last_seq)
+            self._write_all(memoryview(final))
+            self.sealing.prev = (self._header.file_id, hashlib.sha256(final).digest(), self._chunks + 1, 0)
         if self.fd is not None:
             fd, self.fd = self.fd, None
             try:
@@ -229,12 +325,14 @@ class Writer:
         self.policy = load_policy(config.policy) if config.policy else Policy()
         if not config.sanitize:
             self.policy = Policy(enabled=False)
+        self.sealing = self._sealing(config)
         self.dir = prepare_dir(config.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
-            config.keep, config.fsync, config.fsync_interval)
+            config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
+            keep_age=config.keep_age, keep_bytes=config.keep_size)
         self.resume_seq = self._resume_point()
         self.skip_written = SkipWritten(self.resume_seq)
         self.stages = stages if stages is not None else [
@@ -262,8 +360,22 @@ class Writer:
         b.meta, b.buf, b.max_records, b.buf_cap = self._meta, self._buf, records, nbytes
         self._b = b
 
+    @staticmethod
+    def _sealing(config: WriterConfig) -> Sealing | None:
+        """Key material first: a loose key file stops the writer before anything else."""
+        if config.key is not None:
+            return Sealing(keyring=load_keyring(config.key), compress=config.compress)
+        if config.recipient:
+            recipients = tuple(parse_recipient(r) for r in config.recipient.split(",") if r.strip())
+            return Sealing(recipients=recipients, compress=config.compress)
+        if config.compress:
+            raise ConfigError("compress applies to sealed files: give --key or --recipient")
+        return None
+
     def _resume_point(self) -> int | None:
         """The last seq of this ring that the files hold, repairing a torn newest file."""
+        if self.sealing is not None:
+            return self._resume_sealed()
         files = log_files(self.dir)
         for i, f in enumerate(reversed(files)):
             if f.suffix != PLAIN_SUFFIX:
@@ -274,6 +386,39 @@ class Writer:
             if seq is not None:
                 return seq
         return None
+
+    def _resume_sealed(self) -> int | None:
+        """Continue the newest sealed file's sequence: cut a torn chunk, and if the file has no
+        final chunk (a crash), let the next file's header vouch for where it ends."""
+        files = [f for f in log_files(self.dir) if f.suffix == sealed.SUFFIX]
+        if not files:
+            return None
+        newest = files[-1]
+        path = self.dir / newest.name
+        data = path.read_bytes()
+        try:
+            scan = sealed.scan_chunks(data, str(path))
+        except sealed.SealError as exc:
+            if len(data) >= 4 and data[:4] != sealed.MAGIC:
+                raise ConfigError(f"{exc}; move it out of {self.dir} to start a new sequence") from None
+            # a header torn by a crash: nothing in it was ever released from the ring
+            _say("removed_torn_header", file=str(path), bytes=len(data))
+            path.unlink()
+            return self._resume_sealed()
+        if scan.torn_at is not None:
+            with open(path, "r+b") as f:
+                f.truncate(scan.torn_at)
+            _say("cut_torn_chunk", file=str(path), bytes=len(data) - scan.torn_at)
+            data = data[:scan.torn_at]
+        h = scan.header
+        flags = 0 if scan.final else sealed.PREV_RECOVERED
+        if not scan.final:
+            _say("closing_unfinished_file", file=str(path), chunks=len(scan.chunks))
+        self.sealing.stream_id = h.stream_id
+        self.sealing.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
+        if h.ring_id != self.ring.ring_id:
+            return None
+        return scan.last_seq
 
     def stop(self, *_args) -> None:
         self._stop = True

@@ -1,0 +1,366 @@
+"""Sealed log files: authenticated encryption in chunks, chained file to file.
+
+The layout is documented in docs/FORMAT.md; this module is its one
+implementation.  In short: a header names the file (stream, index, id), its
+predecessor (id, digest of its last chunk, chunk count) and holds the file's
+random data key wrapped to a symmetric key or to X25519 recipients; then
+chunks, each AES-256-GCM under the data key with a random nonce, whose
+associated data binds the header digest, the chunk's index, its flags (final)
+and the last `seq` it holds.  A crash leaves a file without its final chunk;
+the next file's header then vouches for exactly where it ended.
+
+Parsing (`parse_header`, `scan_chunks`) trusts nothing and never decrypts;
+`open_chunks` decrypts; `verify_paths` judges a whole sequence.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import CorruptRecordError
+from .keys import Identity, Keyring, Recipient
+
+MAGIC = b"LSXF"
+VERSION = 1
+SUFFIX = "lsx"
+MODE_KEY, MODE_RECIPIENTS = 1, 2
+FLAG_ZSTD = 1
+CHUNK_FINAL, CHUNK_ZSTD = 1, 2
+PREV_RECOVERED = 1
+NO_SEQ = (1 << 64) - 1
+MAX_CHUNK = 64 << 20
+
+# magic, version, mode, flags, reserved, header_len, stream_id, file_id, index, ring_id,
+# created_ns, prev_id, prev_digest, prev_chunks, prev_flags, 7 reserved bytes
+_FIXED = struct.Struct("<4sBBBBI16s16sQQQ16s32sQB7s")
+_KEY_BLOCK = struct.Struct("<8s12s48s")              # key id, nonce, wrapped data key
+_RCPT_BLOCK = struct.Struct("<8s32s12s48s")          # recipient id, ephemeral public, nonce, wrapped key
+_CHUNK = struct.Struct("<IB12sQ")                    # ciphertext length, flags, nonce, last seq
+_AAD = struct.Struct("<32sQBQ")                      # header digest, chunk index, flags, last seq
+
+
+class SealError(CorruptRecordError):
+    """A sealed file is damaged, foreign, or cannot be opened with the keys given."""
+
+
+class WrongKeyError(SealError):
+    """None of the keys given opens this file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    mode: int
+    flags: int
+    stream_id: bytes
+    file_id: bytes
+    index: int
+    ring_id: int
+    created_ns: int
+    prev_id: bytes
+    prev_digest: bytes
+    prev_chunks: int
+    prev_flags: int
+    key_block: bytes = field(repr=False)
+    raw: bytes = field(repr=False)
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.raw).digest()
+
+    @property
+    def has_prev(self) -> bool:
+        return self.prev_id != bytes(16)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int
+    end: int
+    flags: int
+    nonce: bytes
+    last_seq: int
+
+    @property
+    def final(self) -> bool:
+        return bool(self.flags & CHUNK_FINAL)
+
+
+def _hkdf(shared: bytes, salt: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt,
+                info=b"logger_system sealed file key").derive(shared)
+
+
+def make_header(*, stream_id: bytes, index: int, ring_id: int, created_ns: int, prev_id: bytes,
+                prev_digest: bytes, prev_chunks: int, prev_flags: int, compress: bool,
+                keyring: Keyring | None = None, recipients: Iterable[Recipient] = ()) -> tuple[bytes, bytes]:
+    """A new file's header and its fresh random data key."""
+    recipients = list(recipients)
+    mode = MODE_KEY if keyring is not None else MODE_RECIPIENTS
+    if mode == MODE_RECIPIENTS and not 1 <= len(recipients) <= 255:
+        raise ValueError("sealing needs a key or 1 to 255 recipients")
+    data_key = AESGCM.generate_key(256)
+    file_id = os.urandom(16)
+    block_len = _KEY_BLOCK.size if mode == MODE_KEY else 1 + _RCPT_BLOCK.size * len(recipients)
+    fixed = _FIXED.pack(MAGIC, VERSION, mode, FLAG_ZSTD if compress else 0, 0, _FIXED.size + block_len,
+                        stream_id, file_id, index, ring_id, created_ns, prev_id, prev_digest, prev_chunks,
+                        prev_flags, bytes(7))
+    if mode == MODE_KEY:
+        assert keyring is not None
+        nonce = os.urandom(12)
+        wrapped = AESGCM(keyring.keys[keyring.active]).encrypt(nonce, data_key, fixed)
+        block = _KEY_BLOCK.pack(keyring.active, nonce, wrapped)
+    else:
+        parts = [bytes([len(recipients)])]
+        for r in recipients:
+            eph = X25519PrivateKey.generate()
+            from cryptography.hazmat.primitives import serialization
+
+            eph_pub = eph.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            kek = _hkdf(eph.exchange(X25519PublicKey.from_public_bytes(r.public)), eph_pub + r.public)
+            nonce = os.urandom(12)
+            parts.append(_RCPT_BLOCK.pack(r.rid, eph_pub, nonce, AESGCM(kek).encrypt(nonce, data_key, fixed)))
+        block = b"".join(parts)
+    return fixed + block, data_key
+
+
+def parse_header(data: bytes, where: str = "file") -> Header:
+    if len(data) < _FIXED.size:
+        raise SealError(f"{where}: truncated: the header is incomplete")
+    (magic, version, mode, flags, _r, header_len, stream_id, file_id, index, ring_id, created_ns,
+     prev_id, prev_digest, prev_chunks, prev_flags, _r7) = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise SealError(f"{where}: not a logger_system sealed file")
+    if version != VERSION:
+        raise SealError(f"{where}: sealed file version {version} is not supported (this reads {VERSION})")
+    if mode not in (MODE_KEY, MODE_RECIPIENTS) or header_len > 1 << 16 or header_len < _FIXED.size:
+        raise SealError(f"{where}: the header is damaged")
+    if len(data) < header_len:
+        raise SealError(f"{where}: truncated: the header is incomplete")
+    block = data[_FIXED.size:header_len]
+    ok = (len(block) == _KEY_BLOCK.size if mode == MODE_KEY else
+          len(block) >= 1 and len(block) == 1 + block[0] * _RCPT_BLOCK.size and block[0] > 0)
+    if not ok:
+        raise SealError(f"{where}: the header is damaged")
+    return Header(mode, flags, stream_id, file_id, index, ring_id, created_ns, prev_id, prev_digest,
+                  prev_chunks, prev_flags, block, bytes(data[:header_len]))
+
+
+def data_key(header: Header, *, keyring: Keyring | None = None, identity: Identity | None = None,
+             where: str = "file") -> bytes:
+    """Unwrap a file's data key with the keys given; WrongKeyError if none fits."""
+    fixed = header.raw[:_FIXED.size]
+    try:
+        if header.mode == MODE_KEY:
+            key_id, nonce, wrapped = _KEY_BLOCK.unpack(header.key_block)
+            key = keyring.key(key_id) if keyring else None
+            if key is None:
+                raise WrongKeyError(f"{where}: wrong key: sealed with key id {key_id.hex()}, "
+                                    "which the key file given does not hold")
+            return AESGCM(key).decrypt(nonce, wrapped, fixed)
+        if identity is None:
+            raise WrongKeyError(f"{where}: wrong key: sealed to X25519 recipients; pass --identity FILE")
+        me = identity.recipient
+        block = header.key_block
+        for k in range(block[0]):
+            rid, eph_pub, nonce, wrapped = _RCPT_BLOCK.unpack_from(block, 1 + k * _RCPT_BLOCK.size)
+            if rid == me.rid:
+                kek = _hkdf(identity.private.exchange(X25519PublicKey.from_public_bytes(eph_pub)),
+                            eph_pub + me.public)
+                return AESGCM(kek).decrypt(nonce, wrapped, fixed)
+        raise WrongKeyError(f"{where}: wrong key: the identity given is not a recipient of this file")
+    except InvalidTag:
+        raise SealError(f"{where}: tampered: the header does not authenticate") from None
+    except ValueError:
+        raise SealError(f"{where}: the header is damaged") from None
+
+
+def seal_chunk(aead: AESGCM, header_digest: bytes, index: int, plaintext: bytes, *, final: bool,
+               last_seq: int, compressor=None) -> bytes:
+    flags = CHUNK_FINAL if final else 0
+    if compressor is not None and plaintext:
+        plaintext = compressor.compress(plaintext)
+        flags |= CHUNK_ZSTD
+    nonce = os.urandom(12)
+    ct = aead.encrypt(nonce, plaintext, _AAD.pack(header_digest, index, flags, last_seq))
+    return _CHUNK.pack(len(ct), flags, nonce, last_seq) + ct
+
+
+@dataclass
+class Scan:
+    """The structure of a sealed file, read without keys."""
+
+    header: Header
+    chunks: list[Chunk]
+    size: int
+    torn_at: int | None  # where an incomplete chunk begins, if the file ends inside one
+
+    @property
+    def final(self) -> bool:
+        return bool(self.chunks) and self.chunks[-1].final
+
+    def digest_of_last(self, data: bytes) -> bytes:
+        c = self.chunks[-1] if self.chunks else None
+        return hashlib.sha256(data[c.start:c.end]).digest() if c else bytes(32)
+
+    @property
+    def last_seq(self) -> int | None:
+        for c in reversed(self.chunks):
+            if c.last_seq != NO_SEQ:
+                return c.last_seq
+        return None
+
+
+def scan_chunks(data: bytes, where: str = "file") -> Scan:
+    """Walk a file's chunks without decrypting.  Bytes after a final chunk are damage."""
+    header = parse_header(data, where)
+    pos, chunks = len(header.raw), []
+    torn = None
+    while pos < len(data):
+        if chunks and chunks[-1].final:
+            raise SealError(f"{where}: tampered: {len(data) - pos} bytes follow the final chunk")
+        if len(data) - pos < _CHUNK.size:
+            torn = pos
+            break
+        length, flags, nonce, last_seq = _CHUNK.unpack_from(data, pos)
+        if length < 16 or length > MAX_CHUNK or flags & ~(CHUNK_FINAL | CHUNK_ZSTD):
+            raise SealError(f"{where}: tampered at chunk {len(chunks)}: impossible chunk header")
+        end = pos + _CHUNK.size + length
+        if end > len(data):
+            torn = pos
+            break
+        chunks.append(Chunk(len(chunks), pos, end, flags, nonce, last_seq))
+        pos = end
+    return Scan(header, chunks, len(data), torn)
+
+
+def open_chunks(data: bytes, scan: Scan, key: bytes, where: str = "file") -> Iterator[bytes]:
+    """Plaintext of each chunk, in order; SealError naming the first chunk that fails."""
+    aead = AESGCM(key)
+    hd = scan.header.digest
+    decompressor = None
+    for c in scan.chunks:
+        ct = data[c.start + _CHUNK.size:c.end]
+        try:
+            pt = aead.decrypt(c.nonce, ct, _AAD.pack(hd, c.index, c.flags, c.last_seq))
+        except InvalidTag:
+            raise SealError(f"{where}: tampered at chunk {c.index}") from None
+        if c.flags & CHUNK_ZSTD:
+            if decompressor is None:
+                import zstandard
+
+                decompressor = zstandard.ZstdDecompressor()
+            pt = decompressor.decompress(pt, max_output_size=MAX_CHUNK * 8)
+        yield pt
+
+
+def file_locked(path: Path) -> bool:
+    """Whether a writer holds this file open for writing (it keeps a lock on it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class FileReport:
+    path: Path
+    ok: bool
+    state: str  # "ok", "open", or what is wrong
+    header: Header | None = None
+
+
+def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
+                 identity: Identity | None = None) -> tuple[list[FileReport], list[str]]:
+    """Check every file and the chain between them; (reports, notes)."""
+    from .rotation import LogFile
+
+    reports: list[FileReport] = []
+    scans: list[tuple[Path, Scan, bytes] | None] = []
+    for path in paths:
+        where = str(path)
+        try:
+            data = path.read_bytes()
+            scan = scan_chunks(data, where)
+            key = data_key(scan.header, keyring=keyring, identity=identity, where=where)
+            for _ in open_chunks(data, scan, key, where):
+                pass
+            name = LogFile.parse(path.name)
+            if name is not None and name.index != scan.header.index:
+                raise SealError(f"{where}: renamed or swapped: the name says file {name.index}, "
+                                f"the sealed header says {scan.header.index}")
+            reports.append(FileReport(path, True, "ok", scan.header))
+            scans.append((path, scan, data))
+        except SealError as exc:
+            reports.append(FileReport(path, False, str(exc)))
+            scans.append(None)
+        except OSError as exc:
+            reports.append(FileReport(path, False, f"{where}: cannot read: {exc.strerror}"))
+            scans.append(None)
+    notes: list[str] = []
+    good = [s for s in scans if s is not None]
+    if not good:
+        return reports, notes
+    stream = good[-1][1].header.stream_id  # the sequence is the newest file's
+    by_id = {s[1].header.file_id: s for s in good}
+    for i, (rep, s) in enumerate(zip(reports, scans)):
+        if s is None:
+            continue
+        path, scan, data = s
+        h = scan.header
+        where = str(path)
+        if h.stream_id != stream:
+            rep.ok, rep.state = False, f"{where}: not part of this sequence (another writer's file)"
+            continue
+        if h.has_prev:
+            prev = by_id.get(h.prev_id)
+            if prev is None:
+                earlier = [g for g in good if g[1].header.stream_id == stream and g[1].header.index < h.index]
+                if earlier:
+                    rep.ok, rep.state = False, f"{where}: predecessor missing (file id {h.prev_id.hex()[:12]})"
+                else:
+                    notes.append(f"{where}: the sequence starts here; earlier files were removed "
+                                 "(retention)")
+            else:
+                pscan, pdata = prev[1], prev[2]
+                if (pscan.digest_of_last(pdata) != h.prev_digest or len(pscan.chunks) != h.prev_chunks
+                        or bool(h.prev_flags & PREV_RECOVERED) == pscan.final):
+                    rep.ok, rep.state = False, (f"{where}: its predecessor {prev[0].name} does not end "
+                                                "where this file says it did (truncated or replaced)")
+        if not scan.final:
+            successor = next((g for g in good if g[1].header.prev_id == h.file_id), None)
+            if successor is not None and successor[1].header.prev_flags & PREV_RECOVERED:
+                notes.append(f"{where}: closed after a writer crash; its end is vouched for by "
+                             f"{successor[0].name}")
+            elif successor is None and i == len(reports) - 1 and scan.torn_at is None:
+                rep.state = "open" if file_locked(path) else "unfinished"
+                if rep.state == "open":
+                    notes.append(f"{where}: open: a writer is still writing it")
+                else:
+                    rep.ok, rep.state = False, (f"{where}: unfinished: no final chunk and no writer holds "
+                                                "it (start the writer to close it)")
+            elif rep.ok:
+                rep.ok, rep.state = False, f"{where}: truncated: the final chunk is missing"
+        if scan.torn_at is not None and rep.ok and rep.state != "open" and not (
+                i == len(reports) - 1 and file_locked(path)):
+            rep.ok, rep.state = False, f"{where}: truncated inside chunk {len(scan.chunks)}"
+    return reports, notes
