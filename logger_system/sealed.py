@@ -186,15 +186,26 @@ def data_key(header: Header, *, keyring: Keyring | None = None, identity: Identi
         raise SealError(f"{where}: the header is damaged") from None
 
 
-def seal_chunk(aead: AESGCM, header_digest: bytes, index: int, plaintext: bytes, *, final: bool,
-               last_seq: int, compressor=None) -> bytes:
+def seal_chunk(aead: AESGCM, header_digest: bytes, index: int, plaintext, *, final: bool,
+               last_seq: int, compressor=None, out: bytearray | None = None):
+    """One chunk's bytes.  With `out`, they are built in that reusable buffer and a
+    memoryview of it is returned (valid until the next call): a megabyte chunk then
+    costs no fresh memory, which is what keeps sealing near AES-GCM's own speed."""
     flags = CHUNK_FINAL if final else 0
-    if compressor is not None and plaintext:
+    if compressor is not None and len(plaintext):
         plaintext = compressor.compress(plaintext)
         flags |= CHUNK_ZSTD
     nonce = os.urandom(12)
-    ct = aead.encrypt(nonce, plaintext, _AAD.pack(header_digest, index, flags, last_seq))
-    return _CHUNK.pack(len(ct), flags, nonce, last_seq) + ct
+    aad = _AAD.pack(header_digest, index, flags, last_seq)
+    n = len(plaintext) + 16
+    if out is None:
+        return _CHUNK.pack(n, flags, nonce, last_seq) + aead.encrypt(nonce, bytes(plaintext), aad)
+    if len(out) < _CHUNK.size + n:
+        out.extend(bytes(_CHUNK.size + n - len(out)))
+    view = memoryview(out)
+    _CHUNK.pack_into(out, 0, n, flags, nonce, last_seq)
+    aead.encrypt_into(nonce, plaintext, aad, view[_CHUNK.size:_CHUNK.size + n])
+    return view[:_CHUNK.size + n]
 
 
 @dataclass

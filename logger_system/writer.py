@@ -138,6 +138,8 @@ class RotatingFiles:
                  sealing: Sealing | None = None, keep_age: float | None = None,
                  keep_bytes: int | None = None) -> None:
         self.sealing = sealing
+        self._chunk_buf = bytearray()
+        self._piece_last_seq: int | None = None
         self.keep_age = keep_age
         self.keep_bytes = keep_bytes
         if sealing is not None:
@@ -254,6 +256,9 @@ class RotatingFiles:
                     self.close()  # not one more line fits: rotate first
                     continue
                 end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
+            if self.sealing is not None:  # the seq of the piece's last line, for its chunk header
+                m = _SEQ.match(data, data.rfind(b"\n", pos, end - 1) + 1)
+                self._piece_last_seq = int(m.group(1)) if m else None
             self._append(memoryview(data)[pos:end])
             pos = self.progress = end
             if pos < len(data):
@@ -263,11 +268,11 @@ class RotatingFiles:
         if self.fd is None:
             self._open()
         if self.sealing is not None:
-            m = _SEQ.match(bytes(view[bytes(view).rfind(b"\n", 0, len(view) - 1) + 1:][:40]))
-            last_seq = int(m.group(1)) if m else self._last_seq
-            chunk = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, bytes(view),
-                                      final=False, last_seq=last_seq, compressor=self._compressor)
-            self._write_all(memoryview(chunk))
+            last_seq = self._piece_last_seq if self._piece_last_seq is not None else self._last_seq
+            chunk = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, view,
+                                      final=False, last_seq=last_seq, compressor=self._compressor,
+                                      out=self._chunk_buf)
+            self._write_all(chunk)
             self._chunks += 1
             self._last_seq = last_seq
         else:

@@ -122,6 +122,28 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     return out
 
 
+def sealing(rounds: int, chunk: int = 1 << 20, chunks: int = 64) -> dict:
+    """The seal stage alone: AES-256-GCM chunks as the writer makes them, GB/s of plaintext."""
+    import os as _os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from logger_system.sealed import seal_chunk
+
+    aead = AESGCM(AESGCM.generate_key(256))
+    data = _os.urandom(chunk)
+    digest = bytes(32)
+    buf = bytearray()  # reused, as the writer reuses its chunk buffer
+    rates = []
+    for r in range(rounds):
+        _progress(f"sealing: round {r + 1}/{rounds}")
+        t0 = time.perf_counter()
+        for i in range(chunks):
+            seal_chunk(aead, digest, i, data, final=False, last_seq=i, out=buf)
+        rates.append(chunk * chunks / (time.perf_counter() - t0) / 1e9)
+    return {"gb_per_s": statistics.median(rates), "rounds": rates, "chunk_bytes": chunk}
+
+
 def sanitizer(rounds: int, n: int) -> dict:
     """The sanitize stage against the naive one-re.sub-per-rule baseline, same corpora."""
     from perf.sanitize_bench import measure
@@ -139,10 +161,12 @@ def end_to_end(rounds: int, producers: int, records: int, peers: list[str]) -> d
     with tempfile.TemporaryDirectory(prefix="perf-e2e-") as workdir:
         for r in range(rounds):
             # interleave contenders round by round so that machine noise hits all alike
-            for name in ["logger_system", "logger_system_no_sanitize", *peers]:
+            for name in ["logger_system", "logger_system_plaintext", "logger_system_no_sanitize", *peers]:
                 _progress(f"end to end: {name}, round {r + 1}/{rounds}")
-                if name == "logger_system":
-                    res = run_logger_system(producers, records, workdir)
+                if name == "logger_system":  # the full default pipeline: sanitized, sealed, rotated
+                    res = run_logger_system(producers, records, workdir, sealed=True)
+                elif name == "logger_system_plaintext":
+                    res = run_logger_system(producers, records, workdir, name=name)
                 elif name == "logger_system_no_sanitize":
                     res = run_logger_system(producers, records, workdir, writer_args=("--no-sanitize",),
                                             name=name)
@@ -194,6 +218,9 @@ def render(res: dict) -> str:
         for name, r in res["sanitizer"].items():
             lines.append(f"| {name} | {r['ours_mb_s']:.1f} | {r['naive_mb_s']:.1f} | {r['ratio']:.0f}x |")
         lines.append("")
+    if "sealing" in res:
+        lines += [f"## Seal stage: {res['sealing']['gb_per_s']:.2f} GB/s "
+                  f"(AES-256-GCM, {res['sealing']['chunk_bytes'] >> 20} MiB chunks, median)", ""]
     e = res["end_to_end"]
     lines += [f"## End to end: {e['producers']} producers x {e['records_per_producer']:,} records "
               "(checked complete)", "", "| contender | median records/s | logger_system is |", "|---|---:|---:|"]
@@ -227,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "call_cost_per_cpu": per_cpu(lambda: {k: v["median_us"] for k, v in call_cost(rounds).items()
                                               if isinstance(v, dict)}),
         "sanitizer": sanitizer(rounds, 50_000 if a.full else 20_000),
+        "sealing": sealing(rounds),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)

@@ -39,9 +39,10 @@ def _producer(barrier, producer: int, n_records: int, ring: str) -> None:
 
 def start_writer(ring: str, directory: str, *extra: str) -> subprocess.Popen:
     err = open(os.path.join(os.path.dirname(directory), f"writer-{ring}.err"), "wb")
+    sealing = ("--key" in extra or "--recipient" in extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logger_system", "writer", "--ring", ring, "--dir", directory,
-         "--plaintext", *extra], stdout=subprocess.DEVNULL, stderr=err)
+         *(() if sealing else ("--plaintext",)), *extra], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 20
     while not writer_attached(ring, proc.pid):
         if proc.poll() is not None:
@@ -55,12 +56,20 @@ def start_writer(ring: str, directory: str, *extra: str) -> subprocess.Popen:
 
 def run_logger_system(n_producers: int, n_records: int, workdir: str, *,
                       timeout: float = DEFAULT_TIMEOUT, writer_args: tuple[str, ...] = (),
-                      name: str = "logger_system") -> Result:
+                      name: str = "logger_system", sealed: bool = False) -> Result:
     ring = f"perf-{uuid.uuid4().hex[:10]}"
     directory = os.path.join(workdir, ring)
     total = n_producers * n_records
     reason: str | None = None
     seconds: float | None = None
+    keys = {}
+    if sealed:
+        from logger_system.keys import keygen, load_keyring
+
+        key = Path(workdir) / f"{ring}.key"
+        keygen(key)
+        keys["keyring"] = load_keyring(key)
+        writer_args = (*writer_args, "--key", str(key))
     writer = start_writer(ring, directory, *writer_args)
     watcher = Ring(ring, create=False)
     producers = _Producers(_producer, n_producers, n_records, (ring,))
@@ -92,7 +101,7 @@ def run_logger_system(n_producers: int, n_records: int, workdir: str, *,
     # the checker reads message text; take it out of the JSON lines, checking each
     merged = os.path.join(workdir, f"{ring}.msgs")
     with open(merged, "w", encoding="utf-8") as out:
-        for rec in iter_records([Path(directory)]):
+        for rec in iter_records([Path(directory)], **keys):
             out.write(rec["msg"] + "\n")
     result = _result(name, n_producers, n_records, seconds, merged, reason)
     result["dropped"] = stats["dropped"]

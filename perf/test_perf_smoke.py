@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from perf.__main__ import call_cost, end_to_end, main, render, ring_bench, sanitizer
+from perf.__main__ import call_cost, end_to_end, main, render, ring_bench, sanitizer, sealing
 
 
 @pytest.mark.slow
@@ -18,6 +18,7 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "ring": ring_bench(1, n=200_000),
         "call_cost": call_cost(1, calls=2_000),
         "sanitizer": sanitizer(1, 2_000),
+        "sealing": sealing(1, chunks=4),
         "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
     }
     assert res["ring"]["records_per_s"] > 0
