@@ -18,7 +18,9 @@ import time
 import uuid
 from pathlib import Path
 
+from .keys import keygen, load_keyring
 from .reader import iter_records
+from .sealed import verify_paths
 from .ring import Ring, unlink, writer_attached
 
 _PATHS = ["/api/v1/orders", "/api/v1/users/me", "/api/v1/search", "/checkout", "/login"]
@@ -61,10 +63,14 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     print(f"demo: ring {ring!r}, writing to {directory}")
     err_path = base / "writer.err"
     base.mkdir(parents=True, exist_ok=True)
+    key_path = base / "demo.key"
+    keygen(key_path)
+    keyring = load_keyring(key_path)
+    print(f"demo: files are sealed with a new key, {key_path} (mode 0600)")
     with open(err_path, "wb") as err:
         writer = subprocess.Popen(
             [sys.executable, "-m", "logger_system", "writer", "--ring", ring, "--dir", str(directory),
-             "--plaintext", "--rotate-size", "4MiB"], stdout=subprocess.DEVNULL, stderr=err)
+             "--key", str(key_path), "--rotate-size", "4MiB"], stdout=subprocess.DEVNULL, stderr=err)
     try:
         _wait_for_writer(ring, writer)
         ctx = multiprocessing.get_context("fork")
@@ -87,13 +93,18 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
         return 1
 
     files = sorted(directory.iterdir())
-    records = list(iter_records([directory]))
+    records = list(iter_records([directory], keyring=keyring))
+    reports, _notes = verify_paths(files, keyring=keyring)
     print(f"\ndemo: {len(files)} file(s), {sum(f.stat().st_size for f in files):,} bytes:")
     for f in files[:3] + (files[-2:] if len(files) > 5 else files[3:]):
         if f == files[-2] and len(files) > 5:
             print(f"  ... {len(files) - 5} more")
         print(f"  {f.name}  {f.stat().st_size:>10,} bytes  mode {oct(f.stat().st_mode & 0o777)}")
-    print("\ndemo: a few of the records written (one JSON object per line):")
+    ok = all(r.ok for r in reports)
+    print(f"demo: verify: {sum(r.ok for r in reports)} of {len(reports)} file(s) authentic and complete")
+    print(f"demo: a record's text in the raw files: "
+          f"{'FOUND' if any(b'GET /api' in f.read_bytes() for f in files) else 'nowhere (sealed)'}")
+    print("\ndemo: a few of the records, as `logger-system cat --key` prints them:")
     sample = records[:2]
     for level in ("WARNING", "ERROR"):
         sample += [r for r in records if r["level"] == level][:1]
@@ -120,7 +131,7 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     print(f"demo: records with the logged card number, password or e-mail left in them: {len(leaked)}")
     if not keep_dir:
         shutil.rmtree(base, ignore_errors=True)
-    return 0 if balanced and not leaked else 1
+    return 0 if balanced and not leaked and ok else 1
 
 
 def _short(rec: dict) -> str:
