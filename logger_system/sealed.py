@@ -331,7 +331,13 @@ def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
     good = [s for s in scans if s is not None]
     if not good:
         return reports, notes
-    stream = good[-1][1].header.stream_id  # the sequence is the newest file's
+    # the sequence is the stream most files belong to (ties: the oldest file's): one foreign
+    # file, even named as the newest, cannot make the genuine ones look foreign
+    counts: dict[bytes, int] = {}
+    for g in good:
+        counts[g[1].header.stream_id] = counts.get(g[1].header.stream_id, 0) + 1
+    stream = max(counts, key=lambda sid: (counts[sid], -next(i for i, g in enumerate(good)
+                                                              if g[1].header.stream_id == sid)))
     by_id = {s[1].header.file_id: s for s in good}
     for i, (rep, s) in enumerate(zip(reports, scans)):
         if s is None:
