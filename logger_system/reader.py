@@ -39,19 +39,33 @@ def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None) -> Iterato
     for i, path in enumerate(files):
         last_file = i == len(files) - 1
         if path.suffix == "." + sealed.SUFFIX:
-            yield from _sealed_lines(path, last_file, keyring, identity)
+            successor = files[i + 1] if not last_file and files[i + 1].suffix == path.suffix else None
+            yield from _sealed_lines(path, last_file, keyring, identity, successor)
             continue
         with open(path, "rb") as f:
             yield from _checked(f, path, last_file)
 
 
-def _sealed_lines(path: Path, last_file: bool, keyring, identity) -> Iterator[bytes]:
+def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Path | None) -> Iterator[bytes]:
+    """A sealed file's lines; it must end where the next file's header says it did."""
     from . import sealed
 
     data = path.read_bytes()
     scan = sealed.scan_chunks(data, str(path))
     if scan.torn_at is not None and not last_file:
         raise sealed.SealError(f"{path}: truncated inside chunk {len(scan.chunks)}")
+    if successor is not None:
+        with open(successor, "rb") as f:
+            nxt = sealed.parse_header(f.read(1 << 16), str(successor))
+        recovered = bool(nxt.prev_flags & sealed.PREV_RECOVERED)
+        if nxt.prev_id != scan.header.file_id:
+            raise sealed.SealError(f"{successor}: its predecessor is not {path.name} "
+                                   "(a file is missing, swapped or foreign)")
+        if (nxt.prev_chunks != len(scan.chunks) or nxt.prev_digest != scan.digest_of_last(data)
+                or recovered == scan.final):
+            raise sealed.SealError(f"{path}: truncated: it does not end where {successor.name} says it did")
+    elif not last_file and not scan.final:
+        raise sealed.SealError(f"{path}: truncated: the final chunk is missing")
     key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
     for chunk in sealed.open_chunks(data, scan, key, str(path)):
         yield from _checked(chunk.splitlines(keepends=True), path, False)

@@ -51,7 +51,7 @@ PLAIN_SUFFIX = "jsonl"
 
 def path_of(directory: Path, f: LogFile) -> Path:
     return directory / f.name
-_SEQ = re.compile(rb'^\{"seq":(\d+),')
+_SEQ = re.compile(rb'\{"seq":(\d+),')  # match() anchors it where it is asked to look
 _META_SIZE = META_DTYPE.itemsize
 
 
