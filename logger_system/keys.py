@@ -116,7 +116,10 @@ def keygen(path: Path, rotate: bool = False) -> bytes:
     if rotate:
         old = _read_secret(path, "key file")
         load_keyring(path)  # refuse to extend a file that is not a keyring
-        _write_secret(path, line + old, overwrite=True)
+        # a new file renamed over the old one: a crash or a full disk never leaves half a keyring
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        _write_secret(tmp, line + old, overwrite=True)
+        os.replace(tmp, path)
     else:
         _write_secret(path, line)
     return bytes.fromhex(line.split(":")[1])

@@ -54,9 +54,12 @@ def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Pat
     scan = sealed.scan_chunks(data, str(path))
     if scan.torn_at is not None and not last_file:
         raise sealed.SealError(f"{path}: truncated inside chunk {len(scan.chunks)}")
+    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
     if successor is not None:
         with open(successor, "rb") as f:
             nxt = sealed.parse_header(f.read(1 << 16), str(successor))
+        # its header must authenticate before its word on this file counts
+        sealed.data_key(nxt, keyring=keyring, identity=identity, where=str(successor))
         recovered = bool(nxt.prev_flags & sealed.PREV_RECOVERED)
         if nxt.prev_id != scan.header.file_id:
             raise sealed.SealError(f"{successor}: its predecessor is not {path.name} "
@@ -66,7 +69,6 @@ def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Pat
             raise sealed.SealError(f"{path}: truncated: it does not end where {successor.name} says it did")
     elif not last_file and not scan.final:
         raise sealed.SealError(f"{path}: truncated: the final chunk is missing")
-    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
     for chunk in sealed.open_chunks(data, scan, key, str(path)):
         yield from _checked(chunk.splitlines(keepends=True), path, False)
 
@@ -97,10 +99,9 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
         for path in expand([directory]):
             if path.suffix == "." + sealed.SUFFIX:
                 data = path.read_bytes()
-                try:
-                    scan = sealed.scan_chunks(data, str(path))
-                except sealed.SealError:
-                    continue  # a header not yet complete
+                if sealed.header_torn(data):
+                    continue  # a header still being written
+                scan = sealed.scan_chunks(data, str(path))
                 seen = done.get(path.name, 0)
                 if len(scan.chunks) > seen:
                     key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))

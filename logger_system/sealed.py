@@ -157,6 +157,17 @@ def parse_header(data: bytes, where: str = "file") -> Header:
                   prev_chunks, prev_flags, block, bytes(data[:header_len]))
 
 
+def header_torn(data: bytes) -> bool:
+    """Whether data is the start of a header cut short (a crash while it was written),
+    as opposed to a complete header that is damaged."""
+    if len(data) < _FIXED.size:
+        return MAGIC.startswith(data[:4]) if len(data) < 4 else data[:4] == MAGIC
+    if data[:4] != MAGIC:
+        return False
+    header_len = struct.unpack_from("<I", data, 8)[0]
+    return _FIXED.size <= header_len <= 1 << 16 and len(data) < header_len
+
+
 def data_key(header: Header, *, keyring: Keyring | None = None, identity: Identity | None = None,
              where: str = "file") -> bytes:
     """Unwrap a file's data key with the keys given; WrongKeyError if none fits."""
@@ -307,6 +318,9 @@ def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
 
     reports: list[FileReport] = []
     scans: list[tuple[Path, Scan, bytes] | None] = []
+    # whether a writer holds the newest file, asked before reading it: a writer that closes
+    # it while we read must not make it look unfinished
+    newest_open = bool(paths) and file_locked(paths[-1])
     for path in paths:
         where = str(path)
         try:
@@ -369,7 +383,7 @@ def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
                 notes.append(f"{where}: closed after a writer crash; its end is vouched for by "
                              f"{successor[0].name}")
             elif successor is None and i == len(reports) - 1 and scan.torn_at is None:
-                rep.state = "open" if file_locked(path) else "unfinished"
+                rep.state = "open" if newest_open or file_locked(path) else "unfinished"
                 if rep.state == "open":
                     notes.append(f"{where}: open: a writer is still writing it")
                 else:
@@ -378,6 +392,6 @@ def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
             elif rep.ok:
                 rep.ok, rep.state = False, f"{where}: truncated: the final chunk is missing"
         if scan.torn_at is not None and rep.ok and rep.state != "open" and not (
-                i == len(reports) - 1 and file_locked(path)):
+                i == len(reports) - 1 and (newest_open or file_locked(path))):
             rep.ok, rep.state = False, f"{where}: truncated inside chunk {len(scan.chunks)}"
     return reports, notes

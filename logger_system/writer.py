@@ -257,7 +257,7 @@ class RotatingFiles:
                     continue
                 end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
             if self.sealing is not None:  # the seq of the piece's last line, for its chunk header
-                m = _SEQ.match(data, data.rfind(b"\n", pos, end - 1) + 1)
+                m = _SEQ.match(data, max(data.rfind(b"\n", pos, end - 1), pos - 1) + 1)
                 self._piece_last_seq = int(m.group(1)) if m else None
             self._append(memoryview(data)[pos:end])
             pos = self.progress = end
@@ -339,6 +339,8 @@ class Writer:
             config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
             keep_age=config.keep_age, keep_bytes=config.keep_size)
         self.resume_seq = self._resume_point()
+        if self.sealing is not None and self.sealing.prev[3] & sealed.PREV_RECOVERED:
+            self.files._open()  # its header vouches for where the unfinished file ended, now
         self.skip_written = SkipWritten(self.resume_seq)
         self.stages = stages if stages is not None else [
             self.skip_written, LevelFilter(config.min_level), *self._sanitize_stage(), FormatJsonl()]
@@ -404,12 +406,13 @@ class Writer:
         try:
             scan = sealed.scan_chunks(data, str(path))
         except sealed.SealError as exc:
-            if len(data) >= 4 and data[:4] != sealed.MAGIC:
-                raise ConfigError(f"{exc}; move it out of {self.dir} to start a new sequence") from None
-            # a header torn by a crash: nothing in it was ever released from the ring
-            _say("removed_torn_header", file=str(path), bytes=len(data))
-            path.unlink()
-            return self._resume_sealed()
+            if sealed.header_torn(data):
+                # a crash while the header was written: no record ever went into this file
+                _say("removed_torn_header", file=str(path), bytes=len(data))
+                path.unlink()
+                return self._resume_sealed()
+            raise ConfigError(f"{exc}; the newest file is damaged: keep it for inspection and move it "
+                              f"out of {self.dir} to start a new sequence") from None
         if scan.torn_at is not None:
             with open(path, "r+b") as f:
                 f.truncate(scan.torn_at)
@@ -421,9 +424,19 @@ class Writer:
             _say("closing_unfinished_file", file=str(path), chunks=len(scan.chunks))
         self.sealing.stream_id = h.stream_id
         self.sealing.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
-        if h.ring_id != self.ring.ring_id:
-            return None
-        return scan.last_seq
+        # the newest file may hold no record yet (a crash right after it was opened):
+        # the resume point is then in the files before it
+        for f in reversed(files):
+            older = self.dir / f.name
+            try:
+                s = sealed.scan_chunks(older.read_bytes(), str(older))
+            except sealed.SealError:
+                return None
+            if s.header.ring_id != self.ring.ring_id:
+                return None
+            if s.last_seq is not None:
+                return s.last_seq
+        return None
 
     def stop(self, *_args) -> None:
         self._stop = True
