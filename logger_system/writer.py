@@ -326,6 +326,10 @@ class Writer:
 
     def __init__(self, config: WriterConfig, stages=None) -> None:
         self.config = config
+        self._stop = False
+        # from the first moment on, SIGTERM/SIGINT mean "drain and stop", never a kill mid-start
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.stop)
         # a bad policy stops the writer before it touches the ring or the directory
         self.policy = load_policy(config.policy) if config.policy else Policy()
         if not config.sanitize:
@@ -344,7 +348,6 @@ class Writer:
         self.skip_written = SkipWritten(self.resume_seq)
         self.stages = stages if stages is not None else [
             self.skip_written, LevelFilter(config.min_level), *self._sanitize_stage(), FormatJsonl()]
-        self._stop = False
         self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
 
     def _sanitize_stage(self) -> list:
@@ -493,8 +496,6 @@ class Writer:
         return skip_to[0]
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.stop)
         cfg = self.config
         cursor = lib.lsr_head(self.ring.ptr)
         _say("started", ring=cfg.ring, dir=str(self.dir), pid=os.getpid(), resume_seq=self.resume_seq,
