@@ -26,19 +26,21 @@ def ring_name():
 class WriterProcess:
     """`logger-system writer` as a child process, with the test's options."""
 
-    def __init__(self, ring: str, directory: Path, *extra: str) -> None:
+    def __init__(self, ring: str, directory: Path, *extra: str, plaintext: bool = True) -> None:
         self.ring = ring
         self.dir = directory
-        self.extra = list(extra)
+        self.extra = [str(e) for e in extra] + (["--plaintext"] if plaintext else [])
         self.proc: subprocess.Popen | None = None
+        self.err_path: Path | None = None
 
     def start(self, wait: bool = True) -> "WriterProcess":
         cmd = [sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
-               "--dir", str(self.dir), "--plaintext", *self.extra]
+               "--dir", str(self.dir), *self.extra]
         # a file, not a pipe: a writer must never block on a full pipe nobody reads
         self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._err)
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                         stdin=subprocess.DEVNULL)
         if wait:
             self.wait_attached()
         return self
@@ -49,7 +51,7 @@ class WriterProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"writer exited {self.proc.returncode}: {self.stderr()}")
             if time.monotonic() > deadline:
-                raise AssertionError("writer did not attach in time")
+                raise AssertionError(f"writer did not attach in time: {self.stderr()}")
             time.sleep(0.02)
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -66,7 +68,7 @@ class WriterProcess:
         self.proc.wait(10)
 
     def stderr(self) -> str:
-        return self.err_path.read_text() if self.proc else ""
+        return self.err_path.read_text() if self.err_path and self.err_path.exists() else ""
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import stats, wait_for
+from conftest import WriterProcess, stats, wait_for
 from logger_system import connect, sealed
 from logger_system.keys import Identity, Keyring, load_keyring
 from logger_system.ring import unlink, writer_attached
@@ -68,35 +68,11 @@ def cli(*args: str | Path, timeout: float = CLI_TIMEOUT) -> subprocess.Completed
                           stdin=subprocess.DEVNULL)
 
 
-class SealedWriter:
+class SealedWriter(WriterProcess):
     """`logger-system writer` without --plaintext: the options decide how files are sealed."""
 
     def __init__(self, ring: str, directory: Path, *extra: str | Path) -> None:
-        self.ring = ring
-        self.dir = directory
-        self.extra = [str(e) for e in extra]
-        self.proc: subprocess.Popen | None = None
-        self.err_path: Path | None = None
-
-    def start(self, wait: bool = True) -> "SealedWriter":
-        cmd = [*CLI, "writer", "--ring", self.ring, "--dir", str(self.dir), *self.extra]
-        # a file, not a pipe: a writer must never block on a full pipe nobody reads
-        self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        if wait:
-            self.wait_attached()
-        return self
-
-    def wait_attached(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not writer_attached(self.ring, self.proc.pid):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"writer exited {self.proc.returncode}: {self.stderr()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"writer did not attach in time: {self.stderr()}")
-            time.sleep(0.02)
+        super().__init__(ring, directory, *extra, plaintext=False)
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         try:
@@ -109,13 +85,6 @@ class SealedWriter:
     def stop(self, timeout: float = 30.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.wait_exit(timeout)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stderr(self) -> str:
-        return self.err_path.read_text() if self.err_path and self.err_path.exists() else ""
 
     def events(self) -> list[dict]:
         return _events(self.stderr())
