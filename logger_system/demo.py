@@ -7,7 +7,6 @@ cleanly and shows what was written and whether the counters add up.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import random
 import shutil
 import signal

@@ -1,8 +1,6 @@
 """Shared fixtures: a fresh ring name per test, and a real writer process."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys

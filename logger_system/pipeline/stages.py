@@ -1,7 +1,6 @@
 """Writer stages that need no state beyond their configuration."""
 from __future__ import annotations
 
-import numpy as np
 
 from .._native import ffi, lib
 from . import Batch
