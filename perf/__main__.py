@@ -122,6 +122,49 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     return out
 
 
+def latency(calls: int = 100_000) -> dict:
+    """Per-call latency percentiles with a writer running (sanitizer on, sealed), logging flat out."""
+    import signal as _signal
+
+    import numpy as np
+
+    import logger_system
+    from logger_system.keys import keygen
+    from logger_system.ring import unlink
+    from perf.ours import start_writer
+
+    name = f"perf-lat-{uuid.uuid4().hex[:8]}"
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="perf-lat-") as workdir:
+        key = Path(workdir) / "k.key"
+        keygen(key)
+        writer = start_writer(name, os.path.join(workdir, "logs"), "--key", str(key))
+        try:
+            log = logger_system.connect(name, name="perf")
+            handler = logger_system.Handler(name)
+            std = logging.getLogger("perf.latency")
+            std.propagate = False
+            std.handlers[:] = [handler]
+            std.setLevel(logging.INFO)
+            work = [args_for(i, 0) for i in range(calls)]
+            clock = time.perf_counter_ns
+            for label, call in (("producer_info", log.info), ("logging_handler", std.info)):
+                _progress(f"latency: {label}")
+                t = np.empty(calls, np.int64)
+                for i in range(calls):
+                    t0 = clock()
+                    call(MESSAGE, *work[i])
+                    t[i] = clock() - t0
+                us = t / 1000
+                out[label] = {"p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+                              "p99_9_us": float(np.percentile(us, 99.9)), "max_us": float(us.max())}
+        finally:
+            writer.send_signal(_signal.SIGTERM)
+            writer.wait(60)
+            unlink(name)
+    return out
+
+
 def sealing(rounds: int, chunk: int = 1 << 20, chunks: int = 64) -> dict:
     """The seal stage alone: AES-256-GCM chunks as the writer makes them, GB/s of plaintext."""
     import os as _os
@@ -218,6 +261,12 @@ def render(res: dict) -> str:
         for name, r in res["sanitizer"].items():
             lines.append(f"| {name} | {r['ours_mb_s']:.1f} | {r['naive_mb_s']:.1f} | {r['ratio']:.0f}x |")
         lines.append("")
+    if "latency" in res:
+        lines += ["## Call latency with the writer running (sanitizer on, sealed), per call", "",
+                  "| call | p50 µs | p99 µs | p99.9 µs | max µs |", "|---|---:|---:|---:|---:|"]
+        for k, v in res["latency"].items():
+            lines.append(f"| {k} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | {v['p99_9_us']:.2f} | {v['max_us']:.0f} |")
+        lines.append("")
     if "sealing" in res:
         lines += [f"## Seal stage: {res['sealing']['gb_per_s']:.2f} GB/s "
                   f"(AES-256-GCM, {res['sealing']['chunk_bytes'] >> 20} MiB chunks, median)", ""]
@@ -255,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                                               if isinstance(v, dict)}),
         "sanitizer": sanitizer(rounds, 50_000 if a.full else 20_000),
         "sealing": sealing(rounds),
+        "latency": latency(200_000 if a.full else 50_000),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)
