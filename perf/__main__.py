@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -165,6 +166,44 @@ def latency(calls: int = 100_000) -> dict:
     return out
 
 
+def memory(records: int = 300_000) -> dict:
+    """Resident memory (psutil) of a producer before and after attaching, and of a writer under load."""
+    import signal as _signal
+
+    import psutil
+
+    from perf.ours import start_writer
+
+    code = ("import psutil, sys, logger_system; p = psutil.Process(); a = p.memory_full_info(); "
+            "log = logger_system.connect(sys.argv[1]); log.info('x'); b = p.memory_full_info(); "
+            "print(a.rss, a.uss, b.rss, b.uss)")
+    name = f"perf-mem-{uuid.uuid4().hex[:8]}"
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="perf-mem-") as workdir:
+        writer = start_writer(name, os.path.join(workdir, "logs"))
+        try:
+            _progress("memory: a producer before and after attaching")
+            got = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, timeout=60)
+            rss0, uss0, rss1, uss1 = map(int, got.stdout.split())
+            out["producer"] = {"rss_before_mb": rss0 / 2**20, "rss_after_mb": rss1 / 2**20,
+                               "uss_before_mb": uss0 / 2**20, "uss_after_mb": uss1 / 2**20}
+            _progress("memory: the writer under load")
+            w = psutil.Process(writer.pid)
+            peak = w.memory_info().rss
+            load = subprocess.Popen([sys.executable, "-c",
+                                     "import sys, logger_system\nlog = logger_system.connect(sys.argv[1])\n"
+                                     "for i in range(int(sys.argv[2])): log.info('request %s handled in %d ms', 'abc', i)",
+                                     name, str(records)])
+            while load.poll() is None:
+                peak = max(peak, w.memory_info().rss)
+                time.sleep(0.05)
+            out["writer"] = {"rss_peak_mb": peak / 2**20, "uss_after_mb": w.memory_full_info().uss / 2**20}
+        finally:
+            writer.send_signal(_signal.SIGTERM)
+            writer.wait(60)
+    return out
+
+
 def sealing(rounds: int, chunk: int = 1 << 20, chunks: int = 64) -> dict:
     """The seal stage alone: AES-256-GCM chunks as the writer makes them, GB/s of plaintext."""
     import os as _os
@@ -267,6 +306,13 @@ def render(res: dict) -> str:
         for k, v in res["latency"].items():
             lines.append(f"| {k} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | {v['p99_9_us']:.2f} | {v['max_us']:.0f} |")
         lines.append("")
+    if "memory" in res:
+        m = res["memory"]
+        lines += ["## Memory (psutil; RSS counts the ring's shared pages, USS only private memory)", "",
+                  f"producer: RSS {m['producer']['rss_before_mb']:.1f} -> {m['producer']['rss_after_mb']:.1f} MiB, "
+                  f"USS {m['producer']['uss_before_mb']:.1f} -> {m['producer']['uss_after_mb']:.1f} MiB on attaching; "
+                  f"writer under load: peak RSS {m['writer']['rss_peak_mb']:.1f} MiB, "
+                  f"USS {m['writer']['uss_after_mb']:.1f} MiB", ""]
     if "sealing" in res:
         lines += [f"## Seal stage: {res['sealing']['gb_per_s']:.2f} GB/s "
                   f"(AES-256-GCM, {res['sealing']['chunk_bytes'] >> 20} MiB chunks, median)", ""]
@@ -305,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "sanitizer": sanitizer(rounds, 50_000 if a.full else 20_000),
         "sealing": sealing(rounds),
         "latency": latency(200_000 if a.full else 50_000),
+        "memory": memory(),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)
