@@ -166,6 +166,46 @@ def latency(calls: int = 100_000) -> dict:
     return out
 
 
+def full_ring(drop_calls: int = 100_000, block_calls: int = 40) -> dict:
+    """What producers see when the ring is full (the writer stopped, alive): latency and drops."""
+    import signal as _signal
+
+    import numpy as np
+
+    import logger_system
+    from logger_system.ring import unlink
+    from perf.ours import start_writer
+
+    name = f"perf-full-{uuid.uuid4().hex[:8]}"
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="perf-full-") as workdir:
+        writer = start_writer(name, os.path.join(workdir, "logs"), "--capacity", "64KiB",
+                              "--max-record", "4KiB")
+        try:
+            writer.send_signal(_signal.SIGSTOP)  # alive (fresh heartbeat) but not draining
+            for policy, calls in (("drop", drop_calls), ("block", block_calls)):
+                _progress(f"full ring: on_full={policy}")
+                log = logger_system.connect(name, on_full=policy, block_timeout=0.05, name=policy)
+                while log.info("fill %s", "x" * 200):
+                    pass  # until the ring is full
+                before = log.ring.stats().dropped
+                t = np.empty(calls, np.int64)
+                for i in range(calls):
+                    t0 = time.perf_counter_ns()
+                    log.info("request %s", i)
+                    t[i] = time.perf_counter_ns() - t0
+                us = t / 1000
+                out[policy] = {"calls": calls, "dropped": log.ring.stats().dropped - before,
+                               "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+                               "max_us": float(us.max())}
+        finally:
+            writer.send_signal(_signal.SIGCONT)
+            writer.send_signal(_signal.SIGTERM)
+            writer.wait(60)
+            unlink(name)
+    return out
+
+
 def memory(records: int = 300_000) -> dict:
     """Resident memory (psutil) of a producer before and after attaching, and of a writer under load."""
     import signal as _signal
@@ -306,6 +346,15 @@ def render(res: dict) -> str:
         for k, v in res["latency"].items():
             lines.append(f"| {k} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | {v['p99_9_us']:.2f} | {v['max_us']:.0f} |")
         lines.append("")
+    if "full_ring" in res:
+        lines += ["## A full ring (writer stopped but alive): what a producer sees", "",
+                  "| on_full | calls | dropped | p50 µs | p99 µs | max µs |", "|---|---:|---:|---:|---:|---:|"]
+        for k, v in res["full_ring"].items():
+            lines.append(f"| {k} (block_timeout 50 ms) | {v['calls']} | {v['dropped']} | {v['p50_us']:.1f} | "
+                         f"{v['p99_us']:.1f} | {v['max_us']:.0f} |" if k == "block" else
+                         f"| {k} | {v['calls']} | {v['dropped']} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | "
+                         f"{v['max_us']:.0f} |")
+        lines.append("")
     if "memory" in res:
         m = res["memory"]
         lines += ["## Memory (psutil; RSS counts the ring's shared pages, USS only private memory)", "",
@@ -352,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "sealing": sealing(rounds),
         "latency": latency(200_000 if a.full else 50_000),
         "memory": memory(),
+        "full_ring": full_ring(),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from perf.__main__ import (call_cost, end_to_end, latency, main, memory, render, ring_bench, sanitizer,
-                           sealing)
+from perf.__main__ import (call_cost, end_to_end, full_ring, latency, main, memory, render, ring_bench,
+                           sanitizer, sealing)
 
 
 @pytest.mark.slow
@@ -22,12 +22,14 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "sealing": sealing(1, chunks=4),
         "latency": latency(2_000),
         "memory": memory(2_000),
+        "full_ring": full_ring(2_000, 4),
         "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
     }
     assert res["ring"]["records_per_s"] > 0
     for name, s in res["end_to_end"]["contenders"].items():
         assert s["complete"], f"{name} lost, duplicated or reordered records"
     assert res["latency"]["producer_info"]["p50_us"] <= res["latency"]["producer_info"]["max_us"]
+    assert res["full_ring"]["drop"]["dropped"] == 2_000 and res["full_ring"]["block"]["dropped"] == 4
     assert res["memory"]["producer"]["rss_after_mb"] > 0 and res["memory"]["writer"]["rss_peak_mb"] > 0
     for corpus in ("realistic", "dense"):
         assert res["sanitizer"][corpus]["ours_mb_s"] > 0
