@@ -166,6 +166,20 @@ def latency(calls: int = 100_000) -> dict:
     return out
 
 
+def scaling(producer_counts=(1, 2, 4, 8), total: int = 200_000) -> dict:
+    """End to end by number of producers: the default pipeline, the pipeline off, and the stdlib."""
+    out: dict = {"logger_system": {}, "logger_system_pipeline_off": {}, "stdlib": {}}
+    with tempfile.TemporaryDirectory(prefix="perf-scale-") as workdir:
+        for n in producer_counts:
+            per = total // n
+            _progress(f"scaling: {n} producers")
+            out["logger_system"][str(n)] = run_logger_system(n, per, workdir, sealed=True).get("records_per_s")
+            out["logger_system_pipeline_off"][str(n)] = run_logger_system(
+                n, per, workdir, writer_args=("--no-sanitize",), name="off").get("records_per_s")
+            out["stdlib"][str(n)] = RUNNERS["stdlib"](n, per, workdir).get("records_per_s")
+    return out
+
+
 def full_ring(drop_calls: int = 100_000, block_calls: int = 40) -> dict:
     """What producers see when the ring is full (the writer stopped, alive): latency and drops."""
     import signal as _signal
@@ -355,6 +369,13 @@ def render(res: dict) -> str:
                          f"| {k} | {v['calls']} | {v['dropped']} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | "
                          f"{v['max_us']:.0f} |")
         lines.append("")
+    if "scaling" in res:
+        counts = list(next(iter(res["scaling"].values())))
+        lines += ["## End to end by number of producers (records/s)", "",
+                  "| contender | " + " | ".join(counts) + " |", "|---|" + "---:|" * len(counts)]
+        for k, v in res["scaling"].items():
+            lines.append(f"| {k} | " + " | ".join(f"{v[c]:,.0f}" if v[c] else "incomplete" for c in counts) + " |")
+        lines.append("")
     if "memory" in res:
         m = res["memory"]
         lines += ["## Memory (psutil; RSS counts the ring's shared pages, USS only private memory)", "",
@@ -402,11 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         "latency": latency(200_000 if a.full else 50_000),
         "memory": memory(),
         "full_ring": full_ring(),
+        **({"scaling": scaling()} if a.full else {}),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "latest.json").write_text(json.dumps(res, indent=2))
     md = render(res)
+    from perf.charts import write_charts
+
+    charts = write_charts(res, a.out)
+    md += "\n" + "".join(f"![{c.stem}]({c.name})\n" for c in charts)
     (a.out / "latest.md").write_text(md)
     print(md)
     return 0 if all(s.get("complete", True) for s in res["end_to_end"]["contenders"].values()) else 1

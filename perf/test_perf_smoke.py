@@ -44,3 +44,5 @@ def test_command_writes_json_and_markdown(tmp_path):
     data = json.loads((tmp_path / "latest.json").read_text())
     assert data["end_to_end"]["contenders"]["logger_system"]["complete"]
     assert (tmp_path / "latest.md").read_text().startswith("# perf results")
+    for chart in ("end_to_end.png", "sanitizer.png", "latency.png"):
+        assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
