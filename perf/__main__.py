@@ -114,6 +114,22 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
 
     _progress("call cost: stdlib QueueHandler")
     out["stdlib_queue_handler"] = _per_call(call, calls // 4, rounds)
+    try:
+        import picologging
+        import picologging.handlers
+    except ImportError:
+        pass
+    else:  # the peer logger_system.Handler is to beat: picologging's own queue handler
+        pq = multiprocessing.get_context("fork").Queue()
+        pico = picologging.getLogger("perf.pico")
+        pico.propagate = False
+        pico.handlers[:] = [picologging.handlers.QueueHandler(pq)]
+        pico.setLevel(picologging.INFO)
+        _progress("call cost: picologging QueueHandler")
+        out["picologging_queue_handler"] = _per_call(lambda i: pico.info(MESSAGE, *work[i]), calls // 4, rounds)
+        for _ in range((calls // 4) * rounds):
+            pq.get(timeout=30)
+        pq.close()
     while drained < (calls // 4) * rounds:  # empty the queue so its feeder thread ends
         q.get(timeout=30)
         drained += 1
@@ -341,7 +357,10 @@ def render(res: dict) -> str:
               "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
               "end-to-end workload message (7 arguments, %s and %d).", "", "| call | median µs | min | max |",
               "|---|---:|---:|---:|"]
-    for key in ("producer_info_one_arg", "producer_info", "logging_handler", "stdlib_queue_handler"):
+    for key in ("producer_info_one_arg", "producer_info", "logging_handler", "stdlib_queue_handler",
+                "picologging_queue_handler"):
+        if key not in cc:
+            continue
         c = cc[key]
         lines.append(f"| {key} | {c['median_us']:.2f} | {c['min_us']:.2f} | {c['max_us']:.2f} |")
     lines += ["", f"stdlib QueueHandler call / Producer.info call: {cc['ratio_stdlib_over_producer']:.1f}x", ""]
