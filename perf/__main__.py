@@ -242,6 +242,7 @@ def memory(records: int = 300_000) -> dict:
 
     import psutil
 
+    from logger_system.ring import unlink
     from perf.ours import start_writer
 
     code = ("import psutil, sys, logger_system; p = psutil.Process(); a = p.memory_full_info(); "
@@ -271,6 +272,7 @@ def memory(records: int = 300_000) -> dict:
         finally:
             writer.send_signal(_signal.SIGTERM)
             writer.wait(60)
+            unlink(name)
     return out
 
 
