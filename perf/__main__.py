@@ -345,6 +345,12 @@ def end_to_end(rounds: int, producers: int, records: int, peers: list[str]) -> d
     return {"producers": producers, "records_per_producer": records, "contenders": summary}
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown section: heading, then a table whose first column is text and the rest numbers."""
+    return [f"## {title}", "", "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(r) + " |" for r in rows), ""]
+
+
 def render(res: dict) -> str:
     lines = [f"# perf results ({res['mode']} mode)", "",
              f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
@@ -376,20 +382,15 @@ def render(res: dict) -> str:
             lines.append(f"| {name} | {r['ours_mb_s']:.1f} | {r['naive_mb_s']:.1f} | {r['ratio']:.0f}x |")
         lines.append("")
     if "latency" in res:
-        lines += ["## Call latency with the writer running (sanitizer on, sealed), per call", "",
-                  "| call | p50 µs | p99 µs | p99.9 µs | max µs |", "|---|---:|---:|---:|---:|"]
-        for k, v in res["latency"].items():
-            lines.append(f"| {k} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | {v['p99_9_us']:.2f} | {v['max_us']:.0f} |")
-        lines.append("")
+        lines += _table("Call latency with the writer running (sanitizer on, sealed), per call",
+                        ["call", "p50 µs", "p99 µs", "p99.9 µs", "max µs"],
+                        [[k, f"{v['p50_us']:.2f}", f"{v['p99_us']:.2f}", f"{v['p99_9_us']:.2f}",
+                          f"{v['max_us']:.0f}"] for k, v in res["latency"].items()])
     if "full_ring" in res:
-        lines += ["## A full ring (writer stopped but alive): what a producer sees", "",
-                  "| on_full | calls | dropped | p50 µs | p99 µs | max µs |", "|---|---:|---:|---:|---:|---:|"]
-        for k, v in res["full_ring"].items():
-            lines.append(f"| {k} (block_timeout 50 ms) | {v['calls']} | {v['dropped']} | {v['p50_us']:.1f} | "
-                         f"{v['p99_us']:.1f} | {v['max_us']:.0f} |" if k == "block" else
-                         f"| {k} | {v['calls']} | {v['dropped']} | {v['p50_us']:.2f} | {v['p99_us']:.2f} | "
-                         f"{v['max_us']:.0f} |")
-        lines.append("")
+        lines += _table("A full ring (writer stopped but alive): what a producer sees (block_timeout 50 ms)",
+                        ["on_full", "calls", "dropped", "p50 µs", "p99 µs", "max µs"],
+                        [[k, str(v["calls"]), str(v["dropped"]), f"{v['p50_us']:.2f}", f"{v['p99_us']:.2f}",
+                          f"{v['max_us']:.0f}"] for k, v in res["full_ring"].items()])
     if "scaling" in res:
         counts = list(next(iter(res["scaling"].values())))
         lines += ["## End to end by number of producers (records/s)", "",

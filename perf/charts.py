@@ -24,6 +24,25 @@ def _bar(path: Path, title: str, labels: list[str], values: list[float], unit: s
     plt.close(fig)
 
 
+def _lines(path: Path, title: str, series: dict, xlabel: str, ylabel: str, *, log_x: bool = False,
+           log_y: bool = False) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_charts(res: dict, out: Path) -> list[Path]:
     made = []
     e = res["end_to_end"]["contenders"]
@@ -42,32 +61,12 @@ def write_charts(res: dict, out: Path) -> list[Path]:
         _bar(p, "Sanitizer stage (payload MB/s)", labels, values, "MB/s")
         made.append(p)
     if "latency" in res:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        marks = ["p50_us", "p99_us", "p99_9_us"]
-        for name, v in res["latency"].items():
-            ax.plot(["p50", "p99", "p99.9"], [v[m] for m in marks], marker="o", label=name)
-        ax.set_yscale("log")
-        ax.set_ylabel("µs per call")
-        ax.set_title("Call latency with the writer running")
-        ax.legend()
-        fig.tight_layout()
-        p = out / "latency.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        marks = {"p50": "p50_us", "p99": "p99_us", "p99.9": "p99_9_us"}
+        series = {name: (list(marks), [v[m] for m in marks.values()]) for name, v in res["latency"].items()}
+        made.append(_lines(out / "latency.png", "Call latency with the writer running", series,
+                           "", "µs per call", log_y=True))
     if "scaling" in res:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        for name, points in res["scaling"].items():
-            xs = [int(n) for n in points]
-            ax.plot(xs, [points[str(n)] or 0 for n in xs], marker="o", label=name)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("producer processes")
-        ax.set_ylabel("records/s")
-        ax.set_title("End to end by number of producers")
-        ax.legend()
-        fig.tight_layout()
-        p = out / "scaling.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        made.append(p)
+        series = {name: ([int(n) for n in pts], [pts[n] or 0 for n in pts]) for name, pts in res["scaling"].items()}
+        made.append(_lines(out / "scaling.png", "End to end by number of producers", series,
+                           "producer processes", "records/s", log_x=True))
     return made
