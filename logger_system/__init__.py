@@ -18,15 +18,15 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # the logging integration imports `logging`; load it only when asked for
-    if name == "Handler":
-        from .handler import Handler
+    if name in ("Handler", "install"):
+        from . import handler
 
-        return Handler
+        return getattr(handler, name)
     raise AttributeError(f"module 'logger_system' has no attribute {name!r}")
 
 
 __all__ = [
-    "connect", "Producer", "Handler", "Ring", "RingStats",
+    "connect", "Producer", "Handler", "install", "Ring", "RingStats",
     "LoggerSystemError", "ConfigError", "RingError", "RingPermissionError",
     "WriterBusyError", "CorruptRecordError",
 ]

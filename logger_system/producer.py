@@ -96,8 +96,13 @@ def format_message(msg: Any, args: tuple) -> tuple[str, int]:
             text = text % args
         return text, 0
     except Exception as exc:
-        return (f"<formatting failed: {type(exc).__name__}: {_safe_repr(exc)}; "
-                f"msg={_safe_repr(msg)} args={_safe_repr(args)}>"), FLAG_FORMAT_ERROR
+        return format_failure(msg, args, exc), FLAG_FORMAT_ERROR
+
+
+def format_failure(msg: Any, args: Any, exc: BaseException) -> str:
+    """The text a record gets when msg % args fails: what failed, and what was asked."""
+    return (f"<formatting failed: {type(exc).__name__}: {_safe_repr(exc)}; "
+            f"msg={_safe_repr(msg)} args={_safe_repr(args)}>")
 
 
 class Producer:
@@ -166,7 +171,10 @@ class Producer:
             data = text.encode()
         except UnicodeEncodeError:  # lone surrogates
             data = text.encode("utf-8", "backslashreplace")
-        fdata = encode_fields(fields) if fields else b""
+        return self._put(level, data, encode_fields(fields) if fields else b"", flags)
+
+    def _put(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
+        """Copy one encoded record (message and fields JSON) into the ring."""
         if len(data) + len(fdata) > self._budget:
             data, fdata, flags = self._fit(data, fdata, flags)
         ring = self._ring
