@@ -76,8 +76,33 @@ def _per_call(fn, calls: int, rounds: int) -> dict:
     return {"median_us": statistics.median(per), "min_us": min(per), "max_us": max(per)}
 
 
+def _lean_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    """A logger as logger_system.install() leaves them: the lean Logger class."""
+    from logger_system.handler import Logger
+
+    lg = logging.getLogger(name)
+    lg.__class__ = Logger
+    lg.propagate = False
+    lg.handlers[:] = [handler]
+    lg.setLevel(logging.INFO)
+    return lg
+
+
+def _drain_queue(queue, ctl) -> None:
+    """Listener of a queue-based peer: reads as many records as asked, then says so."""
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))  # not pinned with the producer
+    while n := ctl.recv():
+        for _ in range(n):
+            queue.get(timeout=60)
+        ctl.send(n)
+
+
 def call_cost(rounds: int, calls: int = 20_000) -> dict:
-    """Producer.info versus stdlib QueueHandler -> multiprocessing.Queue, same message."""
+    """Per-call cost of each way to log, contenders interleaved round by round.
+
+    The queue-based peers are drained after each of their rounds, so the work
+    their feeder threads still owe never lands in the next contender's round.
+    """
     import logger_system
     from logger_system.ring import unlink
 
@@ -85,57 +110,83 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     # big enough that no round fills it: this measures the call, not back-pressure
     log = logger_system.connect(name, capacity=512 << 20, on_full="drop", name="perf")
     work = [args_for(i, 0) for i in range(calls)]
-    out = {}
-    try:
-        _progress("call cost: logger_system Producer.info")
-        out["producer_info"] = _per_call(lambda i: log.info(MESSAGE, *work[i]), calls, rounds)
-        # the shape the core issue states its target in: one %s argument, ~100 bytes
-        one = "request handled for user %s in the orders service; status ok, cache warm, retries none"
-        users = [f"user{i:06d}" for i in range(calls)]
-        out["producer_info_one_arg"] = _per_call(lambda i: log.info(one, users[i]), calls, rounds)
-        handler = logger_system.Handler(name, on_full="drop")
-        std = logging.getLogger("perf.handler")
-        std.propagate = False
-        std.handlers[:] = [handler]
-        std.setLevel(logging.INFO)
-        _progress("call cost: logging through logger_system.Handler")
-        out["logging_handler"] = _per_call(lambda i: std.info(MESSAGE, *work[i]), calls, rounds)
-    finally:
-        unlink(name)
-    q = multiprocessing.get_context("fork").Queue()
+    # the shape the core issue states its target in: one %s argument, ~100 bytes
+    one = "request handled for user %s in the orders service; status ok, cache warm, retries none"
+    users = [f"user{i:06d}" for i in range(calls)]
+    handler = logger_system.Handler(name, on_full="drop")
+    std = logging.getLogger("perf.handler")
+    std.propagate = False
+    std.handlers[:] = [handler]
+    std.setLevel(logging.INFO)
+    lean = _lean_logger("perf.lean", handler)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
     stdq = logging.getLogger("perf.stdlib")
     stdq.propagate = False
     stdq.handlers[:] = [logging.handlers.QueueHandler(q)]
     stdq.setLevel(logging.INFO)
-    drained = 0
-
-    def call(i: int) -> None:
-        stdq.info(MESSAGE, *work[i])
-
-    _progress("call cost: stdlib QueueHandler")
-    out["stdlib_queue_handler"] = _per_call(call, calls // 4, rounds)
+    # (label, call, calls per round, queue the records go through)
+    contenders = [
+        ("producer_info_one_arg", lambda i: log.info(one, users[i]), calls, None),
+        ("producer_info", lambda i: log.info(MESSAGE, *work[i]), calls, None),
+        ("logging_handler", lambda i: std.info(MESSAGE, *work[i]), calls, None),
+        ("logging_lean_logger", lambda i: lean.info(MESSAGE, *work[i]), calls, None),
+        ("stdlib_queue_handler", lambda i: stdq.info(MESSAGE, *work[i]), calls // 4, q),
+    ]
     try:
         import picologging
         import picologging.handlers
     except ImportError:
         pass
     else:  # the peer logger_system.Handler is to beat: picologging's own queue handler
-        pq = multiprocessing.get_context("fork").Queue()
+        pq = ctx.Queue()
         pico = picologging.getLogger("perf.pico")
         pico.propagate = False
         pico.handlers[:] = [picologging.handlers.QueueHandler(pq)]
         pico.setLevel(picologging.INFO)
-        _progress("call cost: picologging QueueHandler")
-        out["picologging_queue_handler"] = _per_call(lambda i: pico.info(MESSAGE, *work[i]), calls // 4, rounds)
-        for _ in range((calls // 4) * rounds):
-            pq.get(timeout=30)
-        pq.close()
-    while drained < (calls // 4) * rounds:  # empty the queue so its feeder thread ends
-        q.get(timeout=30)
-        drained += 1
-    q.close()
+        contenders.append(("picologging_queue_handler", lambda i: pico.info(MESSAGE, *work[i]),
+                           calls // 4, pq))
+    per: dict[str, list[float]] = {c[0]: [] for c in contenders}
+    consumers = {}
+    for label, _, _, queue in contenders:
+        if queue is not None:  # a listener process, as in the recipe, reads each queue
+            per[label + "_until_sent"] = []
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=_drain_queue, args=(queue, theirs), daemon=True)
+            proc.start()
+            consumers[label] = (proc, ours)
+    try:
+        for r in range(rounds):
+            _progress(f"call cost: round {r + 1}/{rounds}")
+            for label, fn, n, queue in contenders:
+                if queue is None:
+                    per[label].append(_per_call(fn, n, 1)["median_us"])
+                    continue
+                proc, ctl = consumers[label]
+                ctl.send(n)
+                t0 = time.perf_counter_ns()
+                for i in range(n):
+                    fn(i)
+                t1 = time.perf_counter_ns()
+                # the queue's feeder thread pickles and sends in this process after the call
+                # returns: the round ends when the listener has every record
+                if not ctl.poll(60):
+                    raise RuntimeError(f"{label}: the listener did not get every record")
+                ctl.recv()
+                t2 = time.perf_counter_ns()
+                per[label].append((t1 - t0) / n / 1000)
+                per[label + "_until_sent"].append((t2 - t0) / n / 1000)
+    finally:
+        unlink(name)
+        for proc, ctl in consumers.values():
+            ctl.send(0)
+            proc.join(10)
+    out: dict = {label: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v)}
+                 for label, v in per.items()}
     out["ratio_stdlib_over_producer"] = (out["stdlib_queue_handler"]["median_us"]
                                          / out["producer_info"]["median_us"])
+    out["ratio_stdlib_until_sent_over_producer"] = (out["stdlib_queue_handler_until_sent"]["median_us"]
+                                                    / out["producer_info"]["median_us"])
     return out
 
 
@@ -165,7 +216,9 @@ def latency(calls: int = 100_000) -> dict:
             std.setLevel(logging.INFO)
             work = [args_for(i, 0) for i in range(calls)]
             clock = time.perf_counter_ns
-            for label, call in (("producer_info", log.info), ("logging_handler", std.info)):
+            lean = _lean_logger("perf.latency.lean", handler)
+            for label, call in (("producer_info", log.info), ("logging_handler", std.info),
+                                ("logging_lean_logger", lean.info)):
                 _progress(f"latency: {label}")
                 t = np.empty(calls, np.int64)
                 for i in range(calls):
@@ -351,10 +404,49 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows), ""]
 
 
+def targets(res: dict) -> list[list[str]]:
+    """Each target the issues set, what this run measured, and whether it held."""
+    rows: list[list[str]] = []
+
+    def row(target: str, measured: str, held: bool | None) -> None:
+        rows.append([target, measured, "—" if held is None else ("yes" if held else "**no**")])
+
+    rate = res["ring"]["records_per_s"]
+    row("C ring, 100-byte records, 1 producer: >= 10 M/s", f"{rate / 1e6:.2f} M/s", rate >= 10e6)
+    cc = res["call_cost"]
+    one = cc["producer_info_one_arg"]["median_us"]
+    row("`Producer.info(msg, x)`: median <= 1.5 µs", f"{one:.2f} µs", one <= 1.5)
+    ratio, sent = cc["ratio_stdlib_over_producer"], cc["ratio_stdlib_until_sent_over_producer"]
+    row("direct call >= 10x cheaper than the stdlib QueueHandler's (call plus its feeder thread's "
+        "work in the process; the call alone)", f"{sent:.1f}x; {ratio:.1f}x", sent >= 10)
+    pico = cc.get("picologging_queue_handler", {}).get("median_us")
+    for key, what in (("logging_lean_logger", "after install()"), ("logging_handler", "plain logging.Logger")):
+        ours = cc[key]["median_us"]
+        row(f"`logging` through Handler ({what}) cheaper than picologging's QueueHandler",
+            f"{ours:.2f} vs {pico:.2f} µs" if pico else f"{ours:.2f} µs (picologging missing)",
+            ours < pico if pico else None)
+    for corpus, floor, ratio_floor in (("realistic", 150, 20), ("dense", 40, None)):
+        r = res.get("sanitizer", {}).get(corpus)
+        if r:
+            ok = r["ours_mb_s"] >= floor and (ratio_floor is None or r["ratio"] >= ratio_floor)
+            want = f">= {floor} MB/s" + (f" and >= {ratio_floor}x naive" if ratio_floor else "")
+            row(f"sanitizer, {corpus} corpus: {want}", f"{r['ours_mb_s']:.1f} MB/s, {r['ratio']:.0f}x", ok)
+    if "sealing" in res:
+        gb = res["sealing"]["gb_per_s"]
+        row("seal stage >= 1 GB/s", f"{gb:.2f} GB/s", gb >= 1)
+    e = res["end_to_end"]["contenders"]
+    for peer, floor in (("stdlib", 10), ("faster_fifo", 3)):
+        ratio = e.get(peer, {}).get("logger_system_ratio")
+        row(f"end to end, {res['end_to_end']['producers']} producers, full default pipeline: "
+            f">= {floor}x {peer}", f"{ratio:.1f}x" if ratio else "not measured", ratio >= floor if ratio else None)
+    return rows
+
+
 def render(res: dict) -> str:
     lines = [f"# perf results ({res['mode']} mode)", "",
              f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
              f"Python {res['machine']['python']}; {res['date']}", ""]
+    lines += _table("Targets", ["target", "this run", "held"], targets(res))
     rb = res["ring"]
     lines += ["## C ring: claim + copy + commit + drain, 100-byte records, 1 producer", "",
               f"median {rb['records_per_s'] / 1e6:.2f} M records/s over {len(rb['rounds'])} rounds", ""]
@@ -363,10 +455,16 @@ def render(res: dict) -> str:
     cc = res["call_cost"]
     lines += ["## Per-call cost (median of rounds, µs per call)", "",
               "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
-              "end-to-end workload message (7 arguments, %s and %d).", "", "| call | median µs | min | max |",
+              "end-to-end workload message (7 arguments, %s and %d). `logging_handler`: a stdlib "
+              "`logging.Logger` with `logger_system.Handler`; `logging_lean_logger`: the same after "
+              "`logger_system.install()`, which puts the lean Logger class in place. "
+              "Contenders are interleaved round by round. The queue-based peers return before "
+              "their feeder thread pickles and sends the record from the same process; "
+              "`*_until_sent` rounds end when a listener process has every record.", "", "| call | median µs | min | max |",
               "|---|---:|---:|---:|"]
-    for key in ("producer_info_one_arg", "producer_info", "logging_handler", "stdlib_queue_handler",
-                "picologging_queue_handler"):
+    for key in ("producer_info_one_arg", "producer_info", "logging_handler", "logging_lean_logger",
+                "stdlib_queue_handler", "stdlib_queue_handler_until_sent", "picologging_queue_handler",
+                "picologging_queue_handler_until_sent"):
         if key not in cc:
             continue
         c = cc[key]

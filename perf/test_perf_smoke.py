@@ -33,8 +33,11 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
     assert res["memory"]["producer"]["rss_after_mb"] > 0 and res["memory"]["writer"]["rss_peak_mb"] > 0
     for corpus in ("realistic", "dense"):
         assert res["sanitizer"][corpus]["ours_mb_s"] > 0
+    for key in ("producer_info", "logging_handler", "logging_lean_logger", "stdlib_queue_handler"):
+        assert res["call_cost"][key]["median_us"] > 0, key
     md = render(res)
     assert "logger_system" in md and "stdlib" in md
+    assert "## Targets" in md and "`logging` through Handler (after install())" in md
     json.dumps(res)
 
 
