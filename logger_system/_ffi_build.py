@@ -48,11 +48,12 @@ ffibuilder.cdef(
     #define LSR_FLAG_FORMAT_ERROR 2
     enum {
         LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
-        LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_NCOUNTERS = 16
+        LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_NCOUNTERS = 16
     };
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
-        uint64_t reserved[9];
+        uint64_t denied;
+        uint64_t reserved[8];
     } lsr_totals;
     #define LSR_RULES 64
     typedef struct {

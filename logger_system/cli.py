@@ -13,26 +13,74 @@ from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingErro
 from .ring import Ring, ring_name, unlink
 
 
-def _writer(args: argparse.Namespace) -> int:
-    from .writer import Writer
-
+def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
+    """The file, then the flags; also what SIGHUP re-reads."""
     cfg = config_mod.build(
         args.config, ring=args.ring, dir=args.dir, plaintext=True if args.plaintext else None,
         key=args.key, recipient=",".join(args.recipient) if args.recipient else None,
         rotate_size=args.rotate_size, rotate_interval=args.rotate_interval, keep=args.keep,
         keep_age=args.keep_age, keep_size=args.keep_size, compress=True if args.compress else None,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
-        max_record=args.max_record, policy=args.policy,
+        max_record=args.max_record, policy=args.policy, metrics=args.metrics,
         sanitize=False if args.no_sanitize else None)
     if cfg.plaintext and (cfg.key or cfg.recipient):
-        raise ConfigError("--plaintext contradicts --key/--recipient: choose one")
+        raise ConfigError("plaintext contradicts key/recipient: choose one")
     if not (cfg.plaintext or cfg.key or cfg.recipient):
         raise ConfigError(
             "refusing to write logs without encryption: make a key with "
             "`logger-system keygen --out writer.key` and pass --key writer.key "
             "(or `keygen --x25519 --out reader.identity` and pass the printed --recipient), "
             "or pass --plaintext to write unencrypted files")
-    return Writer(cfg).run()
+    return cfg
+
+
+def _writer(args: argparse.Namespace) -> int:
+    from .writer import Writer
+
+    return Writer(_writer_config(args), reload_config=lambda: _writer_config(args)).run()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """Load a config file the way the writer would and say what it sets up, or what is wrong."""
+    from .keys import load_keyring, parse_recipient
+    from .policy import load as load_policy
+
+    cfg = config_mod.build(Path(args.file))
+    if not (cfg.plaintext or cfg.key or cfg.recipient):
+        raise ConfigError(f"{args.file}: set key, recipient or plaintext = true in [writer] "
+                          "(a writer refuses to start without one)")
+    if cfg.plaintext and (cfg.key or cfg.recipient):
+        raise ConfigError(f"{args.file}: plaintext contradicts key/recipient: choose one")
+    if cfg.key:
+        keyring = load_keyring(cfg.key)
+        sealing = f"sealed with key file {cfg.key} ({len(keyring.keys)} key(s))"
+    elif cfg.recipient:
+        recipients = [parse_recipient(r) for r in cfg.recipient.split(",") if r.strip()]
+        sealing = f"sealed for {len(recipients)} recipient(s)"
+    else:
+        sealing = "plaintext (not encrypted)"
+    policy = load_policy(cfg.policy) if cfg.policy else cfg.sanitize_policy
+    if not cfg.sanitize or (policy is not None and not policy.enabled):
+        sanitizer = "off"
+    elif policy is None:
+        sanitizer = "built-in rules"
+    else:
+        sanitizer = f"{len(policy.builtin)} built-in and {len(policy.rules)} custom rule(s)"
+    access = cfg.access
+    print(f"{args.file}: ok")
+    print(f"  ring {cfg.ring!r} -> {cfg.dir}, {sealing}")
+    print(f"  rotate at {cfg.rotate_size or 'no size'} bytes / {cfg.rotate_interval or 'no interval'} s; "
+          f"keep {cfg.keep or 'all'} files, age {cfg.keep_age or 'any'} s, size {cfg.keep_size or 'any'} bytes")
+    print(f"  sanitizer: {sanitizer}")
+    print(f"  access: {len(access.rules)} rule(s), default {access.default}" if access else
+          "  access: every record accepted")
+    t = cfg.thresholds
+    print("  thresholds: " + (", ".join(f"{k}={getattr(t, k)}" for k in
+                                        ("drop_rate", "writer_errors", "error_rate", "sanitizer_hits")
+                                        if getattr(t, k) is not None) + f" per {t.window:g} s window"
+                              if t and t.any else "none"))
+    print(f"  metrics: {cfg.metrics or 'off'}")
+    return 0
 
 
 def _keys(args: argparse.Namespace) -> dict:
@@ -87,15 +135,20 @@ def _stats(args: argparse.Namespace) -> int:
         ring = Ring(name, create=False)
     except RingError as exc:
         raise RingError(f"{exc} (is a writer or producer running for ring {name!r}?)") from None
+    prev: tuple[float, dict] | None = None
+    clear = args.watch and not args.json and sys.stdout.isatty()
     try:
         while True:
             d = ring.stats().as_dict()
+            now = time.monotonic()
             if args.json:
                 print(json.dumps(d), flush=True)
             else:
-                _print_stats(d)
+                text = render_stats(d, prev and (now - prev[0], prev[1]))
+                print(("\x1b[H\x1b[2J" if clear else "") + text, flush=True)
             if not args.watch:
                 return 0
+            prev = (now, d)
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 0
@@ -103,20 +156,46 @@ def _stats(args: argparse.Namespace) -> int:
         ring.close()
 
 
-def _print_stats(d: dict) -> None:
+_STAT_ROWS = ("committed", "written", "in_ring", "dropped", "blocked", "abandoned", "malformed",
+              "truncated", "format_errors", "filtered", "denied", "sanitized", "sanitize_dropped",
+              "writer_errors", "warnings")
+
+
+def _writer_process(pid: int) -> str:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            cpu = p.cpu_times()
+            return (f"cpu {cpu.user + cpu.system:.1f}s ({p.cpu_percent(interval=0.05):.0f}%), "
+                    f"rss {p.memory_info().rss / 2**20:.1f} MiB")
+    except (psutil.Error, OSError):
+        return "process not visible"
+
+
+def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
+    """The human view of a ring's counters; with `since` (seconds, earlier stats), rates too."""
     width = 30
     bar = "#" * round(d["utilization"] * width)
-    beat = d["writer_heartbeat_ns"]
-    writer = "none"
+    writer = "none attached"
     if d["writer_pid"] > 0:
-        age = time.monotonic_ns() - beat
-        writer = f"pid {d['writer_pid']}, last seen {age / 1e9:.1f}s ago"
-    print(f"ring {d['name']} ({d['ring_id']})  writer: {writer}")
-    print(f"  used      [{bar:<{width}}] {d['utilization'] * 100:5.1f}%  "
-          f"{d['used_bytes']}/{d['capacity_bytes']} bytes, high water {d['high_water_bytes']}")
-    for key in ("committed", "written", "in_ring", "dropped", "abandoned", "malformed", "truncated",
-                "format_errors", "filtered", "writer_errors", "sanitized", "blocked"):
-        print(f"  {key:<14}{d[key]:>14}")
+        age = (time.monotonic_ns() - d["writer_heartbeat_ns"]) / 1e9
+        writer = f"pid {d['writer_pid']}, heartbeat {age:.1f}s ago, {_writer_process(d['writer_pid'])}"
+    lines = [f"ring {d['name']} ({d['ring_id']})",
+             f"  writer    {writer}",
+             f"  used      [{bar:<{width}}] {d['utilization'] * 100:5.1f}%  "
+             f"{d['used_bytes']}/{d['capacity_bytes']} bytes, high water {d['high_water_bytes']}"]
+    for key in _STAT_ROWS:
+        rate = ""
+        if since is not None and since[0] > 0 and key != "in_ring":
+            rate = f"{(d[key] - since[1][key]) / since[0]:>12,.0f}/s"
+        lines.append(f"  {key:<17}{d[key]:>14,}{rate}")
+    hits = {k: v for k, v in d["rule_hits"].items() if v}
+    if hits:
+        lines.append("  sanitizer hits by rule: " + ", ".join(
+            f"{k} {v:,}" for k, v in sorted(hits.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
 
 
 def _cat(args: argparse.Namespace) -> int:
@@ -194,7 +273,13 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--policy", default=None, help="sanitizer policy file (.toml, .json, .yaml)")
     w.add_argument("--no-sanitize", action="store_true",
                    help="write records without removing PII and secrets (not recommended)")
+    w.add_argument("--metrics", default=None, metavar="[HOST:]PORT",
+                   help="serve Prometheus metrics (loopback unless HOST is given)")
     w.set_defaults(func=_writer)
+
+    cc = sub.add_parser("check-config", help="check a writer config file and say what it sets up")
+    cc.add_argument("file")
+    cc.set_defaults(func=_check_config)
 
     s = sub.add_parser("stats", help="show a ring's shared counters")
     s.add_argument("--ring", default=None)

@@ -1,7 +1,9 @@
 """Writer settings: one frozen dataclass, from a TOML file and then flags.
 
-Every key is checked: an unknown key or a bad value stops the writer at start
-with a message naming it.
+The file covers every stage: [writer] (ring, files, rotation, keys, metrics),
+[sanitize] (the sanitizer policy, as in a policy file), [access] (access
+rules) and [thresholds] (health warnings).  Every key is checked: an unknown
+key or a bad value stops the writer at start with a message naming it.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import access as access_mod
+from . import health
+from . import policy as policy_mod
 from .errors import ConfigError
 from .record import level_number
 from .ring import DEFAULT_CAPACITY, DEFAULT_MAX_RECORD, ring_name
@@ -42,6 +47,12 @@ class WriterConfig:
     compress: bool = False
     keep_age: float | None = None
     keep_size: int | None = None
+    metrics: str | None = None
+    # from the file's other tables
+    sanitize_policy: policy_mod.Policy | None = None
+    access: access_mod.AccessPolicy | None = None
+    thresholds: health.Thresholds | None = None
+    config_file: Path | None = None
 
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
@@ -55,6 +66,13 @@ class WriterConfig:
             raise ConfigError(f"batch_records={self.batch_records}: use 1..1048576")
         if self.batch_bytes < self.max_record:
             raise ConfigError(f"batch_bytes={self.batch_bytes} must be at least max_record ({self.max_record})")
+        if self.policy is not None and self.sanitize_policy is not None:
+            raise ConfigError("give the sanitizer policy either as a [sanitize] table or as policy=FILE, "
+                              "not both")
+        if self.metrics is not None:
+            from .metrics import parse_listen
+
+            parse_listen(self.metrics)
         return self
 
 
@@ -82,8 +100,11 @@ _CONVERT: dict[str, Any] = {
     "compress": bool,
     "keep_age": parse_duration,
     "keep_size": parse_size,
+    "metrics": str,
 }
-assert set(_CONVERT) == {f.name for f in fields(WriterConfig)}
+# set from the file's tables, not from [writer] keys or flags
+_TABLES = {"sanitize": "sanitize_policy", "access": "access", "thresholds": "thresholds"}
+assert set(_CONVERT) | set(_TABLES.values()) | {"config_file"} == {f.name for f in fields(WriterConfig)}
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
@@ -99,7 +120,7 @@ def _convert(key: str, value: Any, where: str) -> Any:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    """The [writer] table of a config file, converted and checked."""
+    """A config file's settings, converted and checked: WriterConfig field -> value."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -109,13 +130,22 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    unknown = set(data) - {"writer"}
+    unknown = set(data) - {"writer", *_TABLES}
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; settings go under [writer]")
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; the tables are [writer], "
+                          "[sanitize], [access] and [thresholds]")
     table = data.get("writer", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [writer] must be a table")
-    return {k: _convert(k, v, str(path)) for k, v in table.items()}
+    values = {k: _convert(k, v, f"{path}: [writer]") for k, v in table.items()}
+    if "sanitize" in data:
+        values["sanitize_policy"] = policy_mod.parse(data["sanitize"], f"{path}: [sanitize]")
+    if "access" in data:
+        values["access"] = access_mod.parse(data["access"], f"{path}: [access]")
+    if "thresholds" in data:
+        values["thresholds"] = health.parse(data["thresholds"], f"{path}: [thresholds]")
+    values["config_file"] = Path(path)
+    return values
 
 
 def build(file: Path | None = None, **overrides: Any) -> WriterConfig:

@@ -21,7 +21,7 @@ DEFAULT_CAPACITY = 32 << 20
 DEFAULT_MAX_RECORD = 64 << 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
-COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked")
+COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings")
 
 
 def ring_name(ring: str | None) -> str:
@@ -72,12 +72,14 @@ class RingStats:
     format_errors: int
     writer_errors: int
     blocked: int
+    warnings: int
     written: int
     malformed: int
     abandoned: int
     filtered: int
     sanitized: int
     sanitize_dropped: int
+    denied: int
     head: int
     tail: int
     rule_hits: dict = field(default_factory=dict)
@@ -94,6 +96,7 @@ class RingStats:
         d["attempted"] = self.committed + self.dropped + self.abandoned
         d["in_ring"] = max(
             0, self.committed - self.written - self.malformed - self.filtered - self.sanitize_dropped
+            - self.denied
         )
         return d
 
@@ -166,8 +169,9 @@ class Ring:
             live_slots=s.live_slots, writer_pid=s.writer_pid,
             writer_heartbeat_ns=s.writer_heartbeat_ns,
             committed=c[0], dropped=c[1], truncated=c[2], format_errors=c[3], writer_errors=c[4],
-            blocked=c[5], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
+            blocked=c[5], warnings=c[6], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
+            denied=t.denied,
             head=t.head, tail=s.tail,
             rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )

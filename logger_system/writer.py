@@ -34,7 +34,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import sealed
 from ._native import check, ffi, lib
+from .access import AccessFilter
 from .config import WriterConfig
+from .health import WRITER_LOGGER, HealthMonitor
 from .errors import ConfigError
 from .keys import Keyring, Recipient, load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
@@ -42,6 +44,7 @@ from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, Sanitize
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
 from .policy import BUILTIN_RULES, FIELD_RULE, Policy
 from .policy import load as load_policy
+from .producer import Producer
 from .record import META_DTYPE
 from .ring import Ring
 from .rotation import LogFile, RotationPolicy, next_file, to_delete
@@ -324,16 +327,19 @@ class RotatingFiles:
 class Writer:
     """Drain one ring into one directory until stopped."""
 
-    def __init__(self, config: WriterConfig, stages=None) -> None:
+    def __init__(self, config: WriterConfig, stages=None, reload_config=None) -> None:
+        """reload_config: called on SIGHUP for the new configuration (the CLI passes one that
+        re-reads the file and applies the same flags); by default the file is re-read."""
         self.config = config
         self._stop = False
+        self._reload = False
+        self._reload_config = reload_config
         # from the first moment on, SIGTERM/SIGINT mean "drain and stop", never a kill mid-start
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
         # a bad policy stops the writer before it touches the ring or the directory
-        self.policy = load_policy(config.policy) if config.policy else Policy()
-        if not config.sanitize:
-            self.policy = Policy(enabled=False)
+        self.policy = self._policy_of(config)
         self.sealing = self._sealing(config)
         self.dir = prepare_dir(config.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
@@ -346,9 +352,97 @@ class Writer:
         if self.sealing is not None and self.sealing.prev[3] & sealed.PREV_RECOVERED:
             self.files._open()  # its header vouches for where the unfinished file ended, now
         self.skip_written = SkipWritten(self.resume_seq)
-        self.stages = stages if stages is not None else [
-            self.skip_written, LevelFilter(config.min_level), *self._sanitize_stage(), FormatJsonl()]
+        self._custom_stages = stages is not None
+        self.stages = stages if stages is not None else self._build_stages()
         self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
+        # the writer's own warnings go through the ring like any record
+        self._self_log = Producer(self.ring, name=WRITER_LOGGER, on_full="drop")
+        self.health = self._health_of(config)
+        self.metrics = None
+        if config.metrics:
+            from .metrics import serve
+
+            self.metrics = serve(config.metrics, lambda: self.ring.stats().as_dict())
+            _say("metrics", listen=config.metrics)
+
+    @staticmethod
+    def _policy_of(config: WriterConfig) -> Policy:
+        if not config.sanitize:
+            return Policy(enabled=False)
+        if config.policy:
+            return load_policy(config.policy)
+        return config.sanitize_policy or Policy()
+
+    def _build_stages(self) -> list:
+        access = self.config.access
+        return [self.skip_written, LevelFilter(self.config.min_level),
+                *([AccessFilter(access)] if access is not None and access.active else []),
+                *self._sanitize_stage(), FormatJsonl()]
+
+    def _health_of(self, config: WriterConfig) -> HealthMonitor | None:
+        t = config.thresholds
+        if t is None or not t.any:
+            return None
+        return HealthMonitor(t, lambda: self.ring.stats().as_dict(),
+                             lambda level, msg, fields: self._self_log.log(level, msg, **fields),
+                             lambda: self.ring.count("warnings"))
+
+    def _on_hup(self, *_args) -> None:
+        self._reload = True
+
+    # settings a running writer cannot take on: they need a restart
+    _FIXED = ("ring", "dir", "plaintext", "capacity", "max_record", "batch_records", "batch_bytes",
+              "metrics")
+
+    def reload(self) -> bool:
+        """Take on a new configuration between two batches: nothing in flight is lost.
+
+        Policy, access rules, thresholds, keys, level, rotation and retention
+        change; an invalid file, or a change that needs a restart, leaves the
+        running configuration as it was and says why.
+        """
+        try:
+            if self._reload_config is not None:
+                new = self._reload_config()
+            elif self.config.config_file is not None:
+                from .config import build
+
+                new = build(self.config.config_file)
+            else:
+                _say("reload_skipped", reason="no config file to read again")
+                return False
+            fixed = [k for k in self._FIXED if getattr(new, k) != getattr(self.config, k)]
+            if fixed:
+                raise ConfigError(f"{', '.join(fixed)} change only with a restart")
+            if (new.key is None) != (self.config.key is None):
+                raise ConfigError("switching between key and recipient sealing needs a restart")
+            policy = self._policy_of(new)
+            sealing = self._sealing(new)
+        except ConfigError as exc:
+            _say("reload_failed", error=str(exc), kept="the running configuration")
+            return False
+        old_sealing = self.sealing
+        self.config, self.policy = new, policy
+        if sealing is not None and old_sealing is not None:
+            keys_changed = (sealing.keyring != old_sealing.keyring or
+                            sealing.recipients != old_sealing.recipients or
+                            sealing.compress != old_sealing.compress)
+            old_sealing.keyring, old_sealing.recipients = sealing.keyring, sealing.recipients
+            old_sealing.compress = sealing.compress
+            if keys_changed:
+                self.files.close()  # the next file is sealed with the new keys
+        f = self.files
+        f.policy = RotationPolicy(new.rotate_size, new.rotate_interval)
+        f.keep, f.keep_age, f.keep_bytes = new.keep, new.keep_age, new.keep_size
+        f.fsync, f.fsync_interval = new.fsync, new.fsync_interval
+        if not self._custom_stages:
+            self.stages = self._build_stages()
+        if self.health is None or new.thresholds != self.health.t:
+            self.health = self._health_of(new)
+        _say("reloaded", config=str(new.config_file) if new.config_file else None,
+             access_rules=len(new.access.rules) if new.access else 0,
+             sanitizer="on" if policy.enabled else "off")
+        return True
 
     def _sanitize_stage(self) -> list:
         """The sanitizer, with its hits per rule counted in the ring under each rule's name."""
@@ -458,6 +552,8 @@ class Writer:
         batch.delta.abandoned += b.abandoned
         if n:
             batch = run(self.stages, batch)
+            if self.health is not None:
+                self.health.errors_seen += int(((batch.meta["level"] >= 40) & (batch.keep != 0)).sum())
             if batch.out:
                 self.files.rotate_if_due(time.monotonic())
                 try:
@@ -483,6 +579,7 @@ class Writer:
         d = ffi.new("lsr_totals *")
         d.written, d.malformed, d.abandoned = delta.written, delta.malformed, delta.abandoned
         d.filtered, d.sanitized, d.sanitize_dropped = delta.filtered, delta.sanitized, delta.sanitize_dropped
+        d.denied = delta.denied
         check(lib.lsr_release(self.ring.ptr, upto, d), "release")
 
     def _recover(self, cursor: int) -> int:
@@ -507,6 +604,11 @@ class Writer:
         while True:
             lib.lsr_heartbeat(self.ring.ptr)
             now = time.monotonic()
+            if self._reload:
+                self._reload = False
+                self.reload()
+            if self.health is not None:
+                self.health.tick(now)
             if self._stop and stop_deadline is None:
                 stop_deadline = now + cfg.shutdown_timeout
             try:
@@ -552,6 +654,11 @@ class Writer:
         return 0
 
     def close(self) -> None:
+        if self.metrics is not None:
+            server, thread = self.metrics
+            server.shutdown()
+            server.server_close()
+            self.metrics = None
         self.files.close()
         if not self.ring._closed:
             lib.lsr_writer_release(self.ring.ptr)

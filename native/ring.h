@@ -73,6 +73,7 @@ enum {
     LSR_C_FORMAT_ERRORS,
     LSR_C_WRITER_ERRORS,
     LSR_C_BLOCKED,
+    LSR_C_WARNINGS,      /* warning records the writer logged about its own health */
     LSR_NCOUNTERS = 16
 };
 
@@ -85,7 +86,8 @@ typedef struct {
     uint64_t filtered;
     uint64_t sanitized;
     uint64_t sanitize_dropped;
-    uint64_t reserved[9];
+    uint64_t denied;          /* refused by the writer's access rules */
+    uint64_t reserved[8];
 } lsr_totals;
 
 /* hits per sanitizer rule, named by the writer that counts them */

@@ -103,7 +103,8 @@ def test_bad_config_names_the_problem(text, needle, tmp_path):
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_load_toml_reads_only_the_writer_table(tmp_path):
+def test_load_toml_converts_the_writer_table(tmp_path):
     cfg = tmp_path / "w.toml"
     cfg.write_text('[writer]\ndir = "/var/log/app"\nrotate_interval = "1h30m"\n')
-    assert load_toml(cfg) == {"dir": __import__("pathlib").Path("/var/log/app"), "rotate_interval": 5400.0}
+    assert load_toml(cfg) == {"dir": __import__("pathlib").Path("/var/log/app"), "rotate_interval": 5400.0,
+                              "config_file": cfg}

@@ -22,6 +22,7 @@ class Delta:
     filtered: int = 0
     sanitized: int = 0
     sanitize_dropped: int = 0
+    denied: int = 0
 
 
 @dataclass

@@ -1,0 +1,104 @@
+"""A Prometheus endpoint for the writer: `logger-system writer --metrics 127.0.0.1:9464`.
+
+Each scrape reads the ring's shared counters at that moment (nothing is
+cached), plus the writer process's CPU time and memory.  It listens on
+loopback unless given another address.  Needs the prometheus-client package
+(`pip install 'logger_system[metrics]'`).
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Callable
+
+from .errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+
+# ring counter -> help text; each becomes logger_system_<name>_total
+COUNTERS = {
+    "committed": "Records producers put into the ring.",
+    "written": "Records the writer wrote to files.",
+    "dropped": "Records dropped because the ring was full.",
+    "abandoned": "Claims of producers that died before committing.",
+    "malformed": "Records skipped as malformed.",
+    "truncated": "Records cut to the ring's largest record.",
+    "format_errors": "Calls whose message could not be formatted.",
+    "filtered": "Records below the writer's minimum level.",
+    "denied": "Records refused by the writer's access rules.",
+    "sanitized": "Records in which the sanitizer removed something.",
+    "sanitize_dropped": "Records dropped by a sanitizer rule with action drop.",
+    "writer_errors": "Writes that failed (the records stayed in the ring).",
+    "blocked": "Producer calls that waited for room.",
+    "warnings": "Health warnings the writer logged.",
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'PORT', 'HOST:PORT' or '[V6]:PORT' -> (host, port); loopback when no host is given."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = DEFAULT_HOST, text
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"metrics={value!r}: use PORT or HOST:PORT with a port 0..65535")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"metrics={value!r}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+class RingCollector:
+    """prometheus_client collector over a ring's live counters."""
+
+    def __init__(self, read_stats: Callable[[], dict], process=None) -> None:
+        self._read = read_stats
+        self._process = process
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        d = self._read()
+        for name, help_text in COUNTERS.items():
+            yield CounterMetricFamily(f"logger_system_{name}", help_text, value=d[name])
+        hits = CounterMetricFamily("logger_system_sanitizer_hits", "Secrets and PII removed, by rule.",
+                                   labels=["rule"])
+        for rule, n in sorted(d["rule_hits"].items()):
+            hits.add_metric([rule], n)
+        yield hits
+        yield GaugeMetricFamily("logger_system_ring_utilization", "Fraction of the ring in use.",
+                                value=d["utilization"])
+        yield GaugeMetricFamily("logger_system_ring_used_bytes", "Bytes of the ring in use.",
+                                value=d["used_bytes"])
+        yield GaugeMetricFamily("logger_system_ring_high_water_bytes", "Most bytes ever in use.",
+                                value=d["high_water_bytes"])
+        yield GaugeMetricFamily("logger_system_ring_capacity_bytes", "Size of the ring's data area.",
+                                value=d["capacity_bytes"])
+        yield GaugeMetricFamily("logger_system_in_ring", "Records committed and not yet written.",
+                                value=d["in_ring"])
+        if self._process is not None:
+            cpu = self._process.cpu_times()
+            yield CounterMetricFamily("logger_system_writer_cpu_seconds", "CPU time of the writer.",
+                                      value=cpu.user + cpu.system)
+            yield GaugeMetricFamily("logger_system_writer_resident_bytes", "Resident memory of the writer.",
+                                    value=self._process.memory_info().rss)
+
+
+def serve(listen: str, read_stats: Callable[[], dict]):
+    """Start the endpoint in a daemon thread; returns (server, thread)."""
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        raise ConfigError("--metrics needs the prometheus-client package: "
+                          "pip install 'logger_system[metrics]'") from None
+    import psutil
+
+    host, port = parse_listen(listen)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RingCollector(read_stats, psutil.Process()))
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
