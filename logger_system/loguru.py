@@ -71,11 +71,11 @@ class RingSink:
         level = record["level"].no
         level = 0 if level < 0 else 255 if level > 255 else level
         producer = self._producer
-        if producer.min_level > level:  # below the sink's level, or stopped
-            return False
         name = record["name"]
         if name is not None and name != producer.name:
             producer = self._by_name.get(name) or self._child(name)
+        if producer.min_level > level:  # below the sink's level, or stopped
+            return False
         fields: dict[str, Any] = {
             "file": record["file"].path,
             "line": record["line"],
@@ -93,6 +93,8 @@ class RingSink:
     __call__ = write
 
     def _child(self, name: str) -> Producer:
+        if self._producer.closed:  # stopped: nothing is written, under any name
+            return self._producer
         if len(self._by_name) >= _CACHE_LIMIT:  # module names made at run time: do not grow forever
             self._by_name.clear()
             self._by_name[self._producer.name] = self._producer

@@ -145,9 +145,12 @@ class Producer:
                              self.min_level))
 
     def child(self, name: str) -> "Producer":
-        """A Producer for another logger name on the same ring."""
-        return Producer(self._ring, name=name, on_full=self.on_full,
-                        block_timeout=self.block_timeout, level=self.min_level)
+        """A Producer for another logger name on the same ring (closed if this one is)."""
+        p = Producer(self._ring, name=name, on_full=self.on_full, block_timeout=self.block_timeout,
+                     level=0 if self.closed else self.min_level)
+        if self.closed:
+            p.close()
+        return p
 
     def log(self, level: int | str, msg: Any, /, *args: Any, **fields: Any) -> bool:
         lvl = level_number(level)

@@ -100,6 +100,8 @@ class RingLoggerFactory:
         name = args[0] if args and isinstance(args[0], str) else self._producer.name
         logger = self._loggers.get(name)
         if logger is None:
+            if self._producer.closed:  # a closed factory's loggers write nothing
+                return RingLogger(self._producer)
             if len(self._loggers) >= _CACHE_LIMIT:  # names made per request: do not grow forever
                 self._loggers.clear()
             producer = self._producer if name == self._producer.name else self._producer.child(name)

@@ -330,3 +330,13 @@ def test_call_site_cache_is_bounded(ring_name, drained, monkeypatch):
     recs = drained()
     assert [(r["msg"], r["fields"]["line"], r["fields"]["file"]) for r in recs] == \
         [(f"line {i}", i + 1, "generated.py") for i in range(40)]
+
+
+def test_child_of_a_closed_producer_is_closed(ring_name, drained):
+    from logger_system import connect
+
+    p = connect(ring_name)
+    p.close()
+    child = p.child("later")
+    assert child.closed and child.info("nothing") is False
+    assert drained() == []
