@@ -53,7 +53,8 @@ ffibuilder.cdef(
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
         uint64_t denied;
-        uint64_t reserved[8];
+        uint64_t released_ns;
+        uint64_t reserved[7];
     } lsr_totals;
     #define LSR_RULES 64
     typedef struct {

@@ -182,6 +182,8 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
     if d["writer_pid"] > 0:
         age = (time.monotonic_ns() - d["writer_heartbeat_ns"]) / 1e9
         writer = f"pid {d['writer_pid']}, heartbeat {age:.1f}s ago, {_writer_process(d['writer_pid'])}"
+    if d["released_ns"]:
+        writer += f", last drain {(time.monotonic_ns() - d['released_ns']) / 1e9:.1f}s ago"
     lines = [f"ring {d['name']} ({d['ring_id']})",
              f"  writer    {writer}",
              f"  used      [{bar:<{width}}] {d['utilization'] * 100:5.1f}%  "

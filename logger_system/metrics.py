@@ -8,6 +8,7 @@ loopback unless given another address.  Needs the prometheus-client package
 from __future__ import annotations
 
 import ipaddress
+import time
 from typing import Callable
 
 from .errors import ConfigError
@@ -78,6 +79,10 @@ class RingCollector:
                                 value=d["capacity_bytes"])
         yield GaugeMetricFamily("logger_system_in_ring", "Records committed and not yet written.",
                                 value=d["in_ring"])
+        if d["released_ns"]:
+            yield GaugeMetricFamily("logger_system_last_drain_age_seconds",
+                                    "Seconds since the writer last released records.",
+                                    value=max(0, time.monotonic_ns() - d["released_ns"]) / 1e9)
         if self._process is not None:
             cpu = self._process.cpu_times()
             yield CounterMetricFamily("logger_system_writer_cpu_seconds", "CPU time of the writer.",

@@ -80,6 +80,7 @@ class RingStats:
     sanitized: int
     sanitize_dropped: int
     denied: int
+    released_ns: int
     head: int
     tail: int
     rule_hits: dict = field(default_factory=dict)
@@ -171,7 +172,7 @@ class Ring:
             committed=c[0], dropped=c[1], truncated=c[2], format_errors=c[3], writer_errors=c[4],
             blocked=c[5], warnings=c[6], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
-            denied=t.denied,
+            denied=t.denied, released_ns=t.released_ns,
             head=t.head, tail=s.tail,
             rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )

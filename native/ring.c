@@ -750,6 +750,7 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
     t.sanitized += delta->sanitized;
     t.sanitize_dropped += delta->sanitize_dropped;
     t.denied += delta->denied;
+    if (upto > from) t.released_ns = now_ns(CLOCK_MONOTONIC);
     /* publish the totals first: a writer killed after this finishes the zeroing on restart */
     uint64_t g = LOAD_RLX(&h->totals_gen);
     memcpy(&h->totals[(g + 1) & 1], &t, sizeof t);

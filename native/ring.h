@@ -87,7 +87,8 @@ typedef struct {
     uint64_t sanitized;
     uint64_t sanitize_dropped;
     uint64_t denied;          /* refused by the writer's access rules */
-    uint64_t reserved[8];
+    uint64_t released_ns;     /* CLOCK_MONOTONIC of the last release that moved head */
+    uint64_t reserved[7];
 } lsr_totals;
 
 /* hits per sanitizer rule, named by the writer that counts them */

@@ -73,8 +73,9 @@ class WriterProcess:
 def writer_factory(ring_name, tmp_path):
     made: list[WriterProcess] = []
 
-    def make(*extra: str, directory: Path | None = None, ring: str | None = None) -> WriterProcess:
-        w = WriterProcess(ring or ring_name, directory or tmp_path / "logs", *extra)
+    def make(*extra: str, directory: Path | None = None, ring: str | None = None,
+             plaintext: bool = True) -> WriterProcess:
+        w = WriterProcess(ring or ring_name, directory or tmp_path / "logs", *extra, plaintext=plaintext)
         made.append(w)
         return w
 

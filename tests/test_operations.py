@@ -223,6 +223,7 @@ def test_metrics_endpoint_serves_the_ring_counters(ring_name, writer_factory, tm
     assert 0 <= m["logger_system_ring_utilization"] <= 1
     assert m["logger_system_writer_resident_bytes"] > 1 << 20
     assert m["logger_system_writer_cpu_seconds_total"] > 0
+    assert 0 <= m["logger_system_last_drain_age_seconds"] < 60
     # loopback only: the port is not open on another address of this machine
     others = [a for a in _addresses() if not a.startswith("127.")]
     for addr in others:
@@ -372,7 +373,7 @@ def test_stats_view_shows_counters_rates_and_rule_hits(ring_name, writer_factory
                          capture_output=True, text=True, timeout=60)
     assert one.returncode == 0, one.stderr
     out = one.stdout
-    assert f"pid {w.proc.pid}" in out and "rss" in out
+    assert f"pid {w.proc.pid}" in out and "rss" in out and "last drain" in out
     for key in ("denied", "warnings", "sanitized", "writer_errors"):
         assert key in out
     assert "email 300" in out
@@ -387,3 +388,55 @@ def test_stats_view_shows_counters_rates_and_rule_hits(ring_name, writer_factory
     assert watch.returncode == 0
     assert text.count("ring ") >= 2 and "/s" in text
     assert w.stop() == 0
+
+
+@pytest.mark.slow
+def test_sighup_takes_a_rotated_key_and_new_access_rules(ring_name, writer_factory, tmp_path):
+    import shutil
+
+    from logger_system import sealed
+    from logger_system.keys import keygen, load_keyring
+
+    key = tmp_path / "writer.key"
+    keygen(key)
+    old_only = tmp_path / "old.key"
+    shutil.copy(key, old_only)
+    os.chmod(old_only, 0o600)
+    cfg = tmp_path / "writer.toml"
+    cfg.write_text(f'[writer]\nkey = "{key}"\n')
+    w = writer_factory("--config", str(cfg), plaintext=False).start()
+    log, noisy = logger_system.connect(ring_name, name="app"), logger_system.connect(ring_name, name="noisy")
+    for i in range(100):
+        log.info("before %d", i)
+        noisy.info("noise before %d", i)
+    wait_for(lambda: stats(ring_name)["written"] == 200, what="first records written")
+    keygen(key, rotate=True)
+    cfg.write_text(f'[writer]\nkey = "{key}"\n[access]\n[[access.rule]]\naction = "deny"\nlogger = "noisy"\n')
+    w.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: '"reloaded"' in w.stderr(), what="the reload")
+    for i in range(100):
+        log.info("after %d", i)
+        noisy.info("noise after %d", i)
+    wait_for(lambda: stats(ring_name)["written"] + stats(ring_name)["denied"] == 400, what="all drained")
+    assert w.stop() == 0, w.stderr()
+    s = stats(ring_name)
+    assert s["denied"] == 100 and s["written"] == 300
+    logs = tmp_path / "logs"
+    records = read_records_sealed(logs, load_keyring(key))
+    assert sorted(r["msg"] for r in records) == sorted(
+        [f"before {i}" for i in range(100)] + [f"noise before {i}" for i in range(100)]
+        + [f"after {i}" for i in range(100)])
+    files = sorted(logs.glob("*.lsx"))
+    old = load_keyring(old_only)
+    sealed.data_key(sealed.parse_header(files[0].read_bytes()), keyring=old)  # the old key opens it
+    with pytest.raises(sealed.WrongKeyError):  # the file after the reload needs the new key
+        sealed.data_key(sealed.parse_header(files[-1].read_bytes()), keyring=old)
+    proc = subprocess.run([sys.executable, "-m", "logger_system", "verify", "--key", str(key), str(logs)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def read_records_sealed(directory, keyring) -> list[dict]:
+    from logger_system.reader import iter_records
+
+    return list(iter_records([directory], keyring=keyring))
