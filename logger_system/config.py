@@ -76,28 +76,53 @@ class WriterConfig:
         return self
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("use true or false")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise ValueError("use a whole number")
+    return value
+
+
+def _recipients(value: Any) -> str:
+    """One recipient string, a comma-separated list of them, or a TOML list of them."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) for v in value):
+            raise ValueError("use a recipient string or a list of recipient strings")
+        return ",".join(value)
+    if not isinstance(value, str):
+        raise ValueError("use a recipient string or a list of recipient strings")
+    return value
+
+
 # how each TOML key is read: key -> converter
 _CONVERT: dict[str, Any] = {
     "ring": str,
     "dir": Path,
-    "plaintext": bool,
+    "plaintext": _bool,
     "key": Path,
-    "recipient": str,
+    "recipient": _recipients,
     "rotate_size": parse_size,
     "rotate_interval": parse_duration,
-    "keep": int,
+    "keep": _int,
     "fsync": str,
     "fsync_interval": parse_duration,
     "min_level": level_number,
     "capacity": parse_size,
     "max_record": parse_size,
-    "batch_records": int,
+    "batch_records": _int,
     "batch_bytes": parse_size,
     "stall_grace": parse_duration,
     "shutdown_timeout": parse_duration,
     "policy": Path,
-    "sanitize": bool,
-    "compress": bool,
+    "sanitize": _bool,
+    "compress": _bool,
     "keep_age": parse_duration,
     "keep_size": parse_size,
     "metrics": str,
@@ -156,4 +181,6 @@ def build(file: Path | None = None, **overrides: Any) -> WriterConfig:
     for k, v in overrides.items():
         if v is not None:
             values[k] = _convert(k, v, f"--{k.replace('_', '-')}")
+    if "ring" not in values:  # as producers do: $LOGGER_SYSTEM_RING, else the default name
+        values["ring"] = ring_name(None)
     return replace(WriterConfig(), **values).validated()

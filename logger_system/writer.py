@@ -610,7 +610,7 @@ class Writer:
             if self.health is not None:
                 self.health.tick(now)
             if self._stop and stop_deadline is None:
-                stop_deadline = now + cfg.shutdown_timeout
+                stop_deadline = now + self.config.shutdown_timeout
             try:
                 new_cursor, _ = self.drain_once(cursor)
                 error_backoff = 0.0
@@ -632,7 +632,7 @@ class Writer:
             if self._b.stalled:
                 if stalled_at != cursor:
                     stalled_at, stalled_since = cursor, now
-                elif now - stalled_since >= cfg.stall_grace:
+                elif now - stalled_since >= self.config.stall_grace:  # reload may change it
                     recovered = self._recover(cursor)
                     if recovered != cursor:
                         cursor = recovered

@@ -440,3 +440,12 @@ def read_records_sealed(directory, keyring) -> list[dict]:
     from logger_system.reader import iter_records
 
     return list(iter_records([directory], keyring=keyring))
+
+
+def test_level_filter_keeps_the_writers_own_warnings():
+    from logger_system.pipeline.stages import LevelFilter
+
+    b = _batch([("app", 1234, 30, b""), ("logger_system.writer", os.getpid(), 30, b""),
+                ("app", 1234, 40, b"")])
+    LevelFilter(40)(b)
+    assert b.keep.tolist() == [0, 1, 1] and b.delta.filtered == 1

@@ -108,3 +108,28 @@ def test_load_toml_converts_the_writer_table(tmp_path):
     cfg.write_text('[writer]\ndir = "/var/log/app"\nrotate_interval = "1h30m"\n')
     assert load_toml(cfg) == {"dir": __import__("pathlib").Path("/var/log/app"), "rotate_interval": 5400.0,
                               "config_file": cfg}
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[writer]\nplaintext = "false"\n', "true or false"),
+    ('[writer]\ncompress = 1\n', "true or false"),
+    ('[writer]\nkeep = 3.7\n', "whole number"),
+    ('[writer]\nrecipient = [1]\n', "recipient"),
+])
+def test_typed_values_are_not_coerced(text, needle, tmp_path):
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        build(cfg)
+
+
+def test_recipients_as_a_toml_list_and_the_ring_from_the_environment(tmp_path, monkeypatch):
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[writer]\nrecipient = ["lsx1aaa", "lsx1bbb"]\n')
+    monkeypatch.setenv("LOGGER_SYSTEM_RING", "from-env")
+    c = build(cfg)
+    assert c.recipient == "lsx1aaa,lsx1bbb"
+    assert c.ring == "from-env"
+    assert build(cfg, ring="flag").ring == "flag"
+    cfg.write_text('[writer]\nring = "from-file"\n')
+    assert build(cfg).ring == "from-file"

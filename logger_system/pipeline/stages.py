@@ -1,6 +1,7 @@
 """Writer stages that need no state beyond their configuration."""
 from __future__ import annotations
 
+import os
 
 from .._native import ffi, lib
 from . import Batch
@@ -31,15 +32,19 @@ class SkipWritten:
 
 
 class LevelFilter:
-    """Drop records below a minimum level (counted as filtered)."""
+    """Drop records below a minimum level (counted as filtered).
 
-    def __init__(self, min_level: int) -> None:
+    The writer's own records (its health warnings, from its pid) always pass.
+    """
+
+    def __init__(self, min_level: int, own_pid: int | None = None) -> None:
         self.min_level = min_level
+        self.own_pid = os.getpid() if own_pid is None else own_pid
 
     def __call__(self, batch: Batch) -> Batch:
         if self.min_level <= 0:
             return batch
-        low = (batch.meta["level"] < self.min_level) & (batch.keep != 0)
+        low = (batch.meta["level"] < self.min_level) & (batch.keep != 0) & (batch.meta["pid"] != self.own_pid)
         n = int(low.sum())
         if n:
             batch.keep[low] = 0
