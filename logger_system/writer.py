@@ -375,7 +375,7 @@ class Writer:
 
     def _build_stages(self) -> list:
         access = self.config.access
-        return [self.skip_written, LevelFilter(self.config.min_level),
+        return [self.skip_written, LevelFilter(self.config.min_level, own_pid=os.getpid()),
                 *([AccessFilter(access)] if access is not None and access.active else []),
                 *self._sanitize_stage(), FormatJsonl()]
 

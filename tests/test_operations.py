@@ -447,5 +447,5 @@ def test_level_filter_keeps_the_writers_own_warnings():
 
     b = _batch([("app", 1234, 30, b""), ("logger_system.writer", os.getpid(), 30, b""),
                 ("app", 1234, 40, b"")])
-    LevelFilter(40)(b)
+    LevelFilter(40, own_pid=os.getpid())(b)
     assert b.keep.tolist() == [0, 1, 1] and b.delta.filtered == 1

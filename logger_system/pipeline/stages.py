@@ -1,7 +1,6 @@
 """Writer stages that need no state beyond their configuration."""
 from __future__ import annotations
 
-import os
 
 from .._native import ffi, lib
 from . import Batch
@@ -34,12 +33,12 @@ class SkipWritten:
 class LevelFilter:
     """Drop records below a minimum level (counted as filtered).
 
-    The writer's own records (its health warnings, from its pid) always pass.
+    Records of `own_pid` (the writer's own health warnings) always pass.
     """
 
-    def __init__(self, min_level: int, own_pid: int | None = None) -> None:
+    def __init__(self, min_level: int, own_pid: int = -1) -> None:
         self.min_level = min_level
-        self.own_pid = os.getpid() if own_pid is None else own_pid
+        self.own_pid = own_pid
 
     def __call__(self, batch: Batch) -> Batch:
         if self.min_level <= 0:
