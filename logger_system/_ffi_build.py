@@ -13,9 +13,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NATIVE = os.path.join(os.path.dirname(HERE), "native")
 
 CFLAGS = ["-O3", "-std=gnu11", "-fvisibility=hidden", "-Wall"]
-if os.environ.get("LOGGER_SYSTEM_SANITIZE"):
-    # AddressSanitizer + UBSan build for the hardening job; LD_PRELOAD libasan to load it
-    CFLAGS += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+LDFLAGS: list[str] = []
+# Opt-in AddressSanitizer + UBSan build for .ci/sanitizers (LOGGER_SYSTEM_SANITIZE=1).
+# The interpreter is not instrumented: load the result with LD_PRELOAD=libasan.so.
+# Python's own CFLAGS carry -fwrapv, which makes signed overflow defined and turns UBSan's
+# check for it off; -fno-wrapv (after them) turns it back on for this build only.
+SANITIZE = os.environ.get("LOGGER_SYSTEM_SANITIZE") == "1"
+if SANITIZE:
+    SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                       "-fno-sanitize-recover=undefined"]
+    CFLAGS = [f for f in CFLAGS if f != "-O3"] + SANITIZER_FLAGS + ["-O1", "-g", "-fno-wrapv"]
+    LDFLAGS = SANITIZER_FLAGS
 
 ffibuilder = FFI()
 
@@ -25,7 +33,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "sanitize.c")],
     include_dirs=[os.path.relpath(NATIVE)],
     extra_compile_args=CFLAGS,
-    extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("LOGGER_SYSTEM_SANITIZE") else [],
+    extra_link_args=LDFLAGS,
     libraries=["rt"],
 )
 
