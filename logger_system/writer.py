@@ -72,6 +72,8 @@ def prepare_dir(path: Path) -> Path:
         st = path.stat()
     except OSError as exc:
         raise ConfigError(f"cannot use log directory {path}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(f"cannot use log directory {str(path)!r}: {exc}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"log directory {path} is not a directory")
     if st.st_uid != os.geteuid():
@@ -160,12 +162,23 @@ class RotatingFiles:
         self.opened = 0.0
         self.last_sync = time.monotonic()
         self.dirty = False
+        self._checked_linked = 0.0
+        # Retention by age must not follow steps of the wall clock.  A file this writer
+        # wrote is as old as the monotonic time since it closed it; any other file's mtime
+        # is read against the offset between the wall and monotonic clocks when this
+        # writer first saw it (for the files already here: now).
+        self._closed_at: dict[LogFile, float] = {}
+        self._clock_offset: dict[LogFile, float] = {}
         existing = log_files(directory)
+        offset = time.time() - time.monotonic()
+        for f in existing:
+            self._clock_offset[f] = offset
         self._last = existing[-1] if existing else None
 
     def _open(self) -> None:
         f = next_file(self._last, self.ring_id, datetime.now(timezone.utc), self.suffix)
         path = self.dir / f.name
+        self._ensure_dir()
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.current = self._last = f
         self.size = 0
@@ -203,6 +216,60 @@ class RotatingFiles:
             raise
         self.size = len(header)
 
+    def _ensure_dir(self) -> None:
+        """Create the directory again (0700) if it was removed while this writer ran."""
+        if not self.dir.is_dir():
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _say("directory_recreated", dir=str(self.dir))
+
+    def _check_linked(self) -> None:
+        """Keep the current file in the directory.
+
+        If the file was removed while open (its directory removed by a cleaner, by
+        logrotate, by hand), what it holds would be lost when it is closed: copy it
+        to a new file of the same name, in the directory made again, and go on
+        appending there.  If that fails the file is closed and OSError raised, so
+        the records not yet released are written again to a new file.
+        """
+        if self.fd is None or os.fstat(self.fd).st_nlink > 0:
+            return
+        assert self.current is not None
+        path = self.dir / self.current.name
+        new = None
+        try:
+            self._ensure_dir()
+            new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            src = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                copied = 0
+                while chunk := os.read(src, 1 << 20):
+                    while chunk:
+                        n = os.write(new, chunk)
+                        copied += n
+                        chunk = chunk[n:]
+            finally:
+                os.close(src)
+            if copied != self.size:
+                raise OSError(errno.EIO, f"copied {copied} of {self.size} bytes of the removed file")
+            if self.sealing is not None:
+                fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.fsync(new)
+            self._sync_dir()
+        except OSError as exc:
+            if new is not None:
+                os.close(new)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            _say("removed_file_lost", file=str(path), bytes=self.size, error=exc.strerror)
+            self.abandon()
+            raise OSError(exc.errno or errno.ENOENT,
+                          f"log file {path} was removed while open and could not be restored") from exc
+        old, self.fd = self.fd, new
+        os.close(old)
+        _say("removed_file_restored", file=str(path), bytes=copied)
+
     def _sync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -214,7 +281,8 @@ class RotatingFiles:
         """Remove the oldest files beyond the count, age and total size kept (never the current one)."""
         files = log_files(self.dir)
         doomed = set(to_delete(files, self.keep))
-        now = time.time()
+        now = time.monotonic()
+        offset_now = time.time() - now
         sizes = {}
         for f in files:
             try:
@@ -222,8 +290,12 @@ class RotatingFiles:
             except FileNotFoundError:
                 continue
             sizes[f] = st.st_size
-            if self.keep_age is not None and now - st.st_mtime > self.keep_age:
-                doomed.add(f)
+            if self.keep_age is not None and f != self.current:
+                written = self._closed_at.get(f)  # on the monotonic clock
+                if written is None:
+                    written = st.st_mtime - self._clock_offset.setdefault(f, offset_now)
+                if now - written > self.keep_age:
+                    doomed.add(f)
         if self.keep_bytes is not None:
             total = sum(sizes.values())
             for f in files:  # oldest first
@@ -237,6 +309,8 @@ class RotatingFiles:
                     os.unlink(self.dir / old.name)
                 except FileNotFoundError:
                     pass
+                self._clock_offset.pop(old, None)
+                self._closed_at.pop(old, None)
 
     def rotate_if_due(self, now: float) -> None:
         if self.fd is not None and self.policy.due(self.size, self.opened, now):
@@ -263,6 +337,7 @@ class RotatingFiles:
                 m = _SEQ.match(data, max(data.rfind(b"\n", pos, end - 1), pos - 1) + 1)
                 self._piece_last_seq = int(m.group(1)) if m else None
             self._append(memoryview(data)[pos:end])
+            self._check_linked()
             pos = self.progress = end
             if pos < len(data):
                 self.close()
@@ -293,7 +368,7 @@ class RotatingFiles:
                 try:
                     os.ftruncate(self.fd, self.size)
                 except OSError:
-                    self.close()  # the next write starts a new file; this one ends torn
+                    self.abandon()  # the next write starts a new file; this one ends torn
             raise
         self.size += done
         self.dirty = True
@@ -302,26 +377,52 @@ class RotatingFiles:
             self.dirty = False
 
     def tick(self, now: float) -> None:
+        if self.fd is not None and now - self._checked_linked >= 0.5:
+            self._checked_linked = now
+            self._check_linked()
         if self.dirty and self.fsync == "interval" and now - self.last_sync >= self.fsync_interval:
             os.fsync(self.fd)  # type: ignore[arg-type]
             self.dirty = False
             self.last_sync = now
 
     def close(self) -> None:
-        if self.fd is not None and self.sealing is not None:
+        """Finish the current file (a sealed one with its final chunk) and close it.
+
+        If finishing fails, OSError is raised and the file stays open, so a later
+        close() can finish it; abandon() closes it as it is.
+        """
+        if self.fd is None:
+            return
+        self._check_linked()
+        if self.sealing is not None:
             final = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, b"", final=True,
                                       last_seq=self._last_seq)
             self._write_all(memoryview(final))
             self.sealing.prev = (self._header.file_id, hashlib.sha256(final).digest(), self._chunks + 1, 0)
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            try:
-                if self.fsync != "never":
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+        self._close_fd(strict=True)
+
+    def abandon(self) -> None:
+        """Close the current file as it is: a sealed one without its final chunk (the next
+        writer to start in this directory finishes it)."""
+        self._close_fd(strict=False)
+
+    def _close_fd(self, strict: bool) -> None:
+        """strict: raise a failed fsync (after closing)."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if self.fsync != "never":
+                os.fsync(fd)
+        except OSError:
+            if strict:
+                raise
+        finally:
+            os.close(fd)
             self.dirty = False
             self.size = 0
+            if self.current is not None:
+                self._closed_at[self.current] = time.monotonic()
 
 
 class Writer:
@@ -561,6 +662,9 @@ class Writer:
                 except OSError:
                     self._remember_progress(batch.out[:self.files.progress])
                     raise
+            skip = self.skip_written
+            if skip.last_seq is not None and int(batch.meta["seq"][-1]) > skip.last_seq:
+                skip.last_seq = None  # written past the resume point: nothing more to skip
             batch.delta.written += batch.kept
         self._release(batch.end, batch.delta)
         return batch.end, batch.kept if n else 0
@@ -659,7 +763,15 @@ class Writer:
             server.shutdown()
             server.server_close()
             self.metrics = None
-        self.files.close()
-        if not self.ring._closed:
-            lib.lsr_writer_release(self.ring.ptr)
-            self.ring.close()
+        try:
+            self.files.close()
+        except OSError as exc:
+            # e.g. no room for a sealed file's final chunk: the file stays unfinished, the
+            # next writer finishes it; the records not released wait in the ring for it
+            self.ring.count("writer_errors")
+            _say("close_failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
+            self.files.abandon()
+        finally:
+            if not self.ring._closed:
+                lib.lsr_writer_release(self.ring.ptr)
+                self.ring.close()

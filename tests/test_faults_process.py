@@ -681,10 +681,6 @@ def test_wall_clock_steps_keep_rotation_order_and_files(ring_name, writer_factor
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=True, reason=(
-    "keep_age compares time.time() with each file's mtime: a wall-clock step forward by more "
-    "than keep_age makes every closed file look old, and the next rotation removes files "
-    "written seconds before (RotatingFiles._retain)"))
 def test_wall_clock_step_forward_beyond_keep_age_keeps_fresh_files(ring_name, writer_factory,
                                                                     tmp_path, wall_clock,
                                                                     monkeypatch):

@@ -809,14 +809,18 @@ def test_retention_by_age(ring_name, writer, tmp_path):
         log_range(ring_name, n, n + 10)
         n += 10
         wait_written(ring_name, n, w)
+    assert w.stop() == 0, w.stderr()
     first = sealed_files(logs)
     assert len(first) >= 3
+    # files of an earlier writer are as old as their mtime says (those of the running writer
+    # are as old as the monotonic time since it closed them: see test_faults_process)
     old, current = first[:-1], first[-1]
     past = time.time() - 2 * 3600
     for p in old:
         os.utime(p, (past, past))
     young = time.time() - 600  # ten minutes: kept
     os.utime(current, (young, young))
+    w = writer("--key", key, "--rotate-size", "3KB", "--keep-age", "1h").start()
     for _ in range(6):  # more files: retention runs when each is opened
         log_range(ring_name, n, n + 10)
         n += 10

@@ -11,7 +11,9 @@ class SkipWritten:
 
     After a writer is killed between writing a batch and releasing it, the
     next writer drains that batch again; the files are the truth, so those
-    records are counted as written and not written twice.
+    records are counted as written and not written twice.  The writer clears
+    `last_seq` once a batch past it is in the files (not here: the write may
+    fail, and the batch be drained again).
     """
 
     def __init__(self, last_seq: int | None) -> None:
@@ -25,8 +27,6 @@ class SkipWritten:
         if n:
             batch.keep[seen] = 0
             batch.delta.written += n
-        if int(batch.meta["seq"][-1]) > self.last_seq:
-            self.last_seq = None  # past the resume point: nothing more to skip
         return batch
 
 
