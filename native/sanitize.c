@@ -574,7 +574,7 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
         }
         return n;
     }
-    while (p < n && !strchr(",}] ", s[p])) p++;
+    while (p < n && (s[p] == 0 || !strchr(",}] ", s[p]))) p++; /* strchr matches the terminator */
     return p;
 }
 
@@ -649,7 +649,8 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_
                     continue;
                 }
             }
-            p = walk(c, s, n, p, buf, depth + 1);
+            size_t next = walk(c, s, n, p, buf, depth + 1);
+            p = next > p ? next : p + 1; /* always forward, whatever the bytes */
         }
     }
     /* a number or a literal: a match must stand for the whole token, quoted;

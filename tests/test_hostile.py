@@ -905,10 +905,6 @@ def test_log_dir_that_cannot_be_a_directory_is_a_config_error(tmp_path, case):
     assert not (tmp_path / "missing").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="prepare_dir (writer.py) catches OSError only: a dir with a NUL character "
-                          "(`dir = \"logs\\u0000x\"` in the writer's TOML) stops the writer with a "
-                          "ValueError traceback instead of a ConfigError")
 def test_log_dir_with_a_nul_character_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         prepare_dir(tmp_path / "logs\x00x")
