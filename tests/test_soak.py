@@ -6,6 +6,11 @@ the ring's counters.  It checks for growth, not for speed: memory after the
 warm-up stays within RSS_GROWTH_LIMIT, the written rate in the last third of
 the run is at least half that of the first third, and at the end every record
 is in the files exactly once, readable with the key, and `verify` passes.
+
+It is marked `soak` and left out of a plain pytest run (pyproject's addopts);
+.ci/run runs it for ten minutes beside the suite:
+
+    LS_SOAK_SECONDS=600 python -m pytest -q -s -m soak tests/test_soak.py
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ from logger_system.reader import iter_records
 from logger_system.ring import Ring
 from logger_system.writer import log_files
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="needs fork and POSIX shared memory")
+pytestmark = [pytest.mark.soak,
+              pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="needs fork and POSIX shared memory")]
 
 SOAK_SECONDS = float(os.environ.get("LS_SOAK_SECONDS", "60"))
 PRODUCERS = 3
