@@ -87,7 +87,7 @@ class Handler(logging.Handler):
                record: logging.LogRecord | None) -> None:
         """Format msg % args and put it in the ring with the call site's fields."""
         flags = 0
-        if msg.__class__ is str:
+        if type(msg) is str:  # not msg.__class__, which a class can fake
             if args:
                 try:
                     text = msg % args
@@ -98,6 +98,10 @@ class Handler(logging.Handler):
         else:
             try:
                 text = record.getMessage() if record is not None else str(msg) % args if args else str(msg)
+                if type(text) is not str:  # a str subclass's __str__ or __mod__: keep only the text
+                    if not isinstance(text, str):
+                        raise TypeError(f"msg % args gave {type(text).__name__}, not str")
+                    text = str.__str__(text)
             except Exception as exc:
                 text, flags = format_failure(msg, args, exc), FLAG_FORMAT_ERROR
         try:

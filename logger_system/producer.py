@@ -2,10 +2,13 @@
 
 A call never raises because of what it was asked to log: a bad format string,
 an argument whose __str__ fails or a field json cannot express all become a
-record that says so.  A call never touches a disk and never holds a lock while
-the record is copied; when the ring is full it blocks up to `block_timeout`
-(only while a writer is alive to make room) or drops, and either way the
-record is counted.
+record that says so.  A message that is not exactly a str becomes
+str(msg) % args, as in logging, and only the text of that is kept, so a str
+subclass's own encode() or __mod__ cannot fail the call; a field json cannot
+write becomes text and costs no other field.  A call never touches a disk and
+never holds a lock while the record is copied; when the ring is full it blocks
+up to `block_timeout` (only while a writer is alive to make room) or drops, and
+either way the record is counted.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import math
 import reprlib
 import sys
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 from ._native import ffi, lib
@@ -27,17 +31,69 @@ _C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
 _HEADER = lib.LSR_REC_HEADER
 _emit_c = lib.lsr_emit
 
-_repr = reprlib.Repr()
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            return _int_text(x)
+
+
+_repr = _Repr()
 _repr.maxstring = 200
 _repr.maxother = 200
 _repr.maxlevel = 3
 
 
-def _safe_repr(value: Any) -> str:
+def _type_name(value: Any) -> str:
     try:
-        return _repr.repr(value)
+        name = type(value).__name__
+        return name if type(name) is str else str.__str__(name)
+    except Exception:  # a metaclass can make even the name fail
+        return "?"
+
+
+def _unrepresentable(value: Any, exc: BaseException) -> str:
+    return f"<unrepresentable {_type_name(value)}: {_type_name(exc)}>"
+
+
+def _safe_repr(value: Any) -> str:
+    """A bounded repr, always an exact str, never raising."""
+    try:
+        text = _repr.repr(value)
+        # a __repr__ may return a str subclass, whose own methods may fail later
+        return text if type(text) is str else str.__str__(text)
     except Exception as exc:  # a hostile __repr__: say so, never raise
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+        return _unrepresentable(value, exc)
+
+
+def _text(value: str) -> str:
+    """value as an exact str, lone surrogates as backslash escapes; str methods, not the value's own."""
+    return str.encode(value, "utf-8", "backslashreplace").decode("utf-8")
+
+
+def _int_text(value: int) -> str:
+    """A bounded description of an int too long to write in decimal, e.g. "<int with 5001 digits>"."""
+    magnitude = int.__abs__(value)
+    estimate = math.log10(magnitude)
+    digits = int(estimate) + 1
+    power = round(estimate)
+    # near a power of ten the float may land on either side: settle it exactly (rare)
+    if abs(estimate - power) <= 1e-9 * estimate:
+        digits = power + 1 if magnitude >= 10 ** power else power
+    return f"<{'negative ' if int.__lt__(value, 0) else ''}int with {digits} digits>"
+
+
+def _json_int(value: int) -> int | str:
+    """value, or text if json cannot write it (more digits than sys.get_int_max_str_digits())."""
+    if int.bit_length(value) < 2048:  # at most 617 digits: below any limit Python allows (640)
+        return value
+    try:
+        int.__repr__(value)
+    except ValueError:
+        return _int_text(value)
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -52,48 +108,86 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_js
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
-    """A json-safe copy of a field value: bounded depth, string keys, no cycles."""
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if depth >= 8:
-        return _safe_repr(value)
-    if isinstance(value, Mapping):
-        return {_safe_key(k): _plain(v, depth + 1) for k, v in list(value.items())[:1000]}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v, depth + 1) for v in list(value)[:1000]]
-    return _safe_repr(value)
+    """A json-safe copy of a field value: bounded depth, string keys, no cycles.
+
+    Mappings and collections are copied, other objects json has no form for
+    become the text json's default gives them; a part that fails to copy
+    becomes text that says so, and costs nothing beside it.
+    """
+    try:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return _json_int(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else float.__repr__(value)
+        if isinstance(value, str):
+            return _text(value)
+        if depth >= 8:
+            return _safe_repr(value)
+        if isinstance(value, Mapping):
+            return {_safe_key(k): _plain(v, depth + 1) for k, v in islice(value.items(), 1000)}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [_plain(v, depth + 1) for v in islice(value, 1000)]
+        try:
+            return _text(_json_default(value))
+        except Exception:
+            return _safe_repr(value)
+    except Exception as exc:
+        return _unrepresentable(value, exc)
 
 
 def _safe_key(key: Any) -> str:
     if isinstance(key, str):
-        return key.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _safe_repr(key)
+        try:
+            return _text(key)
+        except Exception:  # a str in name only (a faked __class__)
+            pass
+    return _text(_safe_repr(key))
+
+
+def _field_json(value: Any) -> bytes:
+    """One field's value as JSON: as json writes it if it can, else as text."""
+    try:
+        return _dumps(value).encode("utf-8")
+    except Exception:
+        pass
+    try:
+        return _dumps(_plain(value)).encode("utf-8")
+    except Exception as exc:  # the last resort still describes what happened
+        return _dumps(_unrepresentable(value, exc)).encode("utf-8")
 
 
 def encode_fields(fields: Mapping[str, Any]) -> bytes:
-    """Fields as compact JSON bytes; values json cannot express become text."""
+    """Fields as compact JSON bytes; values json cannot express become text.
+
+    The whole mapping is tried at once; if that fails, field by field, so one
+    value json cannot write costs only itself.
+    """
     try:
         return _dumps(fields).encode("utf-8")
     except Exception:
         pass
     try:
-        return _dumps(_plain(fields)).encode("utf-8")
-    except Exception as exc:  # the last resort still describes what happened
-        return _dumps({"_fields_error": f"{type(exc).__name__}"}).encode("utf-8")
+        return b"{" + b",".join(_dumps(_safe_key(k)).encode("utf-8") + b":" + _field_json(v)
+                                for k, v in list(fields.items())) + b"}"
+    except Exception as exc:  # the mapping itself failed (its items(), say)
+        return _dumps({"_fields_error": _type_name(exc)}).encode("utf-8")
 
 
 def format_message(msg: Any, args: tuple) -> tuple[str, int]:
-    """msg % args as the stdlib does it; (text, flags)."""
+    """msg % args as the stdlib does it, str(msg) first; (text, flags), text an exact str."""
     try:
-        text = msg if isinstance(msg, str) else str(msg)
+        text = msg if type(msg) is str else str(msg)
         if args:
             if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
                 args = args[0]  # stdlib: logger.info("%(a)s", {"a": 1})
             text = text % args
+        if type(text) is not str:
+            # str(msg) may return a str subclass, and its __mod__ anything: keep only the text
+            if not isinstance(text, str):
+                raise TypeError(f"msg % args gave {_type_name(text)}, not str")
+            text = str.__str__(text)
         return text, 0
     except Exception as exc:
         return format_failure(msg, args, exc), FLAG_FORMAT_ERROR
@@ -101,7 +195,7 @@ def format_message(msg: Any, args: tuple) -> tuple[str, int]:
 
 def format_failure(msg: Any, args: Any, exc: BaseException) -> str:
     """The text a record gets when msg % args fails: what failed, and what was asked."""
-    return (f"<formatting failed: {type(exc).__name__}: {_safe_repr(exc)}; "
+    return (f"<formatting failed: {_type_name(exc)}: {_safe_repr(exc)}; "
             f"msg={_safe_repr(msg)} args={_safe_repr(args)}>")
 
 
@@ -163,7 +257,9 @@ class Producer:
         (a str message, its % arguments, no fields) runs straight through.
         """
         flags = 0
-        if msg.__class__ is str and (not args or len(args) > 1 or args[0].__class__ is not dict):
+        # type(), not msg.__class__, which a class can fake; anything but an exact str
+        # goes through format_message, and the text it returns is an exact str
+        if type(msg) is str and (not args or len(args) > 1 or args[0].__class__ is not dict):
             try:
                 text = msg % args if args else msg
             except Exception:

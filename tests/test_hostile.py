@@ -480,30 +480,56 @@ def test_any_logging_call_returns_bounded_and_marked(sink, kind, msg, args, extr
     _check_call(sink, before, sink.drain())
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, AttributeError),
-                   reason="Producer._emit/format_message (producer.py) keep a str subclass message as it is: "
-                          "its own encode() or a __mod__ that returns a non-str raises into the caller, "
-                          "where Handler (str(msg) first) writes a record")
-@pytest.mark.parametrize("case", ["encode_raises", "mod_returns_int"])
+class _EncodeRaises(str):
+    def encode(self, *args, **kwargs):
+        raise RuntimeError("no encode")
+
+
+class _ModReturnsInt(str):
+    def __mod__(self, other):
+        return 5
+
+
+class _StrGivesModReturnsInt:
+    def __str__(self):
+        return _ModReturnsInt("x %s")
+
+
+class _FakesStrClass:
+    __class__ = str  # what msg.__class__ says; type() knows better
+
+    def __str__(self):
+        return _EncodeRaises("faked")
+
+
+STR_SUBCLASS_CASES = {
+    "encode_raises": (_EncodeRaises("hello"), ()),
+    "mod_returns_int": (_ModReturnsInt("x %s"), (1,)),
+    "str_returns_subclass": (_StrGivesModReturnsInt(), (1,)),
+    "fakes_str_class": (_FakesStrClass(), ()),
+}
+
+
+@pytest.mark.parametrize("case", list(STR_SUBCLASS_CASES))
 def test_str_subclass_message_never_raises_into_the_caller(sink, case):
-    class EncodeRaises(str):
-        def encode(self, *args, **kwargs):
-            raise RuntimeError("no encode")
-
-    class ModReturnsInt(str):
-        def __mod__(self, other):
-            return 5
-
-    msg, args = (EncodeRaises("hello"), ()) if case == "encode_raises" else (ModReturnsInt("x %s"), (1,))
+    msg, args = STR_SUBCLASS_CASES[case]
     assert sink.log.info(msg, *args) is True
     [rec] = sink.drain()
     check_record(rec)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="encode_fields (producer.py): _plain passes ints through, so one int json cannot "
-                          "write (over 4300 digits) replaces every field with {'_fields_error': 'ValueError'} "
-                          "instead of becoming text as the docstring says")
+@pytest.mark.parametrize("kind", ["stdlib_logger", "lean_logger"])
+@pytest.mark.parametrize("case", list(STR_SUBCLASS_CASES))
+def test_str_subclass_message_through_logging_is_written(sink, kind, case):
+    msg, args = STR_SUBCLASS_CASES[case]
+    before = sink.counters()
+    sink.emitter(kind)(msg, args, {})
+    assert sink.handler_errors == []
+    [rec] = sink.drain()
+    check_record(rec)
+    assert sink.counters()[2] == before[2] + 1
+
+
 def test_a_field_json_cannot_write_becomes_text_and_the_others_stay(sink):
     assert sink.log.info("m", big=10 ** 5000, ok=1) is True
     [rec] = sink.drain()
