@@ -83,6 +83,30 @@ def prepare_dir(path: Path) -> Path:
     return path
 
 
+LOCK_NAME = ".writer.lock"
+
+
+def lock_dir(directory: Path) -> int:
+    """Hold the log directory for this writer: a second writer, of any ring, is refused
+    (two would number, rotate and remove each other's files).  The lock goes with the
+    process, however it ends; the file holds the pid of the writer that has it."""
+    path = directory / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot lock log directory {directory}: {path.name}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ConfigError(f"log directory {directory} is in use by another writer (pid {holder or '?'}): "
+                          "one writer per directory") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
     """The log files in a directory, in write order."""
     found = []
@@ -443,6 +467,7 @@ class Writer:
         self.policy = self._policy_of(config)
         self.sealing = self._sealing(config)
         self.dir = prepare_dir(config.dir)
+        self._dir_lock = lock_dir(self.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
         self.files = RotatingFiles(
@@ -775,3 +800,6 @@ class Writer:
             if not self.ring._closed:
                 lib.lsr_writer_release(self.ring.ptr)
                 self.ring.close()
+            if self._dir_lock is not None:
+                os.close(self._dir_lock)
+                self._dir_lock = None

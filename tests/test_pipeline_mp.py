@@ -26,7 +26,7 @@ import pytest
 from conftest import read_records, stats, wait_for
 from logger_system import connect
 from logger_system.errors import RingError
-from logger_system.ring import Ring
+from logger_system.ring import Ring, unlink
 from logger_system.writer import log_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -773,6 +773,28 @@ def test_second_writer_on_same_ring_refuses(ring_name, writer_factory, tmp_path)
     # once the first one has stopped, a new writer may take the ring
     w2 = writer_factory().start()
     assert w2.stop() == 0, w2.stderr()
+
+
+def test_second_writer_on_same_directory_refuses(ring_name, writer_factory, tmp_path):
+    """One writer per directory, whatever ring it drains: the second is refused with the
+    first one's pid, and the directory is free again once the first has gone (even killed)."""
+    logs = tmp_path / "logs"
+    w = writer_factory(directory=logs).start()
+    other = f"{ring_name}-b"
+    try:
+        r = subprocess.run([sys.executable, "-m", "logger_system", "writer", "--ring", other,
+                            "--dir", str(logs), "--plaintext"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert f"in use by another writer (pid {w.proc.pid})" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert w.proc.poll() is None, "the first writer must keep running"
+        w.proc.kill()
+        w.proc.wait(10)
+        w2 = writer_factory(ring=other, directory=logs).start()
+        assert w2.stop() == 0, w2.stderr()
+    finally:
+        unlink(other)
 
 
 # ---- 12. stats --json and cat ----------------------------------------------------
