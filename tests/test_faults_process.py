@@ -637,8 +637,9 @@ def test_wall_clock_steps_keep_rotation_order_and_files(ring_name, writer_factor
     - file names carry the wall-clock time of opening (it goes back with the
       clock), but their index only increases, so name order is write order;
     - records stay in seq order across files; no file is lost or overwritten;
-    - keep_age (1 h here) compares the wall clock with the files' mtimes: steps
-      smaller than keep_age, and any step back, remove nothing.
+    - keep_age (1 h here) counts a file's age on CLOCK_MONOTONIC from when this
+      writer closed it: no step removes anything (a step beyond keep_age: see the
+      next test).
     """
     logs = tmp_path / "logs"
     w = _start_faked(writer_factory("--rotate-interval", "1s", "--keep-age", "1h", directory=logs),
