@@ -36,11 +36,13 @@ import numpy as np
 
 from .errors import ConfigError
 from .pipeline import Batch
+from .errors import describe
 from .record import level_number
 
 ACTIONS = ("allow", "deny")
 _RULE_KEYS = {"name", "action", "logger", "file", "os_user", "user", "min_level", "max_level"}
 _UID_TTL = 10.0  # seconds a pid's user is trusted before it is read again (pids are reused)
+_MAX_UID = 2**32 - 2  # (uid_t)-1 means "no user"
 
 
 @dataclass(frozen=True)
@@ -84,20 +86,39 @@ def _uids(value: Any, where: str) -> frozenset[int]:
     uids = set()
     for v in items:
         if isinstance(v, bool) or not isinstance(v, (str, int)):
-            raise ConfigError(f"{where}: {v!r} is not a user name or uid")
-        if isinstance(v, int) or v.isdigit():
-            uids.add(int(v))
+            raise ConfigError(f"{where}: {describe(v)} is not a user name or uid")
+        # ASCII digits only: str.isdigit() is also true for '²', which int() refuses
+        if isinstance(v, int) or (v.isascii() and v.isdigit()):
+            uid = v if isinstance(v, int) else int(v) if len(v) <= 10 else None
+            if uid is None or not 0 <= uid <= _MAX_UID:
+                raise ConfigError(f"{where}: uid {describe(v)} is outside 0..{_MAX_UID}")
+            uids.add(uid)
             continue
         try:
             uids.add(pwd.getpwnam(v).pw_uid)
         except KeyError:
-            raise ConfigError(f"{where}: no OS user named {v!r} on this machine") from None
+            raise ConfigError(f"{where}: no OS user named {describe(v)} on this machine") from None
+        except ValueError:  # a NUL or an unencodable character
+            raise ConfigError(f"{where}: {describe(v)} is not a valid user name") from None
     return frozenset(uids)
+
+
+def level(value: Any) -> int:
+    """A record level from a config value: a level name or a number 0..255; ValueError otherwise.
+
+    The message describes the value briefly (level_number's repr of a huge
+    integer would itself raise).
+    """
+    try:
+        return level_number(value)
+    except ValueError:
+        raise ValueError(f"unknown log level {describe(value)}: use DEBUG, INFO, WARNING, ERROR, CRITICAL "
+                         "or a number 0..255") from None
 
 
 def _level(value: Any, where: str) -> int:
     try:
-        return level_number(value)
+        return level(value)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -111,7 +132,7 @@ def parse(table: Any, where: str = "access") -> AccessPolicy:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: default, rule)")
     default = table.get("default", "allow")
     if default not in ACTIONS:
-        raise ConfigError(f"{where}.default={default!r}: use 'allow' or 'deny'")
+        raise ConfigError(f"{where}.default={describe(default)}: use 'allow' or 'deny'")
     raw_rules = table.get("rule", [])
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{where}.rule: write rules as [[access.rule]] tables")
@@ -125,12 +146,15 @@ def parse(table: Any, where: str = "access") -> AccessPolicy:
             raise ConfigError(f"{w}: unknown key(s) {sorted(bad)} (known: {', '.join(sorted(_RULE_KEYS))})")
         action = r.get("action")
         if action not in ACTIONS:
-            raise ConfigError(f"{w}.action={action!r}: use 'allow' or 'deny'")
+            raise ConfigError(f"{w}.action={describe(action)}: use 'allow' or 'deny'")
         if not set(r) & (_RULE_KEYS - {"name", "action"}):
             raise ConfigError(f"{w}: a rule needs at least one of logger, file, os_user, user, "
                               "min_level, max_level (use default= for everything else)")
+        name = r.get("name", f"rule{i}")
+        if not isinstance(name, str):
+            raise ConfigError(f"{w}.name={describe(name)}: use a string")
         rule = AccessRule(
-            action=action, name=str(r.get("name", f"rule{i}")),
+            action=action, name=name,
             logger=_globs(r["logger"], f"{w}.logger") if "logger" in r else None,
             file=_globs(r["file"], f"{w}.file") if "file" in r else None,
             os_uids=_uids(r["os_user"], f"{w}.os_user") if "os_user" in r else None,

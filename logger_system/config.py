@@ -7,7 +7,6 @@ key or a bad value stops the writer at start with a message naming it.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 from . import access as access_mod
 from . import health
 from . import policy as policy_mod
-from .errors import ConfigError
-from .record import level_number
+from .errors import ConfigError, describe
 from .ring import DEFAULT_CAPACITY, DEFAULT_MAX_RECORD, ring_name
 from .rotation import parse_duration, parse_size
 
@@ -57,15 +55,17 @@ class WriterConfig:
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
         if self.fsync not in FSYNC_POLICIES:
-            raise ConfigError(f"fsync={self.fsync!r}: use one of {', '.join(FSYNC_POLICIES)}")
+            raise ConfigError(f"fsync={describe(self.fsync)}: use one of {', '.join(FSYNC_POLICIES)}")
         if self.key is not None and self.recipient:
             raise ConfigError("give either key or recipient, not both")
         if self.keep is not None and self.keep < 1:
-            raise ConfigError(f"keep={self.keep}: keep at least 1 file")
+            raise ConfigError(f"keep={describe(self.keep)}: keep at least 1 file")
         if not 1 <= self.batch_records <= 1 << 20:
-            raise ConfigError(f"batch_records={self.batch_records}: use 1..1048576")
+            raise ConfigError(f"batch_records={describe(self.batch_records)}: use 1..1048576")
         if self.batch_bytes < self.max_record:
             raise ConfigError(f"batch_bytes={self.batch_bytes} must be at least max_record ({self.max_record})")
+        if self.batch_bytes > 1 << 30:
+            raise ConfigError(f"batch_bytes={self.batch_bytes}: use at most 1GiB (the writer allocates it)")
         if self.policy is not None and self.sanitize_policy is not None:
             raise ConfigError("give the sanitizer policy either as a [sanitize] table or as policy=FILE, "
                               "not both")
@@ -84,8 +84,12 @@ def _bool(value: Any) -> bool:
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
+        text = value.strip() if isinstance(value, str) else ""
+        # ASCII digits only: str.isdigit() is also true for '²', which int() refuses
+        if text.isascii() and text.isdigit():
+            if len(text) > 18:
+                raise ValueError("too large")
+            return int(text)
         raise ValueError("use a whole number")
     return value
 
@@ -113,7 +117,7 @@ _CONVERT: dict[str, Any] = {
     "keep": _int,
     "fsync": str,
     "fsync_interval": parse_duration,
-    "min_level": level_number,
+    "min_level": access_mod.level,
     "capacity": parse_size,
     "max_record": parse_size,
     "batch_records": _int,
@@ -135,26 +139,18 @@ assert set(_CONVERT) | set(_TABLES.values()) | {"config_file"} == {f.name for f 
 def _convert(key: str, value: Any, where: str) -> Any:
     if key not in _CONVERT:
         known = ", ".join(sorted(_CONVERT))
-        raise ConfigError(f"{where}: unknown key {key!r} (known keys: {known})")
+        raise ConfigError(f"{where}: unknown key {describe(key)} (known keys: {known})")
     try:
         return _CONVERT[key](value)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {key}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {key}={value!r}: {exc}") from None
+        raise ConfigError(f"{where}: {key}={describe(value)}: {exc}") from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
     """A config file's settings, converted and checked: WriterConfig field -> value."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    data = policy_mod.decode(policy_mod.read_file(path, "config file"), ".toml", f"config file {path}")
     unknown = set(data) - {"writer", *_TABLES}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; the tables are [writer], "

@@ -5,6 +5,13 @@ bad bytes from another process or from a file have their own type.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+_SHOWN = 80  # characters of a string a message shows
+_SHOWN_KEYS = 5  # names a message lists
+_PATH_MAX = 4096  # no usable path is longer (PATH_MAX); a message shows a longer one cut
+
 
 class LoggerSystemError(Exception):
     """Base of every error logger_system raises."""
@@ -28,3 +35,41 @@ class WriterBusyError(RingError):
 
 class CorruptRecordError(LoggerSystemError):
     """Bytes from another process or from a file are not what they claim to be."""
+
+
+# ---- values in messages ----------------------------------------------------
+
+def describe(value: Any) -> str:
+    """A config value for an error message: the repr of a short string or number, else its kind.
+
+    Never the repr of a whole list or table (a YAML alias bomb expands to
+    billions of items) nor str() of an integer of thousands of digits (which
+    raises ValueError itself).
+    """
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        text = repr(value[:_SHOWN + 1])  # escapes make a repr up to 10 times longer than its string
+        if len(value) <= _SHOWN and len(text) <= _SHOWN + 2:
+            return text
+        return f"{text[:_SHOWN]}... ({len(value)} characters)"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, dict):
+        return f"a table of {len(value)} key(s)"
+    return f"a value of type {type(value).__name__}"
+
+
+def describe_keys(keys: Any) -> str:
+    """The first few of a table's keys, described, for an "unknown key(s)" message."""
+    names = sorted(describe(k) for k in keys)
+    more = f" and {len(names) - _SHOWN_KEYS} more" if len(names) > _SHOWN_KEYS else ""
+    return ", ".join(names[:_SHOWN_KEYS]) + more
+
+
+def shown_path(path: Path | str) -> str:
+    """A path for a message: whole, unless it is longer than any usable path."""
+    text = str(path)
+    return text if len(text) <= _PATH_MAX else f"{text[:_SHOWN]}... ({len(text)} characters)"

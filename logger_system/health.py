@@ -15,11 +15,12 @@ ring's `warnings` counter.  One warning per threshold per window at most.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, describe
 from .rotation import parse_duration
 
 WRITER_LOGGER = "logger_system.writer"
@@ -50,16 +51,23 @@ def parse(table: Any, where: str = "thresholds") -> Thresholds:
         try:
             values["window"] = parse_duration(table["window"])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}.window={table['window']!r}: {exc}") from None
+            raise ConfigError(f"{where}.window={describe(table['window'])}: {exc}") from None
         if not 0.1 <= values["window"] <= 86400:
             raise ConfigError(f"{where}.window: use 0.1 s to 1 day")
     for k in _KEYS[1:]:
         if k not in table:
             continue
         v = table[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ConfigError(f"{where}.{k}={v!r}: use a number >= 0")
-        values[k] = int(v) if k == "writer_errors" else float(v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}.{k}={describe(v)}: use a number >= 0")
+        try:
+            number = float(v)
+        except OverflowError:  # an integer beyond a float's range
+            raise ConfigError(f"{where}.{k}: {describe(v)} is too large; use a number >= 0") from None
+        if not math.isfinite(number) or number < 0:  # nan would be crossed in every window
+            raise ConfigError(f"{where}.{k}={describe(v)}: use a finite number >= 0 "
+                              "(leave the key out for no threshold)")
+        values[k] = int(v) if k == "writer_errors" else number
     return Thresholds(**values)
 
 

@@ -83,13 +83,16 @@ def _write_secret(path: Path, text: str, overwrite: bool = False) -> None:
 def _read_secret(path: Path, what: str) -> str:
     """The text of a key file, refused if others could read it."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put where the key should be must not hang the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"cannot open {what} {path}: {exc.strerror}") from None
     except (ValueError, UnicodeError):
         raise ConfigError(f"{what} {str(path)!r} is not a usable path") from None
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {path} is not a regular file")
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"{what} {path} can be read by group or others (mode "
                               f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}`")

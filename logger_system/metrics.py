@@ -11,7 +11,7 @@ import ipaddress
 import time
 from typing import Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, describe
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -41,13 +41,14 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep:
         host, port = DEFAULT_HOST, text
     host = host.strip("[]") or DEFAULT_HOST
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"metrics={value!r}: use PORT or HOST:PORT with a port 0..65535")
+    # ASCII digits only: str.isdigit() is also true for '²' and '①', which int() refuses
+    if not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
+        raise ConfigError(f"metrics={describe(value)}: use PORT or HOST:PORT with a port 0..65535")
     if host != "localhost":
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ConfigError(f"metrics={value!r}: {host!r} is not an IP address") from None
+            raise ConfigError(f"metrics={describe(value)}: {describe(host)} is not an IP address") from None
     return host, int(port)
 
 

@@ -46,14 +46,18 @@ def level_number(level: int | str) -> int:
     if isinstance(level, int):
         if 0 <= level <= 255:
             return level
-        raise ValueError(f"log level {level} is outside 0..255")
+        shown = level if level.bit_length() <= 64 else f"of {level.bit_length()} bits"
+        raise ValueError(f"log level {shown} is outside 0..255")
     if isinstance(level, str):
         name = level.strip().upper()
         if name in LEVELS:
             return LEVELS[name]
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
+            if len(name) > 18:
+                raise ValueError(f"log level of {len(name)} digits is outside 0..255")
             return level_number(int(name))
-    raise ValueError(f"unknown log level {level!r}: use 10..50 or DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    shown = repr(level) if isinstance(level, str) and len(level) <= 80 else f"of type {type(level).__name__}"
+    raise ValueError(f"unknown log level {shown}: use 10..50 or DEBUG, INFO, WARNING, ERROR, CRITICAL")
 
 
 def level_name(level: int) -> str:

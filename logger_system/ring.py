@@ -28,8 +28,9 @@ def ring_name(ring: str | None) -> str:
     """The ring's name: the argument, else $LOGGER_SYSTEM_RING, else the default."""
     name = ring if ring is not None else os.environ.get("LOGGER_SYSTEM_RING", DEFAULT_RING)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name) if isinstance(name, str) and len(name) <= 220 else "(too long)"
         raise ConfigError(
-            f"invalid ring name {name!r}: use 1-200 letters, digits, '.', '_' or '-', "
+            f"invalid ring name {shown}: use 1-200 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import ConfigError
+from .errors import ConfigError, describe
 
 _NAME = re.compile(r"^log-(\d{8,})-(\d{8}T\d{6}Z)-([0-9a-f]{16})\.([a-z0-9]+)$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|)\s*$", re.IGNORECASE)
@@ -21,6 +21,8 @@ _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB":
           "MIB": 1024**2, "G": 1000**3, "GB": 1000**3, "GIB": 1024**3, "T": 1000**4,
           "TB": 1000**4, "TIB": 1024**4}
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_SIZE = 2**63 - 1  # the largest file offset
+_MAX_TEXT = 64  # longer is no size or duration; the patterns would take quadratic time over it
 
 
 @dataclass(frozen=True, order=True)
@@ -73,15 +75,18 @@ def to_delete(files: list[LogFile], keep: int | None) -> list[LogFile]:
 def parse_size(text: str | int) -> int:
     """'64MiB', '10MB', '4096' -> bytes."""
     if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ConfigError(f"size {text} must be positive")
-        return text
-    m = _SIZE.fullmatch(str(text))
-    if not m or m.group(2).upper() not in _UNITS:
-        raise ConfigError(f"invalid size {text!r}: use a number with an optional unit, e.g. 64MiB, 10MB")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+        value = text
+    else:
+        s = str(text) if isinstance(text, (str, float)) else ""
+        m = _SIZE.fullmatch(s) if len(s) <= _MAX_TEXT else None
+        if not m or m.group(2).upper() not in _UNITS:
+            raise ConfigError(f"invalid size {describe(text)}: use a number with an optional unit, "
+                              "e.g. 64MiB, 10MB")
+        value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])  # finite: the text is short
     if value <= 0:
-        raise ConfigError(f"size {text!r} must be positive")
+        raise ConfigError(f"size {describe(text)} must be positive")
+    if value > _MAX_SIZE:
+        raise ConfigError(f"size {describe(text)} is larger than any file can be (8 EiB)")
     return value
 
 
@@ -89,19 +94,24 @@ def parse_duration(text: str | int | float) -> float:
     """'1h', '30m', '1h30m', '500ms', '10' (seconds) -> seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if text <= 0:
-            raise ConfigError(f"duration {text} must be positive")
-        value = float(text)
+            raise ConfigError(f"duration {describe(text)} must be positive")
+        try:
+            value = float(text)
+        except OverflowError:  # an integer beyond a float's range
+            raise ConfigError(f"duration {describe(text)} is too large") from None
         if not math.isfinite(value):
-            raise ConfigError(f"duration {text} must be a finite number of seconds")
+            raise ConfigError(f"duration {describe(text)} must be a finite number of seconds")
         return value
-    s = str(text).strip()
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid duration {describe(text)}: use e.g. 500ms, 30s, 10m, 1h, 1d")
+    s = text.strip()
     try:
         value = float(s)
     except ValueError:
-        parts = _DURATION.findall(s)
+        parts = _DURATION.findall(s) if len(s) <= _MAX_TEXT else []
         if not parts or "".join(n + u for n, u in parts).lower() != s.replace(" ", "").lower():
-            raise ConfigError(f"invalid duration {text!r}: use e.g. 500ms, 30s, 10m, 1h, 1d") from None
+            raise ConfigError(f"invalid duration {describe(text)}: use e.g. 500ms, 30s, 10m, 1h, 1d") from None
         value = sum(float(n) * _SECONDS[u.lower()] for n, u in parts)
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"duration {text!r} must be a positive, finite time")
+        raise ConfigError(f"duration {describe(text)} must be a positive, finite time")
     return value
