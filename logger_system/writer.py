@@ -83,28 +83,39 @@ def prepare_dir(path: Path) -> Path:
     return path
 
 
-LOCK_NAME = ".writer.lock"
-
-
 def lock_dir(directory: Path) -> int:
     """Hold the log directory for this writer: a second writer, of any ring, is refused
-    (two would number, rotate and remove each other's files).  The lock goes with the
-    process, however it ends; the file holds the pid of the writer that has it."""
-    path = directory / LOCK_NAME
+    (two would number, rotate and remove each other's files).  The lock is a flock on the
+    directory itself, so nothing is added to it, and it goes with the process however it
+    ends.  Returns the descriptor that holds it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"cannot lock log directory {directory}: {path.name}: {exc.strerror}") from None
+        raise ConfigError(f"cannot lock log directory {directory}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        holder = _flock_holder(os.fstat(fd))
         os.close(fd)
-        raise ConfigError(f"log directory {directory} is in use by another writer (pid {holder or '?'}): "
-                          "one writer per directory") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        raise ConfigError(f"log directory {directory} is in use by another writer"
+                          f"{f' (pid {holder})' if holder else ''}: one writer per directory") from None
     return fd
+
+
+def _flock_holder(st: os.stat_result) -> int | None:
+    """The pid holding a flock on the file of `st`, from /proc/locks (None if not found)."""
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if "FLOCK" in parts and want in parts:
+                    i = parts.index(want)
+                    if parts[i - 1].isdecimal():
+                        return int(parts[i - 1])
+    except OSError:
+        pass
+    return None
 
 
 def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
@@ -565,9 +576,10 @@ class Writer:
             self.stages = self._build_stages()
         if self.health is None or new.thresholds != self.health.t:
             self.health = self._health_of(new)
+        # `written`: the records written before the new configuration applies
         _say("reloaded", config=str(new.config_file) if new.config_file else None,
              access_rules=len(new.access.rules) if new.access else 0,
-             sanitizer="on" if policy.enabled else "off")
+             sanitizer="on" if policy.enabled else "off", written=self.ring.stats().written)
         return True
 
     def _sanitize_stage(self) -> list:
