@@ -52,6 +52,7 @@ ffibuilder.cdef(
     #define LSR_EARG -6
     #define LSR_EEXIST -7
     #define LSR_EPERM -8
+    #define LSR_EREMOVED -9
     #define LSR_FLAG_TRUNCATED 1
     #define LSR_FLAG_FORMAT_ERROR 2
     enum {
@@ -100,6 +101,8 @@ ffibuilder.cdef(
     int lsr_unlink(const char *name);
     int lsr_after_fork(lsr_ring *r);
     int lsr_created(const lsr_ring *r);
+    void lsr_mark_removed(lsr_ring *r);
+    int lsr_removed(const lsr_ring *r);
     int lsr_slot_acquire(lsr_ring *r);
     void lsr_slot_release(lsr_ring *r, int slot);
     int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags,

@@ -29,6 +29,7 @@ _MESSAGES = {
     lib.LSR_EARG: "invalid argument",
     lib.LSR_EEXIST: "another writer is running on this ring",
     lib.LSR_EPERM: "the ring belongs to another user or is writable by others",
+    lib.LSR_EREMOVED: "the ring was removed",
 }
 
 

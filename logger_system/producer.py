@@ -30,6 +30,7 @@ _C_TRUNCATED = lib.LSR_C_TRUNCATED
 _C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
 _HEADER = lib.LSR_REC_HEADER
 _emit_c = lib.lsr_emit
+_EREMOVED = lib.LSR_EREMOVED
 
 
 class _Repr(reprlib.Repr):
@@ -282,11 +283,32 @@ class Producer:
         except AttributeError:
             slot = ring.slot()
         rc = _emit_c(self._c, slot, level, flags, data, len(data), fdata, len(fdata))
+        if rc == _EREMOVED:
+            return self._put_moved(level, data, fdata, flags)
         if flags:
             if flags & FLAG_FORMAT_ERROR:
                 lib.lsr_count(ring.ptr, _C_FORMAT_ERRORS, 1)
             if flags & FLAG_TRUNCATED:
                 lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
+        return rc == 0
+
+    def _put_moved(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
+        """The ring was removed (`ring rm`): put the record in the ring that has its name
+        now, and stay there.  Dropped, and counted in the removed ring, if there is none."""
+        ring = self._ring
+        removed = self._c.ring
+        if not ring.follow(removed):
+            lib.lsr_count(removed, lib.LSR_C_DROPPED, 1)
+            return False
+        self._c.ring = ring._ptr
+        self._budget = ring.max_record - _HEADER - len(self._logger)
+        if len(data) + len(fdata) > self._budget:
+            data, fdata, flags = self._fit(data, fdata, flags)
+        rc = _emit_c(self._c, ring.slot(), level, flags, data, len(data), fdata, len(fdata))
+        if flags & FLAG_FORMAT_ERROR:
+            lib.lsr_count(ring._ptr, _C_FORMAT_ERRORS, 1)
+        if flags & FLAG_TRUNCATED:
+            lib.lsr_count(ring._ptr, _C_TRUNCATED, 1)
         return rc == 0
 
     def exception(self, msg: Any, /, *args: Any, **fields: Any) -> bool:

@@ -43,17 +43,17 @@ def _shm_name(name: str) -> bytes:
 class _SlotLease:
     """A producer slot held by one thread; given back when the thread ends."""
 
-    __slots__ = ("ring", "slot", "pid", "__weakref__")
+    __slots__ = ("ring", "ptr", "slot", "pid", "__weakref__")
 
     def __init__(self, ring: "Ring", slot: int) -> None:
         self.ring = ring
+        self.ptr = ring._ptr  # the mapping the slot belongs to (a removed ring's stays mapped)
         self.slot = slot
         self.pid = os.getpid()
 
     def __del__(self) -> None:
-        ring = self.ring
-        if self.pid == os.getpid() and ring._ptr is not None:
-            lib.lsr_slot_release(ring._ptr, self.slot)
+        if self.pid == os.getpid() and self.ring._ptr is not None:
+            lib.lsr_slot_release(self.ptr, self.slot)
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,8 @@ class Ring:
         check(lib.lsr_open(_shm_name(self.name), capacity, max_record, mode, int(create),
                            int(allow_foreign), out), f"ring {self.name!r}")
         self._ptr = out[0]
+        self._mode = mode
+        self._retired: list = []  # mappings of this name's earlier rings, removed while in use
         self._closed = False
         self.created = bool(lib.lsr_created(self._ptr))
         st = self._raw_stats()
@@ -151,6 +153,38 @@ class Ring:
             self._tls.lease = lease
             self._tls.slot = lease.slot
         return lease.slot
+
+    @property
+    def removed(self) -> bool:
+        """Whether this ring's name was removed (`ring rm`) while it was mapped here."""
+        return bool(lib.lsr_removed(self.ptr))
+
+    def follow(self, seen) -> bool:
+        """After `ring rm`: map the ring that has this name now (made, with this ring's
+        sizes, if there is none) in place of the removed one, `seen`.
+
+        Producers move to it on their next call (Producer._put_moved); the removed
+        mapping stays until this Ring is freed, for calls still using it.  False if
+        there is no other ring to go to (then the caller's record is dropped).
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            if self._ptr != seen:
+                return True  # another thread has moved already
+            out = ffi.new("lsr_ring **")
+            if lib.lsr_open(_shm_name(self.name), self.capacity, self.max_record, self._mode, 1, 0, out) != 0:
+                return False
+            if lib.lsr_removed(out[0]):  # the same ring again: its name is not gone yet
+                lib.lsr_close(out[0])
+                return False
+            self._retired.append(self._ptr)
+            self._ptr = out[0]
+            self.created = bool(lib.lsr_created(self._ptr))
+            st = self._raw_stats()
+            self.capacity, self.max_record, self.ring_id = st.capacity_bytes, st.max_record, st.ring_id
+            self._tls = threading.local()  # every thread leases a slot in the new ring
+            return True
 
     def _after_fork_in_child(self) -> None:
         if self._ptr is not None:
@@ -204,7 +238,7 @@ class Ring:
             self._closed = True
             lease = getattr(self._tls, "lease", None)
             if lease is not None:
-                lib.lsr_slot_release(self._ptr, lease.slot)
+                lib.lsr_slot_release(lease.ptr, lease.slot)
                 self._tls = threading.local()
             if _registry.get(self.name) is self:
                 _registry.pop(self.name, None)
@@ -218,6 +252,9 @@ class Ring:
         ptr, self._ptr = self._ptr, None
         if ptr is not None:
             lib.lsr_close(ptr)
+        retired, self._retired = self._retired, []
+        for old in retired:
+            lib.lsr_close(old)
 
     def __del__(self) -> None:
         if getattr(self, "_ptr", None) is not None:
@@ -229,13 +266,29 @@ class Ring:
 
 
 def unlink(name: str) -> bool:
-    """Remove a ring by name; False if there was none."""
-    rc = lib.lsr_unlink(_shm_name(ring_name(name)))
-    if rc < 0:
-        if ffi.errno == 2:
-            return False
-        check(rc, f"remove ring {name!r}")
-    return True
+    """Remove a ring by name; False if there was none.
+
+    The ring is then marked removed, so that processes that still have it mapped
+    move to the ring that has the name next (producers on their next call, the
+    writer once it has drained this one) instead of logging into a ring nothing
+    can reach.  The name goes first: a process that sees the mark and opens the
+    name again finds a new ring.
+    """
+    shm = _shm_name(ring_name(name))
+    out = ffi.new("lsr_ring **")
+    mapped = lib.lsr_open(shm, lib.LSR_MIN_CAPACITY, 64, 0o600, 0, 1, out) == 0
+    try:
+        rc = lib.lsr_unlink(shm)
+        if rc < 0:
+            if ffi.errno == 2:
+                return False
+            check(rc, f"remove ring {name!r}")
+        if mapped:
+            lib.lsr_mark_removed(out[0])
+        return True
+    finally:
+        if mapped:
+            lib.lsr_close(out[0])
 
 
 def writer_attached(name: str, pid: int) -> bool:

@@ -723,6 +723,47 @@ class Writer:
         d.denied = delta.denied
         check(lib.lsr_release(self.ring.ptr, upto, d), "release")
 
+    # after `ring rm`, how long the removed ring must stay empty before the writer moves on:
+    # a producer that read the mark's old value just before it was set may still commit
+    REMOVED_GRACE = 0.5
+
+    def _move_ring(self, cursor: int) -> int:
+        """The ring was removed (`ring rm`) and is drained: go on with the ring that has its
+        name now (made with this writer's sizes if no producer has made it yet), where the
+        producers have moved.  The current file ends; the next has the new ring's id."""
+        cfg = self.config
+        old = self.ring
+        new = Ring(cfg.ring, capacity=cfg.capacity, max_record=cfg.max_record)
+        if lib.lsr_removed(new.ptr):
+            new.close()
+            return cursor  # the same ring: its name is not gone yet; the next idle turn tries again
+        try:
+            self.files.close()
+        except OSError:
+            new.close()
+            raise  # counted by the caller; the next idle turn tries again
+        rc = lib.lsr_writer_acquire(new.ptr)
+        if rc != 0:
+            new.close()
+            _say("ring_removed", ring=cfg.ring, ring_id=f"{old.ring_id:016x}",
+                 reason="another writer drains the new ring: stopping")
+            self._stop = True
+            return cursor
+        self._self_log.close()
+        lib.lsr_writer_release(old.ptr)
+        old.close()
+        self.ring = new
+        self.files.ring_id = new.ring_id
+        self.skip_written.last_seq = None  # the new ring's positions start again
+        if not self._custom_stages:
+            self.stages = self._build_stages()
+        self._alloc_batch(cfg.batch_records, max(cfg.batch_bytes, new.max_record))
+        self._self_log = Producer(new, name=WRITER_LOGGER, on_full="drop")
+        self.health = self._health_of(cfg)
+        _say("ring_replaced", ring=cfg.ring, old_ring_id=f"{old.ring_id:016x}",
+             ring_id=f"{new.ring_id:016x}")
+        return lib.lsr_head(new.ptr)
+
     def _recover(self, cursor: int) -> int:
         skip_to = ffi.new("uint64_t *")
         reason = ffi.new("int *")
@@ -740,6 +781,7 @@ class Writer:
              ring_id=f"{self.ring.ring_id:016x}")
         idle = 0.0
         stalled_at, stalled_since = None, 0.0
+        removed_since = None
         stop_deadline = None
         error_backoff = 0.0
         while True:
@@ -767,7 +809,7 @@ class Writer:
             if new_cursor != cursor:
                 cursor = new_cursor
                 idle = 0.0
-                stalled_at = None
+                stalled_at = removed_since = None
                 continue
             # nothing new: a claim in flight, or an empty ring
             if self._b.stalled:
@@ -781,6 +823,18 @@ class Writer:
                         continue
             elif stop_deadline is not None:
                 break  # drained everything committed
+            elif lib.lsr_removed(self.ring.ptr):
+                if removed_since is None:
+                    removed_since = now
+                elif now - removed_since >= self.REMOVED_GRACE:
+                    removed_since = None
+                    try:
+                        cursor = self._move_ring(cursor)
+                    except OSError as exc:  # the current file could not be finished
+                        self.ring.count("writer_errors")
+                        _say("write_failed", error=exc.strerror,
+                             errno=errno.errorcode.get(exc.errno, exc.errno))
+                    continue
             if stop_deadline is not None and now >= stop_deadline:
                 _say("stopping_with_records_in_ring", at=cursor, reason="a live producer holds a claim")
                 break

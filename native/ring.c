@@ -55,8 +55,9 @@ typedef struct {
     uint32_t owner_uid;
     uint64_t ring_id;
     uint64_t created_ns;
-    uint32_t ready; /* set last by the creator (release) */
-    uint8_t _pad0[64 - 44];
+    uint32_t ready;   /* set last by the creator (release) */
+    uint32_t removed; /* set once, after the name was removed */
+    uint8_t _pad0[64 - 48];
 
     uint64_t tail; /* claim cursor: producers CAS it */
     uint8_t _pad1[56];
@@ -346,6 +347,10 @@ int lsr_after_fork(lsr_ring *r) {
 
 int lsr_created(const lsr_ring *r) { return r->created; }
 
+void lsr_mark_removed(lsr_ring *r) { STORE_REL(&r->h->removed, 1u); }
+
+int lsr_removed(const lsr_ring *r) { return (int)LOAD_ACQ(&r->h->removed); }
+
 /* ---- producer slots ----------------------------------------------------- */
 
 static void slot_set_pending(slot_t *s, uint64_t pos, uint64_t len) {
@@ -424,6 +429,7 @@ int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char 
               int64_t timeout_ns) {
     hdr_t *h = r->h;
     if (slot < 0 || slot >= LSR_SLOTS || logger_len > 0xffff || level > 255) return LSR_EARG;
+    if (LOAD_RLX(&h->removed)) return LSR_EREMOVED;
     uint64_t body = (uint64_t)LSR_REC_HEADER + msg_len + logger_len + fields_len;
     if (body > h->max_record) {
         ADD_RLX(&h->counters[LSR_C_DROPPED], 1);

@@ -64,6 +64,7 @@
 #define LSR_EARG (-6)        /* bad argument */
 #define LSR_EEXIST (-7)      /* another writer holds the ring */
 #define LSR_EPERM (-8)       /* segment owned by another user or open to others */
+#define LSR_EREMOVED (-9)    /* the ring was removed (`ring rm`): nothing more goes into it */
 
 /* producer-side counters, updated with relaxed atomics */
 enum {
@@ -158,6 +159,9 @@ void lsr_close(lsr_ring *r);
 int lsr_unlink(const char *name);
 int lsr_after_fork(lsr_ring *r);
 int lsr_created(const lsr_ring *r);
+/* mark a ring whose name was removed: producers get LSR_EREMOVED from then on */
+void lsr_mark_removed(lsr_ring *r);
+int lsr_removed(const lsr_ring *r);
 
 /* producers */
 int lsr_slot_acquire(lsr_ring *r);

@@ -26,7 +26,7 @@ from logger_system.pipeline.stages import FormatJsonl, LevelFilter
 from logger_system.producer import Producer
 from logger_system.record import (FLAG_FORMAT_ERROR, FLAG_TRUNCATED, META_DTYPE,
                                   TRUNCATION_MARKER)
-from logger_system.ring import Ring, attach
+from logger_system.ring import Ring, attach, unlink
 
 KIB = 1024
 MIN_CAP = 64 * KIB
@@ -1138,6 +1138,43 @@ def test_claim_of_a_stopped_live_producer_is_waited_for(make_log, pause):
 
 
 # ---------------------------------------------------------------------------
+# a ring removed while in use
+
+
+def test_producers_move_to_the_next_ring_of_the_name_after_ring_rm(make_log, ring_name):
+    log = make_log()
+    child = log.child("svc.child")
+    assert log.info("before") and child.info("before")
+    old = Ring(ring_name, create=False)  # a view of the first ring that stays put
+    try:
+        assert unlink(ring_name) and old.removed
+        assert lib.lsr_write(old.ptr, 0, 20, 0, b"x", 1, b"r", 1, b"", 0, 0, 0) == lib.LSR_EREMOVED
+        # each producer moves on its next call; other threads lease slots in the new ring
+        got = []
+        t = threading.Thread(target=lambda: got.append(child.info("after, from a thread")))
+        assert log.info("after") is True
+        t.start()
+        t.join(10)
+        assert got == [True]
+        assert log.ring.ring_id != old.ring_id and not log.ring.removed
+        s_old, s_new = old.stats(), log.ring.stats()
+        assert s_old.committed == 2 and s_new.committed == 2 and s_new.dropped == 0
+        d = Drainer(log.ring)
+        recs, malformed, abandoned = d.drain_all()
+        assert sorted(r.msg for r in recs) == [b"after", b"after, from a thread"]
+        assert malformed == abandoned == 0
+        # a Producer made after the removal, from the same Ring object, goes there too
+        late = connect(ring_name, name="late", capacity=MIN_CAP, on_full="drop")
+        assert late.ring is log.ring and late.info("late")
+        assert [r.msg for r in d.drain_all()[0]] == [b"late"]
+    finally:
+        old.close()
+
+
+def test_ring_rm_of_a_missing_ring_is_false(ring_name):
+    assert unlink(ring_name) is False
+
+
 # fork
 
 
