@@ -197,6 +197,7 @@ class RotatingFiles:
         self.opened = 0.0
         self.last_sync = time.monotonic()
         self.dirty = False
+        self.on_dir_recreated = None  # called after the directory was made again
         self._checked_linked = 0.0
         # Retention by age must not follow steps of the wall clock.  A file this writer
         # wrote is as old as the monotonic time since it closed it; any other file's mtime
@@ -256,6 +257,8 @@ class RotatingFiles:
         if not self.dir.is_dir():
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             _say("directory_recreated", dir=str(self.dir))
+            if self.on_dir_recreated is not None:
+                self.on_dir_recreated()
 
     def _check_linked(self) -> None:
         """Keep the current file in the directory.
@@ -485,6 +488,7 @@ class Writer:
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
             config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
             keep_age=config.keep_age, keep_bytes=config.keep_size)
+        self.files.on_dir_recreated = self._relock_dir
         self.resume_seq = self._resume_point()
         if self.sealing is not None and self.sealing.prev[3] & sealed.PREV_RECOVERED:
             self.files._open()  # its header vouches for where the unfinished file ended, now
@@ -501,6 +505,17 @@ class Writer:
 
             self.metrics = serve(config.metrics, lambda: self.ring.stats().as_dict())
             _say("metrics", listen=config.metrics)
+
+    def _relock_dir(self) -> None:
+        """The directory was removed and made again: hold the new one (the lock was on the old)."""
+        try:
+            new = lock_dir(self.dir)
+        except ConfigError as exc:  # another writer took it in between: say so, go on
+            _say("directory_lock_lost", dir=str(self.dir), error=str(exc))
+            return
+        if self._dir_lock is not None:
+            os.close(self._dir_lock)
+        self._dir_lock = new
 
     @staticmethod
     def _policy_of(config: WriterConfig) -> Policy:

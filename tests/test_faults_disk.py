@@ -525,6 +525,10 @@ def test_removed_log_directory_loses_no_record_silently(mode, ring_name, writer_
     events = [e["writer"] for e in _events(w)]
     assert "directory_recreated" in events and "removed_file_restored" in events, events
     assert stat.S_IMODE(os.stat(logs).st_mode) == 0o700
+    # the directory made again is held like the first: a second writer is refused
+    r = subprocess.run([sys.executable, "-m", "logger_system", "writer", "--ring", f"{ring_name}-b",
+                        "--dir", str(logs), "--plaintext"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "in use by another writer" in r.stderr, r.stderr
     _stop_cleanly(w)
     _assert_exactly_once(_read(logs, key), {0: list(range(300))})
     if key is not None:
