@@ -24,7 +24,9 @@ def ring_name():
 class WriterProcess:
     """`logger-system writer` as a child process, with the test's options."""
 
-    def __init__(self, ring: str, directory: Path, *extra: str, plaintext: bool = True) -> None:
+    def __init__(self, ring: str, directory: Path, *extra: str, plaintext: bool = True,
+                 prefix: tuple[str, ...] = ()) -> None:
+        self.prefix = list(prefix)  # a command the writer runs under (e.g. setpriv), exec'd
         self.ring = ring
         self.dir = directory
         self.extra = [str(e) for e in extra] + (["--plaintext"] if plaintext else [])
@@ -32,7 +34,7 @@ class WriterProcess:
         self.err_path: Path | None = None
 
     def start(self, wait: bool = True) -> "WriterProcess":
-        cmd = [sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
+        cmd = [*self.prefix, sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
                "--dir", str(self.dir), *self.extra]
         # a file, not a pipe: a writer must never block on a full pipe nobody reads
         self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
@@ -67,6 +69,16 @@ class WriterProcess:
 
     def stderr(self) -> str:
         return self.err_path.read_text() if self.err_path and self.err_path.exists() else ""
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of a process in /proc/PID/stat ("T": stopped), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:][:1].decode()
 
 
 @pytest.fixture

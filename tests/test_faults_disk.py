@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WriterProcess, stats, wait_for
+from conftest import WriterProcess, proc_state, stats, wait_for
 from logger_system import connect
 from logger_system.keys import keygen, load_keyring
 from logger_system.reader import iter_records
@@ -367,15 +367,6 @@ def test_full_disk_keeps_records_in_ring_and_resumes_exactly_once(mode, ring_nam
         _verify_sealed(mnt, key)
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:][:1].decode()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["plaintext", "sealed"])
 def test_full_disk_at_rotation_writes_no_record_twice(mode, ring_name, writer_factory, small_disk,
@@ -420,7 +411,7 @@ def test_full_disk_at_rotation_writes_no_record_twice(mode, ring_name, writer_fa
     burst = 300
     os.kill(w.proc.pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: _proc_state(w.proc.pid) == "T", timeout=TIMEOUT, what="the writer stopped")
+        wait_for(lambda: proc_state(w.proc.pid) == "T", timeout=TIMEOUT, what="the writer stopped")
         _log_range(log, i, i + burst)
         i += burst
     finally:
@@ -588,28 +579,9 @@ def _denied_prefix(tmp_path: Path) -> list[str]:
     return prefix
 
 
-class _PrefixedWriter(WriterProcess):
-    """The writer started under a command prefix (setpriv); the same process, exec'd."""
-
-    def __init__(self, prefix: list[str], *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.prefix = prefix
-
-    def start(self, wait: bool = True) -> "_PrefixedWriter":
-        cmd = [*self.prefix, sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
-               "--dir", str(self.dir), *self.extra]
-        self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL)
-        if wait:
-            self.wait_attached()
-        return self
-
-
 @pytest.fixture
 def prefixed_writers():
-    made: list[_PrefixedWriter] = []
+    made: list[WriterProcess] = []
     yield made
     for w in made:
         if w.proc and w.proc.poll() is None:
@@ -621,7 +593,7 @@ def prefixed_writers():
 def test_permission_denied_keeps_records_in_ring(ring_name, tmp_path, prefixed_writers):
     prefix = _denied_prefix(tmp_path)
     logs = tmp_path / "logs"
-    w = _PrefixedWriter(prefix, ring_name, logs, "--rotate-interval", "300ms")
+    w = WriterProcess(ring_name, logs, "--rotate-interval", "300ms", prefix=prefix)
     prefixed_writers.append(w)
     w.start()
     log = connect(ring_name, name="producer-0", on_full="drop")

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import read_records, stats, wait_for
+from conftest import proc_state, read_records, stats, wait_for
 from logger_system import connect
 from logger_system.errors import RingError
 from logger_system.ring import Ring, unlink
@@ -108,17 +108,8 @@ def _log_with(producer, label: int, count: int) -> None:
 
 # ---- helpers ----------------------------------------------------------------
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:][:1].decode()
-
-
 def _wait_stopped(pid: int, timeout: float = 10.0) -> None:
-    wait_for(lambda: _proc_state(pid) == "T", timeout=timeout, interval=0.005,
+    wait_for(lambda: proc_state(pid) == "T", timeout=timeout, interval=0.005,
              what=f"process {pid} to be stopped")
 
 
@@ -315,7 +306,7 @@ def test_producer_killed_inside_claim_is_abandoned(mode, ring_name, writer_facto
     s = stats(ring_name)
     assert s["abandoned"] == 0, "a stopped (live) producer's claim must not be skipped"
     assert s["written"] <= warmup, "records after a live claim must wait for it"
-    assert _proc_state(victim.pid) == "T"
+    assert proc_state(victim.pid) == "T"
 
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(10)
