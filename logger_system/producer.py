@@ -302,14 +302,8 @@ class Producer:
             return False
         self._c.ring = ring._ptr
         self._budget = ring.max_record - _HEADER - len(self._logger)
-        if len(data) + len(fdata) > self._budget:
-            data, fdata, flags = self._fit(data, fdata, flags)
-        rc = _emit_c(self._c, ring.slot(), level, flags, data, len(data), fdata, len(fdata))
-        if flags & FLAG_FORMAT_ERROR:
-            lib.lsr_count(ring._ptr, _C_FORMAT_ERRORS, 1)
-        if flags & FLAG_TRUNCATED:
-            lib.lsr_count(ring._ptr, _C_TRUNCATED, 1)
-        return rc == 0
+        # again, in the new ring (only another `ring rm` in between brings it back here)
+        return self._put(level, data, fdata, flags)
 
     def exception(self, msg: Any, /, *args: Any, **fields: Any) -> bool:
         """error() with the current exception's traceback in the `exc_info` field."""

@@ -779,6 +779,11 @@ class Writer:
              ring_id=f"{new.ring_id:016x}")
         return lib.lsr_head(new.ptr)
 
+    def _failed(self, event: str, exc: OSError) -> None:
+        """A disk error: counted in writer_errors and said on stderr with its errno."""
+        self.ring.count("writer_errors")
+        _say(event, error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
+
     def _recover(self, cursor: int) -> int:
         skip_to = ffi.new("uint64_t *")
         reason = ffi.new("int *")
@@ -814,8 +819,7 @@ class Writer:
                 error_backoff = 0.0
             except OSError as exc:
                 # the disk refused: keep the records in the ring and try again
-                self.ring.count("writer_errors")
-                _say("write_failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
+                self._failed("write_failed", exc)
                 error_backoff = min(max(error_backoff * 2, 0.05), 2.0)
                 if stop_deadline is not None and now >= stop_deadline:
                     break
@@ -846,9 +850,7 @@ class Writer:
                     try:
                         cursor = self._move_ring(cursor)
                     except OSError as exc:  # the current file could not be finished
-                        self.ring.count("writer_errors")
-                        _say("write_failed", error=exc.strerror,
-                             errno=errno.errorcode.get(exc.errno, exc.errno))
+                        self._failed("write_failed", exc)
                     continue
             if stop_deadline is not None and now >= stop_deadline:
                 _say("stopping_with_records_in_ring", at=cursor, reason="a live producer holds a claim")
@@ -874,8 +876,7 @@ class Writer:
         except OSError as exc:
             # e.g. no room for a sealed file's final chunk: the file stays unfinished, the
             # next writer finishes it; the records not released wait in the ring for it
-            self.ring.count("writer_errors")
-            _say("close_failed", error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
+            self._failed("close_failed", exc)
             self.files.abandon()
         finally:
             if not self.ring._closed:
