@@ -56,8 +56,27 @@ def _produce(ring: str, worker: int, seconds: float, results) -> None:
 
 
 def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = None) -> int:
-    ring = f"demo-{uuid.uuid4().hex[:8]}"
+    """Run the demo; its directory (logs and key) is removed at the end unless `keep_dir` names one."""
     base = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="logger-system-demo-"))
+    ring = f"demo-{uuid.uuid4().hex[:8]}"
+    try:
+        return _run(ring, base, seconds, producers, keep=bool(keep_dir))
+    finally:
+        unlink(ring)
+        if not keep_dir:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def writer_command(*args: str) -> list[str]:
+    """The command that runs `logger-system` in a child process.
+
+    `-P`: the working directory is not put on sys.path, so a source tree there
+    (the root of a clone, unbuilt) can never shadow the installed package.
+    """
+    return [sys.executable, "-P", "-m", "logger_system", *args]
+
+
+def _run(ring: str, base: Path, seconds: float, producers: int, keep: bool) -> int:
     directory = base / "logs"
     print(f"demo: ring {ring!r}, writing to {directory}")
     err_path = base / "writer.err"
@@ -65,13 +84,19 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     key_path = base / "demo.key"
     keygen(key_path)
     keyring = load_keyring(key_path)
-    print(f"demo: files are sealed with a new key, {key_path} (mode 0600)")
+    print(f"demo: files are sealed with a new key, {key_path} (mode 0600)"
+          + ("" if keep else "; both are removed at the end (--dir DIR keeps them)"))
     with open(err_path, "wb") as err:
         writer = subprocess.Popen(
-            [sys.executable, "-m", "logger_system", "writer", "--ring", ring, "--dir", str(directory),
-             "--key", str(key_path), "--rotate-size", "4MiB"], stdout=subprocess.DEVNULL, stderr=err)
+            writer_command("writer", "--ring", ring, "--dir", str(directory), "--key", str(key_path),
+                           "--rotate-size", "4MiB"),
+            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
     try:
-        _wait_for_writer(ring, writer)
+        try:
+            _wait_for_writer(ring, writer)
+        except _WriterFailed as exc:
+            _print_failure(str(exc), err_path)
+            return 1
         ctx = multiprocessing.get_context("fork")
         results = ctx.Queue()
         procs = [ctx.Process(target=_produce, args=(ring, w, seconds, results)) for w in range(producers)]
@@ -88,17 +113,19 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
             writer.kill()
             writer.wait()
     if rc != 0:
-        print(f"demo: the writer exited with {rc}; its messages:\n{err_path.read_text()}", file=sys.stderr)
+        _print_failure(f"the writer exited with {rc}", err_path)
         return 1
 
     files = sorted(directory.iterdir())
     records = list(iter_records([directory], keyring=keyring))
     reports, _notes = verify_paths(files, keyring=keyring)
     print(f"\ndemo: {len(files)} file(s), {sum(f.stat().st_size for f in files):,} bytes:")
-    for f in files[:3] + (files[-2:] if len(files) > 5 else files[3:]):
-        if f == files[-2] and len(files) > 5:
+    shown = files if len(files) <= 5 else files[:3] + [None] + files[-2:]
+    for f in shown:
+        if f is None:
             print(f"  ... {len(files) - 5} more")
-        print(f"  {f.name}  {f.stat().st_size:>10,} bytes  mode {oct(f.stat().st_mode & 0o777)}")
+        else:
+            print(f"  {f.name}  {f.stat().st_size:>10,} bytes  mode {oct(f.stat().st_mode & 0o777)}")
     ok = all(r.ok for r in reports)
     print(f"demo: verify: {sum(r.ok for r in reports)} of {len(reports)} file(s) authentic and complete")
     print(f"demo: a record's text in the raw files: "
@@ -114,7 +141,6 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     r = Ring(ring, create=False)
     st = r.stats().as_dict()
     r.close()
-    unlink(ring)
     attempted = sum(c[1] for c in counts)
     print("\ndemo: counters")
     for key in ("committed", "written", "dropped", "abandoned", "malformed", "truncated",
@@ -128,8 +154,6 @@ def run_demo(seconds: float = 3.0, producers: int = 4, keep_dir: str | None = No
     leaked = [r for r in records if "4111 1111 1111 1111" in r["msg"] or "hunter2" in r["msg"]
               or any(u in r["msg"] for u in _USERS)]
     print(f"demo: records with the logged card number, password or e-mail left in them: {len(leaked)}")
-    if not keep_dir:
-        shutil.rmtree(base, ignore_errors=True)
     return 0 if balanced and not leaked and ok else 1
 
 
@@ -140,11 +164,20 @@ def _short(rec: dict) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
+class _WriterFailed(Exception):
+    pass
+
+
+def _print_failure(what: str, err_path: Path) -> None:
+    text = err_path.read_text(errors="replace").strip() if err_path.exists() else ""
+    print(f"demo: {what}; its messages:\n{text or '(none)'}", file=sys.stderr)
+
+
 def _wait_for_writer(ring: str, writer: subprocess.Popen) -> None:
     deadline = time.monotonic() + 20
     while not writer_attached(ring, writer.pid):
         if writer.poll() is not None:
-            raise SystemExit(f"demo: the writer exited with {writer.returncode}")
+            raise _WriterFailed(f"the writer exited with {writer.returncode}")
         if time.monotonic() > deadline:
-            raise SystemExit("demo: the writer did not start within 20s")
+            raise _WriterFailed("the writer did not start within 20s")
         time.sleep(0.02)
