@@ -53,11 +53,17 @@ ffibuilder.cdef(
     #define LSR_EEXIST -7
     #define LSR_EPERM -8
     #define LSR_EREMOVED -9
+    #define LSR_EWAIT -10
+    #define LSR_DROP 0
+    #define LSR_BLOCK 1
+    #define LSR_BLOCK_ASK 2
     #define LSR_FLAG_TRUNCATED 1
     #define LSR_FLAG_FORMAT_ERROR 2
     enum {
         LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
-        LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_NCOUNTERS = 16
+        LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_C_DROP_STALLED, LSR_C_DROP_IN_LOOP,
+        LSR_C_DROP_NO_SLOT, LSR_C_DROP_REMOVED, LSR_C_DROP_NO_WRITER, LSR_C_BLOCK_TIMEOUTS,
+        LSR_NCOUNTERS = 16
     };
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
@@ -115,9 +121,12 @@ ffibuilder.cdef(
         uint32_t logger_len;
         int32_t block;
         int64_t timeout_ns;
+        int64_t writer_timeout_ns;
     } lsr_producer;
     int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
                  const char *msg, size_t msg_len, const char *fields, size_t fields_len);
+    int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
+                      const char *msg, size_t msg_len, const char *fields, size_t fields_len);
     int lsr_writer_acquire(lsr_ring *r);
     void lsr_writer_release(lsr_ring *r);
     void lsr_heartbeat(lsr_ring *r);

@@ -150,6 +150,24 @@ class Handler(logging.Handler):
         p = self._by_name[name] = self._producer.child(name)
         return p
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A record that could not be written: counted as dropped, and said on stderr
+        without its message or arguments, which are not sanitized yet."""
+        try:
+            ring = self._producer.ring
+            if not self._producer.closed:
+                ring.count("dropped")
+        except Exception:
+            pass
+        if logging.raiseExceptions and sys.stderr:
+            try:
+                exc = sys.exc_info()[1]
+                sys.stderr.write(f"logger_system.Handler: a record of logger {str(record.name)[:200]!r} "
+                                 f"could not be written ({type(exc).__name__}); it was dropped and "
+                                 "counted, its message and arguments are not shown\n")
+            except Exception:
+                pass
+
     def close(self) -> None:
         self._producer.close()
         for p in self._by_name.values():

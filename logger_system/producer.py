@@ -6,9 +6,16 @@ record that says so.  A message that is not exactly a str becomes
 str(msg) % args, as in logging, and only the text of that is kept, so a str
 subclass's own encode() or __mod__ cannot fail the call; a field json cannot
 write becomes text and costs no other field.  A call never touches a disk and
-never holds a lock while the record is copied; when the ring is full it blocks
-up to `block_timeout` (only while a writer is alive to make room) or drops, and
-either way the record is counted.
+never holds a lock while the record is copied.
+
+Nor does a call raise, or stall its process, because of the ring's state.  When
+the ring is full, on_full="block" waits up to `block_timeout`, only while a
+writer is alive to make room (its heartbeat younger than `writer_timeout`), and
+only once: after a wait that timed out, the process's calls drop at once until
+one finds room (native/ring.c, lsr_write).  A call on a thread that is running
+an asyncio event loop never waits.  All producer slots taken, or the ring
+removed with none to move to: the record is dropped.  Every drop is counted in
+`dropped` and, where there is one, under its reason.
 """
 from __future__ import annotations
 
@@ -30,7 +37,10 @@ _C_TRUNCATED = lib.LSR_C_TRUNCATED
 _C_FORMAT_ERRORS = lib.LSR_C_FORMAT_ERRORS
 _HEADER = lib.LSR_REC_HEADER
 _emit_c = lib.lsr_emit
+_emit_wait = lib.lsr_emit_wait
 _EREMOVED = lib.LSR_EREMOVED
+_EWAIT = lib.LSR_EWAIT
+_ENOSLOT = lib.LSR_ENOSLOT
 
 
 class _Repr(reprlib.Repr):
@@ -200,15 +210,26 @@ def format_failure(msg: Any, args: Any, exc: BaseException) -> str:
             f"msg={_safe_repr(msg)} args={_safe_repr(args)}>")
 
 
+DEFAULT_WRITER_TIMEOUT = 5.0  # native/ring.h, LSR_WRITER_TIMEOUT_NS
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class Producer:
     """Logs into one ring.  Cheap to create; share it freely between threads."""
 
     def __init__(self, ring: Ring, *, name: str = "root", on_full: str = "block",
-                 block_timeout: float = 1.0, level: int | str = 0) -> None:
+                 block_timeout: float = 1.0, level: int | str = 0,
+                 writer_timeout: float = DEFAULT_WRITER_TIMEOUT) -> None:
         if on_full not in ("block", "drop"):
             raise ConfigError(f"on_full={on_full!r}: use 'block' or 'drop'")
-        if not (isinstance(block_timeout, (int, float)) and 0 <= block_timeout <= 3600):
+        if not (_seconds(block_timeout) and 0 <= block_timeout <= 3600):
             raise ConfigError(f"block_timeout={block_timeout!r}: use seconds between 0 and 3600")
+        if not (_seconds(writer_timeout) and 0.1 <= writer_timeout <= 3600):
+            raise ConfigError(f"writer_timeout={writer_timeout!r}: use seconds between 0.1 and 3600 "
+                              "(the writer beats at least every 50 ms)")
         self._ring = ring
         self.name = str(name)
         # the logger name may take at most a quarter of a record
@@ -218,6 +239,7 @@ class Producer:
         self.block_timeout = float(block_timeout)
         self._block = on_full == "block"
         self._timeout_ns = int(block_timeout * 1e9)
+        self.writer_timeout = float(writer_timeout)
         self.min_level = level_number(level)
         self._budget = ring.max_record - _HEADER - len(self._logger)
         # the fixed arguments of every write, kept in C (self._logger keeps the bytes alive)
@@ -226,8 +248,10 @@ class Producer:
         self._logger_c = ffi.from_buffer(self._logger)
         self._c.logger = self._logger_c
         self._c.logger_len = len(self._logger)
-        self._c.block = int(self._block)
+        # "block" asks first (LSR_EWAIT), so that _refused can decline to wait in an event loop
+        self._c.block = lib.LSR_BLOCK_ASK if self._block else lib.LSR_DROP
         self._c.timeout_ns = self._timeout_ns
+        self._c.writer_timeout_ns = int(self.writer_timeout * 1e9)
         ring._producers.add(self)
 
     @property
@@ -237,12 +261,12 @@ class Producer:
     def __reduce__(self):
         # a spawn-started child attaches by name
         return (_reconnect, (self._ring.name, self.name, self.on_full, self.block_timeout,
-                             self.min_level))
+                             self.min_level, self.writer_timeout))
 
     def child(self, name: str) -> "Producer":
         """A Producer for another logger name on the same ring (closed if this one is)."""
         p = Producer(self._ring, name=name, on_full=self.on_full, block_timeout=self.block_timeout,
-                     level=0 if self.closed else self.min_level)
+                     level=0 if self.closed else self.min_level, writer_timeout=self.writer_timeout)
         if self.closed:
             p.close()
         return p
@@ -283,13 +307,43 @@ class Producer:
         except AttributeError:
             slot = ring.slot()
         rc = _emit_c(self._c, slot, level, flags, data, len(data), fdata, len(fdata))
+        if rc:
+            return self._refused(rc, slot, level, data, fdata, flags)
+        if flags:
+            self._count_flags(flags)
+        return True
+
+    def _count_flags(self, flags: int) -> None:
+        ptr = self._c.ring
+        if flags & FLAG_FORMAT_ERROR:
+            lib.lsr_count(ptr, _C_FORMAT_ERRORS, 1)
+        if flags & FLAG_TRUNCATED:
+            lib.lsr_count(ptr, _C_TRUNCATED, 1)
+
+    def _refused(self, rc: int, slot: int, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
+        """A record lsr_emit did not take: wait for room (once), move to a new ring, or drop.
+
+        Whether it entered a ring in the end; a drop is counted (in C, or here).
+        Never raises for the ring's state.
+        """
         if rc == _EREMOVED:
             return self._put_moved(level, data, fdata, flags)
+        if rc == _EWAIT:
+            aio = sys.modules.get("asyncio")
+            if aio is not None and aio._get_running_loop() is not None:
+                # waiting here would stall every task of the loop: drop instead
+                ptr = self._c.ring
+                lib.lsr_count(ptr, lib.LSR_C_DROPPED, 1)
+                lib.lsr_count(ptr, lib.LSR_C_DROP_IN_LOOP, 1)
+                rc = lib.LSR_EFULL
+            else:
+                rc = _emit_wait(self._c, slot, level, flags, data, len(data), fdata, len(fdata))
+                if rc == _EREMOVED:
+                    return self._put_moved(level, data, fdata, flags)
+        elif rc == _ENOSLOT:
+            self._ring.retry_slot()
         if flags:
-            if flags & FLAG_FORMAT_ERROR:
-                lib.lsr_count(ring.ptr, _C_FORMAT_ERRORS, 1)
-            if flags & FLAG_TRUNCATED:
-                lib.lsr_count(ring.ptr, _C_TRUNCATED, 1)
+            self._count_flags(flags)
         return rc == 0
 
     def _put_moved(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
@@ -299,6 +353,7 @@ class Producer:
         removed = self._c.ring
         if not ring.follow(removed):
             lib.lsr_count(removed, lib.LSR_C_DROPPED, 1)
+            lib.lsr_count(removed, lib.LSR_C_DROP_REMOVED, 1)
             return False
         self._c.ring = ring._ptr
         self._budget = ring.max_record - _HEADER - len(self._logger)
@@ -362,12 +417,18 @@ Producer.fatal = Producer.critical  # type: ignore[attr-defined]
 
 def connect(ring: str | None = None, *, name: str = "root", on_full: str = "block",
             block_timeout: float = 1.0, level: int | str = 0, capacity: int | None = None,
-            max_record: int | None = None, mode: int = 0o600, allow_foreign: bool = False) -> Producer:
+            max_record: int | None = None, mode: int = 0o600, allow_foreign: bool = False,
+            writer_timeout: float = DEFAULT_WRITER_TIMEOUT) -> Producer:
     """Attach to (or create) the ring and return a Producer for it.
 
     ring: the ring's name (None: $LOGGER_SYSTEM_RING, else "logger_system").
     name: the logger name written with every record.
-    on_full: "block" (wait up to block_timeout seconds, then drop) or "drop".
+    on_full: "block" (wait up to block_timeout seconds for room, then drop) or "drop".
+      A process waits at most once: after a wait that timed out its calls drop
+      at once until the ring has room again; a call on a thread running an
+      asyncio event loop never waits.
+    writer_timeout: a writer whose heartbeat is older than this many seconds is
+      taken as gone, and nothing waits for it.
     level: records below it are discarded in the caller, nearly free.
     capacity, max_record, mode: used only if this call creates the ring.
     """
@@ -377,8 +438,11 @@ def connect(ring: str | None = None, *, name: str = "root", on_full: str = "bloc
     if max_record is not None:
         options["max_record"] = max_record
     r = attach(ring_name(ring), **options)
-    return Producer(r, name=name, on_full=on_full, block_timeout=block_timeout, level=level)
+    return Producer(r, name=name, on_full=on_full, block_timeout=block_timeout, level=level,
+                    writer_timeout=writer_timeout)
 
 
-def _reconnect(ring: str, name: str, on_full: str, block_timeout: float, level: int) -> Producer:
-    return connect(ring, name=name, on_full=on_full, block_timeout=block_timeout, level=level)
+def _reconnect(ring: str, name: str, on_full: str, block_timeout: float, level: int,
+               writer_timeout: float = DEFAULT_WRITER_TIMEOUT) -> Producer:
+    return connect(ring, name=name, on_full=on_full, block_timeout=block_timeout, level=level,
+                   writer_timeout=writer_timeout)

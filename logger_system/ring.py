@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -21,7 +22,14 @@ DEFAULT_CAPACITY = 32 << 20
 DEFAULT_MAX_RECORD = 64 << 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
-COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings")
+COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings",
+            "dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed", "dropped_no_writer",
+            "block_timeouts")
+# why records were dropped: each is counted in `dropped` as well (native/ring.h)
+DROP_REASONS = ("dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed",
+                "dropped_no_writer")
+# a thread that found every producer slot taken tries again after this long (s)
+_SLOT_RETRY = 0.1
 
 
 def ring_name(ring: str | None) -> str:
@@ -74,6 +82,12 @@ class RingStats:
     writer_errors: int
     blocked: int
     warnings: int
+    dropped_stalled: int
+    dropped_in_loop: int
+    dropped_no_slot: int
+    dropped_removed: int
+    dropped_no_writer: int
+    block_timeouts: int
     written: int
     malformed: int
     abandoned: int
@@ -96,6 +110,8 @@ class RingStats:
         d["utilization"] = round(self.utilization, 6)
         d["ring_id"] = f"{self.ring_id:016x}"
         d["attempted"] = self.committed + self.dropped + self.abandoned
+        # ring full with no other reason: on_full="drop", or a wait that timed out
+        d["dropped_full"] = max(0, self.dropped - sum(getattr(self, k) for k in DROP_REASONS))
         d["in_ring"] = max(
             0, self.committed - self.written - self.malformed - self.filtered - self.sanitize_dropped
             - self.denied
@@ -142,17 +158,29 @@ class Ring:
         return self._ptr
 
     def slot(self) -> int:
-        """This thread's producer slot, acquired on first use.
+        """This thread's producer slot, acquired on first use; -1 while none is free.
 
         The slot number is kept in the thread-local beside its lease so that
-        the hot path reads one attribute.
+        the hot path reads one attribute.  When every slot is taken the thread
+        gets -1, which lsr_write drops and counts (`dropped_no_slot`) without
+        raising; `retry_slot` lets it look again a little later.
         """
         lease = getattr(self._tls, "lease", None)
         if lease is None:
-            lease = _SlotLease(self, check(lib.lsr_slot_acquire(self.ptr), f"ring {self.name!r}"))
+            rc = lib.lsr_slot_acquire(self.ptr)
+            if rc == lib.LSR_ENOSLOT:
+                self._tls.slot = -1
+                self._tls.retry_at = time.monotonic() + _SLOT_RETRY
+                return -1
+            lease = _SlotLease(self, check(rc, f"ring {self.name!r}"))
             self._tls.lease = lease
             self._tls.slot = lease.slot
         return lease.slot
+
+    def retry_slot(self) -> None:
+        """After a call found no slot: look for one again on the next call, if it is time."""
+        if getattr(self._tls, "lease", None) is None and time.monotonic() >= getattr(self._tls, "retry_at", 0):
+            self._tls.__dict__.pop("slot", None)
 
     @property
     def removed(self) -> bool:
@@ -205,7 +233,9 @@ class Ring:
             live_slots=s.live_slots, writer_pid=s.writer_pid,
             writer_heartbeat_ns=s.writer_heartbeat_ns,
             committed=c[0], dropped=c[1], truncated=c[2], format_errors=c[3], writer_errors=c[4],
-            blocked=c[5], warnings=c[6], written=t.written, malformed=t.malformed, abandoned=t.abandoned,
+            blocked=c[5], warnings=c[6], dropped_stalled=c[7], dropped_in_loop=c[8],
+            dropped_no_slot=c[9], dropped_removed=c[10], dropped_no_writer=c[11], block_timeouts=c[12],
+            written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
             denied=t.denied, released_ns=t.released_ns,
             head=t.head, tail=s.tail,

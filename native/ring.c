@@ -121,6 +121,7 @@ struct lsr_ring {
     uint32_t pid;   /* this process, refreshed after fork */
     uint64_t start; /* this process's start time */
     int created;
+    int stalled;    /* this process's last wait for room timed out (atomic, relaxed) */
 };
 
 static int g_test_pause;
@@ -342,6 +343,7 @@ int lsr_unlink(const char *name) { return shm_unlink(name) == 0 ? LSR_OK : LSR_E
 
 int lsr_after_fork(lsr_ring *r) {
     self_identity(r);
+    r->stalled = 0; /* a new process: it may wait once too */
     return LSR_OK;
 }
 
@@ -399,12 +401,12 @@ void lsr_slot_release(lsr_ring *r, int slot) {
 
 /* ---- producer write ----------------------------------------------------- */
 
-static int writer_alive(const lsr_ring *r) {
+static int writer_alive(const lsr_ring *r, uint64_t timeout_ns) {
     int32_t pid = LOAD_ACQ(&r->h->writer_pid);
     if (pid <= 0) return 0;
     uint64_t beat = LOAD_ACQ(&r->h->heartbeat_ns);
     uint64_t now = now_ns(CLOCK_MONOTONIC);
-    return beat + 5000000000ull > now; /* a heartbeat within 5 s */
+    return beat + timeout_ns > now; /* a recent heartbeat */
 }
 
 static void backoff(unsigned *spins) {
@@ -424,12 +426,26 @@ void lsr_count(lsr_ring *r, int counter, uint64_t n) {
     if (counter >= 0 && counter < LSR_NCOUNTERS) ADD_RLX(&r->h->counters[counter], n);
 }
 
-int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char *msg, size_t msg_len,
-              const char *logger, size_t logger_len, const char *fields, size_t fields_len, int block,
-              int64_t timeout_ns) {
+/* Backpressure.  A call that finds the ring full drops at once (LSR_DROP), or
+ * waits for room while a writer is alive (LSR_BLOCK), at most timeout_ns.  A
+ * wait that times out marks this process stalled: from then on its calls drop
+ * at once (counted as LSR_C_DROP_STALLED) instead of waiting again, until one
+ * of them finds room, which clears the mark.  So a stopped, stuck or missing
+ * writer costs a process at most one timeout, not one per call.  LSR_BLOCK_ASK
+ * returns LSR_EWAIT where LSR_BLOCK would start to wait, so that the caller can
+ * refuse to wait where waiting is never right (an event loop's thread). */
+static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char *msg,
+                     size_t msg_len, const char *logger, size_t logger_len, const char *fields,
+                     size_t fields_len, int block, int64_t timeout_ns, uint64_t writer_timeout_ns) {
     hdr_t *h = r->h;
-    if (slot < 0 || slot >= LSR_SLOTS || logger_len > 0xffff || level > 255) return LSR_EARG;
+    int reason = -1;
+    if (slot >= LSR_SLOTS || logger_len > 0xffff || level > 255) return LSR_EARG;
     if (LOAD_RLX(&h->removed)) return LSR_EREMOVED;
+    if (slot < 0) {
+        ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
+        ADD_RLX(&h->counters[LSR_C_DROP_NO_SLOT], 1);
+        return LSR_ENOSLOT;
+    }
     uint64_t body = (uint64_t)LSR_REC_HEADER + msg_len + logger_len + fields_len;
     if (body > h->max_record) {
         ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
@@ -445,7 +461,24 @@ int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char 
         uint64_t to_end = cap - (tail & r->mask);
         need = to_end < len ? to_end + len : len;
         if (tail - head + need > cap) {
-            if (!block || timeout_ns <= 0 || !writer_alive(r)) goto full;
+            if (block == LSR_DROP || timeout_ns <= 0) goto full;
+            if (deadline == 0) {
+                if (LOAD_RLX(&r->stalled)) {
+                    reason = LSR_C_DROP_STALLED;
+                    goto full;
+                }
+                if (!writer_alive(r, writer_timeout_ns)) {
+                    reason = LSR_C_DROP_NO_WRITER;
+                    goto full;
+                }
+                if (block == LSR_BLOCK_ASK) {
+                    if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
+                    return LSR_EWAIT;
+                }
+            } else if (!writer_alive(r, writer_timeout_ns)) {
+                reason = LSR_C_DROP_NO_WRITER;
+                goto full;
+            }
             /* a claim intent left by a lost CAS must not hold the consumer while we wait */
             if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
             uint64_t now = now_ns(CLOCK_MONOTONIC);
@@ -453,6 +486,8 @@ int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char 
                 deadline = now + (uint64_t)timeout_ns;
                 ADD_RLX(&h->counters[LSR_C_BLOCKED], 1);
             } else if (now >= deadline) {
+                STORE_RLX(&r->stalled, 1);
+                reason = LSR_C_BLOCK_TIMEOUTS;
                 goto full;
             }
             backoff(&spins);
@@ -490,6 +525,7 @@ int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char 
     STORE_REL(&rec->word, make_word(len, (uint32_t)slot, ST_COMMITTED));
     slot_set_pending(s, LSR_NO_CLAIM, 0);
     ADD_RLX(&h->counters[LSR_C_COMMITTED], 1);
+    if (LOAD_RLX(&r->stalled)) STORE_RLX(&r->stalled, 0); /* there is room again */
     uint64_t used = tail + need - head, hw = LOAD_RLX(&h->high_water);
     while (used > hw &&
            !__atomic_compare_exchange_n(&h->high_water, &hw, used, 1, __ATOMIC_RELAXED,
@@ -498,14 +534,32 @@ int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char 
     return LSR_OK;
 full:
     ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
+    if (reason >= 0) ADD_RLX(&h->counters[reason], 1);
     if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
     return LSR_EFULL;
 }
 
+int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char *msg, size_t msg_len,
+              const char *logger, size_t logger_len, const char *fields, size_t fields_len, int block,
+              int64_t timeout_ns) {
+    return write_rec(r, slot, level, flags, msg, msg_len, logger, logger_len, fields, fields_len,
+                     block, timeout_ns, LSR_WRITER_TIMEOUT_NS);
+}
+
+static uint64_t writer_timeout(const lsr_producer *p) {
+    return p->writer_timeout_ns > 0 ? (uint64_t)p->writer_timeout_ns : LSR_WRITER_TIMEOUT_NS;
+}
+
 int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags, const char *msg,
              size_t msg_len, const char *fields, size_t fields_len) {
-    return lsr_write(p->ring, slot, level, flags, msg, msg_len, p->logger, p->logger_len, fields,
-                     fields_len, p->block, p->timeout_ns);
+    return write_rec(p->ring, slot, level, flags, msg, msg_len, p->logger, p->logger_len, fields,
+                     fields_len, p->block, p->timeout_ns, writer_timeout(p));
+}
+
+int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags, const char *msg,
+                  size_t msg_len, const char *fields, size_t fields_len) {
+    return write_rec(p->ring, slot, level, flags, msg, msg_len, p->logger, p->logger_len, fields,
+                     fields_len, LSR_BLOCK, p->timeout_ns, writer_timeout(p));
 }
 
 int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n) {

@@ -65,6 +65,17 @@
 #define LSR_EEXIST (-7)      /* another writer holds the ring */
 #define LSR_EPERM (-8)       /* segment owned by another user or open to others */
 #define LSR_EREMOVED (-9)    /* the ring was removed (`ring rm`): nothing more goes into it */
+#define LSR_EWAIT (-10)      /* full, and the call may wait (block = LSR_BLOCK_ASK): nothing counted,
+                                the caller waits (LSR_BLOCK) or drops (lsr_count) */
+
+/* what a producer does when the ring is full (lsr_write's `block`) */
+#define LSR_DROP 0           /* drop at once */
+#define LSR_BLOCK 1          /* wait up to timeout_ns while a writer is alive, then drop */
+#define LSR_BLOCK_ASK 2      /* as LSR_BLOCK, but return LSR_EWAIT instead of starting to wait */
+
+/* A writer is alive while its heartbeat is younger than this (the writer beats
+ * on every loop, at least every 50 ms); producers never wait for a dead one. */
+#define LSR_WRITER_TIMEOUT_NS 5000000000ull
 
 /* producer-side counters, updated with relaxed atomics */
 enum {
@@ -75,6 +86,15 @@ enum {
     LSR_C_WRITER_ERRORS,
     LSR_C_BLOCKED,
     LSR_C_WARNINGS,      /* warning records the writer logged about its own health */
+    /* Why records were dropped: each of these is also counted in LSR_C_DROPPED.
+     * Backpressure (see lsr_write): a process waits for room at most once; after
+     * a wait that timed out, its calls drop at once until one finds room. */
+    LSR_C_DROP_STALLED,  /* dropped at once: an earlier wait of this process timed out */
+    LSR_C_DROP_IN_LOOP,  /* dropped instead of waiting on a thread running an event loop */
+    LSR_C_DROP_NO_SLOT,  /* every producer slot was taken */
+    LSR_C_DROP_REMOVED,  /* the ring was removed and no ring has its name */
+    LSR_C_DROP_NO_WRITER,/* block mode, but no live writer to make room */
+    LSR_C_BLOCK_TIMEOUTS,/* waits that ended with no room (the record dropped) */
     LSR_NCOUNTERS = 16
 };
 
@@ -166,6 +186,8 @@ int lsr_removed(const lsr_ring *r);
 /* producers */
 int lsr_slot_acquire(lsr_ring *r);
 void lsr_slot_release(lsr_ring *r, int slot);
+/* block: LSR_DROP, LSR_BLOCK or LSR_BLOCK_ASK; a slot < 0 (none could be had)
+ * drops the record, counted as LSR_C_DROP_NO_SLOT */
 int lsr_write(lsr_ring *r, int slot, uint32_t level, uint32_t flags,
               const char *msg, size_t msg_len,
               const char *logger, size_t logger_len,
@@ -178,11 +200,15 @@ typedef struct {
     lsr_ring *ring;
     const char *logger;
     uint32_t logger_len;
-    int32_t block;
+    int32_t block;            /* LSR_DROP, LSR_BLOCK or LSR_BLOCK_ASK */
     int64_t timeout_ns;
+    int64_t writer_timeout_ns; /* heartbeat age past which the writer is taken as gone; 0: default */
 } lsr_producer;
 int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
              const char *msg, size_t msg_len, const char *fields, size_t fields_len);
+/* lsr_emit after LSR_EWAIT: wait (as LSR_BLOCK) */
+int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
+                  const char *msg, size_t msg_len, const char *fields, size_t fields_len);
 
 /* the writer */
 int lsr_writer_acquire(lsr_ring *r);

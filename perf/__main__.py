@@ -292,6 +292,57 @@ def full_ring(drop_calls: int = 100_000, block_calls: int = 40) -> dict:
     return out
 
 
+def stalled_writer(calls: int = 400, block_timeout: float = 1.0) -> dict:
+    """A stopped writer (SIGSTOP: alive, not draining) and a full ring: the total time of
+    `calls` log calls under on_full="block" (waits at most once), the same calls made
+    inside a running asyncio event loop (never wait), and on_full="drop"."""
+    import asyncio
+    import signal as _signal
+
+    import logger_system
+    from logger_system.ring import unlink
+    from perf.ours import start_writer
+
+    out = {}
+    for case in ("block", "block_in_event_loop", "drop"):
+        name = f"perf-stall-{uuid.uuid4().hex[:8]}"
+        with tempfile.TemporaryDirectory(prefix="perf-stall-") as workdir:
+            writer = start_writer(name, os.path.join(workdir, "logs"), "--capacity", "64KiB",
+                                  "--max-record", "4KiB")
+            try:
+                writer.send_signal(_signal.SIGSTOP)
+                _progress(f"stopped writer: {case}, {calls} calls")
+                log = logger_system.connect(name, on_full="drop" if case == "drop" else "block",
+                                            block_timeout=block_timeout, name=case)
+                filler = logger_system.connect(name, on_full="drop", name="fill")
+                while filler.info("fill %s", "x" * 200):
+                    pass  # until the ring is full (a drop-mode fill never waits)
+                before = log.ring.stats().as_dict()
+
+                def run() -> float:
+                    t0 = time.perf_counter()
+                    for i in range(calls):
+                        log.info("request %s", i)
+                    return time.perf_counter() - t0
+
+                if case == "block_in_event_loop":
+                    async def in_loop() -> float:
+                        return run()
+                    total = asyncio.run(in_loop())
+                else:
+                    total = run()
+                after = log.ring.stats().as_dict()
+                out[case] = {"calls": calls, "block_timeout_s": block_timeout, "total_s": total,
+                             **{k: after[k] - before[k] for k in ("dropped", "blocked", "block_timeouts",
+                                                                  "dropped_stalled", "dropped_in_loop")}}
+            finally:
+                writer.send_signal(_signal.SIGCONT)
+                writer.send_signal(_signal.SIGTERM)
+                writer.wait(60)
+                unlink(name)
+    return out
+
+
 def memory(records: int = 300_000) -> dict:
     """Resident memory (psutil) of a producer before and after attaching, and of a writer under load."""
     import signal as _signal
@@ -492,6 +543,11 @@ def render(res: dict) -> str:
                         ["on_full", "calls", "dropped", "p50 µs", "p99 µs", "max µs"],
                         [[k, str(v["calls"]), str(v["dropped"]), f"{v['p50_us']:.2f}", f"{v['p99_us']:.2f}",
                           f"{v['max_us']:.0f}"] for k, v in res["full_ring"].items()])
+    if "stalled_writer" in res:
+        lines += _table("A stopped writer and a full ring: total time of the calls",
+                        ["case", "calls", "block_timeout s", "total s", "waits", "dropped"],
+                        [[k, str(v["calls"]), f"{v['block_timeout_s']:g}", f"{v['total_s']:.3f}",
+                          str(v["blocked"]), str(v["dropped"])] for k, v in res["stalled_writer"].items()])
     if "scaling" in res:
         counts = list(next(iter(res["scaling"].values())))
         lines += ["## End to end by number of producers (records/s)", "",
@@ -546,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": latency(200_000 if a.full else 50_000),
         "memory": memory(),
         "full_ring": full_ring(),
+        "stalled_writer": stalled_writer(),
         **({"scaling": scaling()} if a.full else {}),
         "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }

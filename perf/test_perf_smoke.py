@@ -9,7 +9,7 @@ import json
 import pytest
 
 from perf.__main__ import (call_cost, end_to_end, full_ring, latency, main, memory, render, ring_bench,
-                           sanitizer, sealing)
+                           sanitizer, sealing, stalled_writer)
 
 
 @pytest.mark.slow
@@ -23,6 +23,7 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "latency": latency(2_000),
         "memory": memory(2_000),
         "full_ring": full_ring(2_000, 4),
+        "stalled_writer": stalled_writer(40, block_timeout=0.2),
         "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
     }
     assert res["ring"]["records_per_s"] > 0
@@ -30,6 +31,10 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         assert s["complete"], f"{name} lost, duplicated or reordered records"
     assert res["latency"]["producer_info"]["p50_us"] <= res["latency"]["producer_info"]["max_us"]
     assert res["full_ring"]["drop"]["dropped"] == 2_000 and res["full_ring"]["block"]["dropped"] == 4
+    stalled = res["stalled_writer"]
+    assert stalled["block"]["blocked"] == 1 and stalled["block"]["dropped_stalled"] == 39
+    assert stalled["block_in_event_loop"]["blocked"] == 0 and stalled["block_in_event_loop"]["dropped_in_loop"] == 40
+    assert all(v["dropped"] == 40 for v in stalled.values())
     assert res["memory"]["producer"]["rss_after_mb"] > 0 and res["memory"]["writer"]["rss_peak_mb"] > 0
     for corpus in ("realistic", "dense"):
         assert res["sanitizer"][corpus]["ours_mb_s"] > 0
