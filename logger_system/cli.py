@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingError
-from .ring import Ring, ring_name, unlink
+from .ring import DROP_REASONS, Ring, ring_name, unlink
 
 
 def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
@@ -96,6 +96,7 @@ def _keygen(args: argparse.Namespace) -> int:
     from .keys import identity_keygen, keygen
 
     out = Path(args.out)
+    missing = next((d for d in reversed(out.parents) if not d.exists()), None)
     if args.x25519:
         recipient = identity_keygen(out)
         print(recipient)
@@ -105,6 +106,9 @@ def _keygen(args: argparse.Namespace) -> int:
         key_id = keygen(out, rotate=args.rotate)
         what = "added a new active key to" if args.rotate else "wrote a new key to"
         print(f"logger-system keygen: {what} {out} (mode 0600), key id {key_id.hex()}", file=sys.stderr)
+    if missing is not None:
+        print(f"logger-system keygen: made the directory {missing} and those below it (mode 0700)",
+              file=sys.stderr)
     return 0
 
 
@@ -156,9 +160,9 @@ def _stats(args: argparse.Namespace) -> int:
         ring.close()
 
 
-_STAT_ROWS = ("committed", "written", "in_ring", "dropped", "blocked", "abandoned", "malformed",
-              "truncated", "format_errors", "filtered", "denied", "sanitized", "sanitize_dropped",
-              "writer_errors", "warnings")
+_STAT_ROWS = ("committed", "written", "in_ring", "dropped", "blocked", "block_timeouts", "abandoned",
+              "malformed", "truncated", "format_errors", "filtered", "denied", "sanitized",
+              "sanitize_dropped", "writer_errors", "warnings")
 
 
 def _writer_process(pid: int) -> str:
@@ -193,6 +197,9 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
         if since is not None and since[0] > 0 and key != "in_ring":
             rate = f"{(d[key] - since[1][key]) / since[0]:>12,.0f}/s"
         lines.append(f"  {key:<17}{d[key]:>14,}{rate}")
+    reasons = [f"{k[len('dropped_'):]} {d[k]:,}" for k in DROP_REASONS + ("dropped_full",) if d.get(k)]
+    if reasons:
+        lines.append("  dropped because: " + ", ".join(reasons))
     hits = {k: v for k, v in d["rule_hits"].items() if v}
     if hits:
         lines.append("  sanitizer hits by rule: " + ", ".join(
@@ -315,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run a writer and producers on built-in defaults")
     d.add_argument("--seconds", type=float, default=3.0)
     d.add_argument("--producers", type=int, default=4)
-    d.add_argument("--dir", default=None, help="keep the output here (default: a temp dir)")
+    d.add_argument("--dir", default=None, help="write and keep the logs and key here (default: a temp dir, removed at the end)")
     d.set_defaults(func=_demo)
 
     r = sub.add_parser("ring", help="list or remove rings")

@@ -51,6 +51,8 @@ class WriterConfig:
     access: access_mod.AccessPolicy | None = None
     thresholds: health.Thresholds | None = None
     config_file: Path | None = None
+    # capacity or max_record was set (flag or file): the writer says so if an existing ring differs
+    ring_size_given: bool = False
 
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
@@ -133,7 +135,8 @@ _CONVERT: dict[str, Any] = {
 }
 # set from the file's tables, not from [writer] keys or flags
 _TABLES = {"sanitize": "sanitize_policy", "access": "access", "thresholds": "thresholds"}
-assert set(_CONVERT) | set(_TABLES.values()) | {"config_file"} == {f.name for f in fields(WriterConfig)}
+assert set(_CONVERT) | set(_TABLES.values()) | {"config_file", "ring_size_given"} == {
+    f.name for f in fields(WriterConfig)}
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
@@ -179,4 +182,8 @@ def build(file: Path | None = None, **overrides: Any) -> WriterConfig:
             values[k] = _convert(k, v, f"--{k.replace('_', '-')}")
     if "ring" not in values:  # as producers do: $LOGGER_SYSTEM_RING, else the default name
         values["ring"] = ring_name(None)
+    if "capacity" in values or "max_record" in values:
+        values["ring_size_given"] = True
+        if "max_record" not in values:  # a small ring gets records that fit it
+            values["max_record"] = min(DEFAULT_MAX_RECORD, values["capacity"] // 4)
     return replace(WriterConfig(), **values).validated()

@@ -5,6 +5,7 @@ bad bytes from another process or from a file have their own type.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,19 @@ def describe_keys(keys: Any) -> str:
     return ", ".join(names[:_SHOWN_KEYS]) + more
 
 
+# Key material given where a path belongs (`--key "$(cat app.key)"`): a key line
+# (lsk1:..., lsx1-identity:...) or a long base64 run, as a key file holds.
+_KEY_SHAPED = re.compile(r"lsk1:|lsx1-identity:|[A-Za-z0-9+/=_-]{40,}")
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether text may be key material; when in doubt, yes (it is then never shown)."""
+    return any(_KEY_SHAPED.search(part) and any(c.isdigit() for c in part) for part in text.split("/"))
+
+
 def shown_path(path: Path | str) -> str:
-    """A path for a message: whole, unless it is longer than any usable path."""
+    """A path for a message: whole, unless it is longer than any usable path or looks like a key."""
     text = str(path)
+    if looks_like_key(text):
+        return "(the value given, not shown: it looks like key material, not a file name)"
     return text if len(text) <= _PATH_MAX else f"{text[:_SHOWN]}... ({len(text)} characters)"

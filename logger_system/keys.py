@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from .errors import ConfigError
+from .errors import ConfigError, looks_like_key, shown_path
 
 KEY_PREFIX = "lsk1"
 IDENTITY_PREFIX = "lsx1-identity"
@@ -64,14 +64,39 @@ class Identity:
         return Recipient(raw)
 
 
+def _make_parent(path: Path) -> None:
+    """Make the missing directories above a new key file, mode 0700 (only those made here)."""
+    parent = Path(path).parent
+    if parent.exists():
+        return
+    missing = []
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot make the directory {shown_path(d)} for the key: {exc.strerror}; "
+                              f"make it first (`mkdir -m 700 -p {shown_path(Path(path).parent)}`, "
+                              "as a user who may) or choose another --out") from None
+
+
 def _write_secret(path: Path, text: str, overwrite: bool = False) -> None:
+    if looks_like_key(str(path)):
+        raise ConfigError(f"refusing to write a key to {shown_path(path)}: give a file name "
+                          "(such as app.key), not key material")
+    _make_parent(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a key") from None
+        raise ConfigError(f"{shown_path(path)} already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot write {shown_path(path)}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, text.encode())
@@ -86,25 +111,27 @@ def _read_secret(path: Path, what: str) -> str:
         # O_NONBLOCK: a FIFO put where the key should be must not hang the open; it is refused below
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        raise ConfigError(f"cannot open {what} {path}: {exc.strerror}") from None
+        hint = " (give the path of the file, not its contents)" if looks_like_key(str(path)) else ""
+        raise ConfigError(f"cannot open {what} {shown_path(path)}: {exc.strerror}{hint}") from None
     except (ValueError, UnicodeError):
-        raise ConfigError(f"{what} {str(path)!r} is not a usable path") from None
+        raise ConfigError(f"{what} {shown_path(path)!r} is not a usable path") from None
     try:
         st = os.fstat(fd)
+        shown = shown_path(path)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what} {path} is not a regular file")
+            raise ConfigError(f"{what} {shown} is not a regular file")
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{what} {path} can be read by group or others (mode "
-                              f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}`")
+            raise ConfigError(f"{what} {shown} can be read by group or others (mode "
+                              f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {shown}`")
         if st.st_uid != os.geteuid():
-            raise ConfigError(f"{what} {path} belongs to another user (uid {st.st_uid})")
+            raise ConfigError(f"{what} {shown} belongs to another user (uid {st.st_uid})")
         data = os.read(fd, 1 << 20)
     finally:
         os.close(fd)
     try:
         return data.decode("ascii")
     except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path} is not a logger_system key file") from None
+        raise ConfigError(f"{what} {shown_path(path)} is not a logger_system key file") from None
 
 
 def new_key_line() -> str:
@@ -144,12 +171,13 @@ def load_keyring(path: Path) -> Keyring:
             if len(key_id) != 8 or len(key) != 32:
                 raise ValueError
         except (ValueError, binascii.Error):
-            raise ConfigError(f"key file {path}, line {n}: not a key line "
+            raise ConfigError(f"key file {shown_path(path)}, line {n}: not a key line "
                               f"(make one with `logger-system keygen --out FILE`)") from None
         keys[key_id] = key
         active = active or key_id
     if active is None:
-        raise ConfigError(f"key file {path} holds no key (make one with `logger-system keygen --out FILE`)")
+        raise ConfigError(f"key file {shown_path(path)} holds no key "
+                          "(make one with `logger-system keygen --out FILE`)")
     return Keyring(keys, active)
 
 
@@ -173,7 +201,7 @@ def load_identity(path: Path) -> Identity:
         if len(raw) != 32:
             raise ValueError
     except (ValueError, binascii.Error):
-        raise ConfigError(f"identity file {path} is not a logger_system identity "
+        raise ConfigError(f"identity file {shown_path(path)} is not a logger_system identity "
                           "(make one with `logger-system keygen --x25519 --out FILE`)") from None
     return Identity(X25519PrivateKey.from_private_bytes(raw))
 

@@ -172,10 +172,15 @@ def data_key(header: Header, *, keyring: Keyring | None = None, identity: Identi
              where: str = "file") -> bytes:
     """Unwrap a file's data key with the keys given; WrongKeyError if none fits."""
     fixed = header.raw[:_FIXED.size]
+    if keyring is None and identity is None:
+        raise WrongKeyError(f"{where}: these files are sealed: give --key or --identity")
     try:
         if header.mode == MODE_KEY:
             key_id, nonce, wrapped = _KEY_BLOCK.unpack(header.key_block)
-            key = keyring.key(key_id) if keyring else None
+            if keyring is None:
+                raise WrongKeyError(f"{where}: wrong key: sealed with a key file (key id {key_id.hex()}), "
+                                    "not to recipients: give --key FILE, not --identity")
+            key = keyring.key(key_id)
             if key is None:
                 raise WrongKeyError(f"{where}: wrong key: sealed with key id {key_id.hex()}, "
                                     "which the key file given does not hold")

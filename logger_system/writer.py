@@ -484,6 +484,7 @@ class Writer:
         self._dir_lock = lock_dir(self.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
+        self._say_ring_size(config)
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
             config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
@@ -793,6 +794,17 @@ class Writer:
         self._release(skip_to[0], delta)
         _say("skipped", at=cursor, to=skip_to[0], reason="abandoned" if reason[0] == 1 else "malformed")
         return skip_to[0]
+
+    def _say_ring_size(self, config: WriterConfig) -> None:
+        """Sizes asked for apply only to a ring the writer creates: say so when they differ."""
+        ring = self.ring
+        if ring.created or not config.ring_size_given:
+            return
+        if (ring.capacity, ring.max_record) != (config.capacity, config.max_record):
+            _say("ring_size_differs", ring=config.ring, capacity=ring.capacity, max_record=ring.max_record,
+                 asked_capacity=config.capacity, asked_max_record=config.max_record,
+                 note=f"the ring existed already and keeps its size; to resize it, stop its producers "
+                      f"and writer and run `logger-system ring rm {config.ring}`")
 
     def run(self) -> int:
         cfg = self.config
