@@ -1,6 +1,8 @@
 """Shared fixtures: a fresh ring name per test, and a real writer process."""
 from __future__ import annotations
 
+import importlib.machinery
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +12,38 @@ from pathlib import Path
 
 import pytest
 
-from logger_system.reader import iter_records
-from logger_system.ring import Ring, unlink, writer_attached
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _test_the_installed_package() -> None:
+    """Run from a source tree that has no compiled extension (an unpacked sdist, or the
+    repository after a plain `pip install .`), `python -m pytest` would import that tree's
+    logger_system, which cannot load: it has no _lsr_native.  The package to test is then the
+    installed one.  The tree moves to the end of sys.path (perf/ stays importable from it, and
+    nothing puts it back in front), and child processes get PYTHONSAFEPATH, so that neither
+    `python -m logger_system` nor `python -c` puts their working directory first either.
+    An editable install builds the extension into the tree: the tree is the package, and
+    nothing changes."""
+    source = ROOT / "logger_system"
+    built = any((source / f"_lsr_native{suffix}").exists()
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    if built or not source.is_dir():
+        return
+    sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != ROOT] + [str(ROOT)]
+    os.environ["PYTHONSAFEPATH"] = "1"
+
+
+_test_the_installed_package()
+
+from logger_system.reader import iter_records  # noqa: E402
+from logger_system.ring import Ring, unlink, writer_attached  # noqa: E402
+
+
+def cli(*args: str) -> list[str]:
+    """The command line that runs `logger-system ARGS` with this interpreter, whatever the
+    child's working directory: -P keeps that directory off sys.path, so a source tree there
+    never stands in for the package under test (editable or installed)."""
+    return [sys.executable, "-P", "-m", "logger_system", *map(str, args)]
 
 
 @pytest.fixture
@@ -34,8 +66,7 @@ class WriterProcess:
         self.err_path: Path | None = None
 
     def start(self, wait: bool = True) -> "WriterProcess":
-        cmd = [*self.prefix, sys.executable, "-m", "logger_system", "writer", "--ring", self.ring,
-               "--dir", str(self.dir), *self.extra]
+        cmd = [*self.prefix, *cli("writer", "--ring", self.ring, "--dir", self.dir, *self.extra)]
         # a file, not a pipe: a writer must never block on a full pipe nobody reads
         self.err_path = self.dir.parent / f"writer-{self.ring}-{time.monotonic_ns()}.err"
         with open(self.err_path, "wb") as err:

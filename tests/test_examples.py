@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "examples" / "writer.toml"
@@ -19,8 +20,7 @@ CONFIG_DIR = "/var/log/logger-system"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logger_system", *args], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 # ---- examples/writer.toml ----------------------------------------------------
