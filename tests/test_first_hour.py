@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,15 @@ import logger_system
 from logger_system.producer import DEFAULT_WRITER_TIMEOUT
 
 from conftest import WriterProcess, stats, wait_for
+from conftest import cli as command
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 
 
-def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "logger_system", *map(str, args)], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -122,9 +122,8 @@ def test_a_writer_given_other_sizes_for_an_existing_ring_says_so(tmp_path, ring_
 @pytest.mark.slow
 def test_the_writer_reads_LOGGER_SYSTEM_RING_as_documented(tmp_path, ring_name):
     env = {**os.environ, "LOGGER_SYSTEM_RING": ring_name}
-    proc = subprocess.Popen([sys.executable, "-m", "logger_system", "writer", "--dir", str(tmp_path / "logs"),
-                             "--plaintext"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command("writer", "--dir", tmp_path / "logs", "--plaintext"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: _writer_pid(ring_name) == proc.pid, timeout=20, what="writer attached")
     finally:
