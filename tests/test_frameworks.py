@@ -487,7 +487,9 @@ def test_uvicorn_workers_log_into_the_ring(ring_name, tmp_path, procs, writer):
     # uvicorn's supervisor replaced the killed worker
     now = wait_children(server.pid, 2, without=victim, marker="spawn_main",
                         what="uvicorn to replace the killed worker")
-    wait_http(port, server, procs)
+    (new,) = now - first
+    wait_for(lambda: f"Started server process [{new}]" in procs.output(server), timeout=30,
+             interval=0.05, what="the replacement worker to start")
     token = uuid.uuid4().hex
     status, _ = get(port, f"/boom?token={token}")
     assert status == 500
