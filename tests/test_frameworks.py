@@ -280,9 +280,11 @@ N_TASKS = 200
 PER_CHILD = 5
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-def test_celery_worker_and_every_pool_child_log_into_the_ring(ring_name, tmp_path, procs, writer):
+def run_celery_worker(ring_name: str, tmp_path: Path, procs: Processes, writer: WriterProcess,
+                      n_tasks: int, per_child: int, extra_source: str = ""):
+    """redis-server, the writer and `celery -A lstasks worker` (the README's tasks.py with the
+    test's tasks), n_tasks tasks run and their results waited for, the worker and the writer
+    stopped with SIGTERM.  Returns (records, the pid that ran each task, the worker)."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -309,17 +311,17 @@ def test_celery_worker_and_every_pool_child_log_into_the_ring(ring_name, tmp_pat
     source = replace_once(source, "redis://127.0.0.1:6379/0", broker)
     source = replace_once(source, "redis://127.0.0.1:6379/1", backend)
     source = replace_once(source, 'install("app"', f'install("{ring_name}"')
-    (tmp_path / "lstasks.py").write_text(source + CELERY_TASKS)
+    (tmp_path / "lstasks.py").write_text(source + CELERY_TASKS + extra_source)
 
     worker = procs.start("celery", [
         sys.executable, "-m", "celery", "-A", "lstasks", "worker", "--pool", "prefork",
-        "--concurrency", "2", "--max-tasks-per-child", str(PER_CHILD), "--loglevel", "WARNING",
+        "--concurrency", "2", "--max-tasks-per-child", str(per_child), "--loglevel", "WARNING",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
         "--hostname", f"{ring_name}@localhost"], env={"PYTHONPATH": str(tmp_path)})
 
     client = celery.Celery("lstasks", broker=broker, backend=backend)
     try:
-        results = [client.send_task("lstasks.work", args=[i]) for i in range(N_TASKS)]
+        results = [client.send_task("lstasks.work", args=[i]) for i in range(n_tasks)]
         deadline = time.monotonic() + 90
         pids = []
         for r in results:
@@ -331,18 +333,27 @@ def test_celery_worker_and_every_pool_child_log_into_the_ring(ring_name, tmp_pat
         client.close()
     assert procs.stop(worker) == 0
     assert writer.stop() == 0
+    return read_records(tmp_path / "logs"), pids, worker
 
-    records = read_records(tmp_path / "logs")
+
+def check_task_records(records: list[dict], pids: list[int], per_child: int, worker_pid: int) -> None:
     std = Counter((r["msg"], r["pid"]) for r in by_logger(records, "lstasks.std"))
     task = Counter((r["msg"], r["pid"]) for r in by_logger(records, "lstasks.tasklog")
                    if r["level"] == "INFO")
     # every task's two records, exactly once each, from the pool child that ran it
     assert std == Counter({(f"std {i}", pid): 1 for i, pid in enumerate(pids)})
     assert task == Counter({(f"task {i}", pid): 1 for i, pid in enumerate(pids)})
-    assert {r["fields"]["task_no"] for r in by_logger(records, "lstasks.std")} == set(range(N_TASKS))
+    assert {r["fields"]["task_no"] for r in by_logger(records, "lstasks.std")} == set(range(len(pids)))
     # max_tasks_per_child replaced the children: far more of them than the first two
-    assert len(set(pids)) >= N_TASKS // PER_CHILD
-    assert worker.pid not in set(pids)
+    assert len(set(pids)) >= -(-len(pids) // per_child)
+    assert worker_pid not in set(pids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_celery_worker_and_every_pool_child_log_into_the_ring(ring_name, tmp_path, procs, writer):
+    records, pids, worker = run_celery_worker(ring_name, tmp_path, procs, writer, N_TASKS, PER_CHILD)
+    check_task_records(records, pids, PER_CHILD, worker.pid)
     # the worker itself (Celery's own INFO lines, below --loglevel WARNING) and print() in a task
     assert any(r["pid"] == worker.pid and r["logger"].startswith("celery") for r in records)
     assert [r["msg"] for r in records if r["logger"] == "celery.redirected"] == ["printed 0"]
@@ -352,6 +363,16 @@ def test_celery_worker_and_every_pool_child_log_into_the_ring(ring_name, tmp_pat
     out = procs.output(worker)
     assert "console 0" in out
     assert "std 1" not in out and "task 1" not in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_celery_spawned_pool_children_log_into_the_ring(ring_name, tmp_path, procs, writer):
+    # children started as fresh interpreters inherit nothing: they set up logging themselves
+    records, pids, worker = run_celery_worker(
+        ring_name, tmp_path, procs, writer, 8, 3,
+        extra_source='\napp.conf.worker_pool_start_method = "spawn"\n')
+    check_task_records(records, pids, 3, worker.pid)
 
 
 # ---- gunicorn -----------------------------------------------------------------
