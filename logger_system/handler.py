@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
 from typing import Any
 
@@ -362,11 +363,15 @@ def _caller(stacklevel: int):
 
 
 def install(ring: str | None = None, *, level: int | str = logging.INFO, logger: str | None = None,
-            lean: bool = True, **options: Any) -> Handler:
+            lean: bool = True, also: Iterable[str] = (), **options: Any) -> Handler:
     """Send `logging` to a ring in one call; returns the Handler.
 
     The Handler goes on the root logger (or `logger`), replacing any
     logger_system Handler already there, and that logger's level is set.
+    `also` names loggers that do not propagate to it, such as a server's own
+    "gunicorn.error" or "uvicorn.error": the same Handler goes on each of them
+    too (replacing a logger_system Handler there), and their levels stay as
+    their owner sets them (e.g. --log-level).
     With lean=True (the default) the leaner LogRecord and Logger are put in
     place unless the application already chose its own: loggers that exist
     and are plain logging.Logger instances switch class, which adds no state.
@@ -379,6 +384,14 @@ def install(ring: str | None = None, *, level: int | str = logging.INFO, logger:
         old.close()
     target.addHandler(handler)
     target.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in [also] if isinstance(also, str) else also:
+        other = logging.getLogger(name)
+        if other is target:
+            continue
+        for old in [h for h in other.handlers if isinstance(h, Handler)]:
+            other.removeHandler(old)
+            old.close()
+        other.addHandler(handler)
     if lean:
         if logging.getLogRecordFactory() is logging.LogRecord:
             logging.setLogRecordFactory(LogRecord)

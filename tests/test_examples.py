@@ -1,5 +1,6 @@
 """The shipped examples stay true: the production config passes check-config, the README's
-quick-start code compiles, and the systemd unit starts and reloads the writer as documented."""
+quick-start code compiles, and the systemd unit starts and reloads the writer as documented.
+(tests/test_frameworks.py runs the gunicorn, uvicorn and Celery recipes for real.)"""
 from __future__ import annotations
 
 import re
@@ -84,11 +85,20 @@ def test_readme_has_the_quick_starts():
     assert text.index("## Use it") < text.index("## Quick starts") < text.index("## Operating the writer")
     blocks = _quick_start_blocks()
     joined = "\n".join(blocks)
-    assert len(blocks) >= 6
+    assert len(blocks) >= 8
     for needle in ("logger_system.install(", '"class": "logger_system.Handler"',
                    "logger_system.structlog.configure(", "logger.add(logger_system.loguru.sink(",
-                   "gunicorn.conf.py", "initializer=init_logging"):
+                   "gunicorn.conf.py", "initializer=init_logging",
+                   # the servers' own error loggers do not propagate: the recipes name them
+                   'also=["gunicorn.error"]', 'also=["uvicorn.error"]',
+                   "logger_system.celery.install(", "get_task_logger"):
         assert needle in joined, needle
+    quick = text[text.index("\n## Quick starts\n"):text.index("\n## Operating the writer\n")]
+    for section in ("### gunicorn", "### uvicorn", "### Celery", "### asyncio"):
+        assert f"\n{section}\n" in quick, section
+    # what a full ring does on an event loop's thread and elsewhere
+    for counter in ("dropped_in_loop", "dropped_stalled", "block_timeout"):
+        assert counter in quick, counter
     assert "docs/OPERATIONS.md" in text and "docs/SECURITY.md" in text
 
 
