@@ -40,11 +40,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from fnmatch import fnmatchcase
+from fnmatch import translate
 from functools import lru_cache
 from typing import Any, Iterable
 
 from .errors import ConfigError, describe
+from .record import LEVELS, level_number
 
 MARGIN_NS = 2_000_000_000  # clock steps tolerated between a record's ts and the next file's start
 
@@ -106,6 +107,19 @@ def _rfc3339_ns(m: re.Match) -> int | None:
     return (dt - _EPOCH) // _SECOND * 1_000_000_000 + int((frac or "").ljust(9, "0"))
 
 
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)
+
+
+def _canonical(us: int) -> str:
+    """Microseconds since the epoch -> the writer's ts form.  Outside years 1..9999, a text
+    before ("") or after ("~") every such ts."""
+    try:
+        dt = _EPOCH + timedelta(microseconds=us)
+    except OverflowError:
+        return "" if us < 0 else "~"
+    return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{dt.microsecond:06d}Z"
+
+
 @lru_cache(maxsize=4096)
 def _second_ns(prefix: str) -> int | None:
     """'YYYY-MM-DDTHH:MM:SS' (UTC) -> ns since the epoch."""
@@ -132,8 +146,6 @@ def record_ns(ts: Any) -> int | None:
 
 def record_level(level: Any) -> int | None:
     """A record's `level` (a name, `Level N`, or a number) -> its number; None if none."""
-    from .record import LEVELS
-
     if isinstance(level, int) and not isinstance(level, bool):
         return level
     if not isinstance(level, str):
@@ -146,8 +158,6 @@ def record_level(level: Any) -> int | None:
 
 
 def parse_level(text: str | int) -> int:
-    from .record import level_number
-
     try:
         return level_number(text)
     except ValueError as exc:
@@ -172,6 +182,9 @@ class Query:
     pids: frozenset[int] = frozenset()
     grep: str | None = None  # RE2, searched in msg
     _pattern: Any = field(default=None, init=False, repr=False, compare=False)
+    _globs: Any = field(default=None, init=False, repr=False, compare=False)
+    _since_text: Any = field(default=None, init=False, repr=False, compare=False)
+    _until_text: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.since_ns is not None and self.until_ns is not None and self.since_ns > self.until_ns:
@@ -180,6 +193,14 @@ class Query:
             from .policy import compile_pattern
 
             object.__setattr__(self, "_pattern", compile_pattern(self.grep, "--grep"))
+        if self.loggers:  # fnmatch's own translation, compiled once
+            object.__setattr__(self, "_globs", re.compile("|".join(translate(g) for g in self.loggers)))
+        # the writer's `ts` form sorts as its time: the bounds in that form, to the microsecond
+        # (since rounded up, until down: a record's ts has no finer digits)
+        if self.since_ns is not None:
+            object.__setattr__(self, "_since_text", _canonical(-(-self.since_ns // 1000)))
+        if self.until_ns is not None:
+            object.__setattr__(self, "_until_text", _canonical(self.until_ns // 1000))
 
     @classmethod
     def build(cls, *, since: str | None = None, until: str | None = None, level: str | None = None,
@@ -206,18 +227,25 @@ class Query:
             level = record_level(rec.get("level"))
             if level is None or level < self.min_level:
                 return False
-        if self.loggers:
+        if self._globs is not None:
             name = rec.get("logger")
-            if not isinstance(name, str) or not any(fnmatchcase(name, g) for g in self.loggers):
+            if not isinstance(name, str) or self._globs.match(name) is None:
                 return False
-        if self.since_ns is not None or self.until_ns is not None:
-            ts = record_ns(rec.get("ts"))
-            if ts is None:
-                return False
-            if self.since_ns is not None and ts < self.since_ns:
-                return False
-            if self.until_ns is not None and ts > self.until_ns:
-                return False
+        if self._since_text is not None or self._until_text is not None:
+            ts = rec.get("ts")
+            if isinstance(ts, str) and len(ts) == 27 and _CANONICAL.fullmatch(ts):
+                if self._since_text is not None and ts < self._since_text:
+                    return False
+                if self._until_text is not None and ts > self._until_text:
+                    return False
+            else:
+                ns = record_ns(ts)
+                if ns is None:
+                    return False
+                if self.since_ns is not None and ns < self.since_ns:
+                    return False
+                if self.until_ns is not None and ns > self.until_ns:
+                    return False
         if self._pattern is not None:
             msg = rec.get("msg")
             if not isinstance(msg, str) or self._pattern.search(msg.encode("utf-8", "surrogatepass")) is None:
