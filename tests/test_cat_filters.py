@@ -123,6 +123,23 @@ def test_record_ns_reads_what_the_writer_writes(us):
     assert parse_time(rfc3339(ns), 0) == ns
 
 
+@given(st.integers(min_value=-62135596800 * 10**6, max_value=253402300799 * 10**6 + 999999),
+       st.integers(min_value=-10**20, max_value=10**20), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_the_fast_text_comparison_agrees_with_the_time(us, bound, offset_form):
+    """Records in the writer's form are compared as text, others parsed: the same answer, to
+    the nanosecond of the bound, even for bounds outside the years a ts can name."""
+    ts = rfc3339(us * 1000) if us >= 0 else None
+    if ts is None:
+        dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+        ts = f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{dt.microsecond:06d}Z"
+    if offset_form:  # the same instant, not in the writer's form
+        ts = ts[:-1] + "+00:00"
+    rec = _rec(ts=ts)
+    assert Query(since_ns=bound).matches(rec) == (us * 1000 >= bound)
+    assert Query(until_ns=bound).matches(rec) == (us * 1000 <= bound)
+
+
 def test_record_ns_and_level_take_other_forms_or_none():
     assert record_ns("2024-06-01T14:00:00+02:00") == NOW
     assert record_ns("2024-06-01T12:00:00Z") == NOW
@@ -164,12 +181,12 @@ def test_time_window_is_inclusive_to_the_microsecond():
 
 
 def test_level_is_this_level_and_above():
-    for given_level, shown in (("warning", {"WARNING", "ERROR", "CRITICAL"}), ("WARN", {"WARNING", "ERROR", "CRITICAL"}),
-                               ("Error", {"ERROR", "CRITICAL"}), ("10", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
-                               ("35", {"ERROR", "CRITICAL"}), ("critical", {"CRITICAL"})):
+    names = ("NOTSET", *LEVELS_UP)
+    for given_level, lowest in (("warning", 2), ("WARN", 2), ("Error", 3), ("10", 0), ("35", 3),
+                                ("critical", 4), ("0", -1)):
         q = Query.build(level=given_level, now_ns=NOW)
-        got = {n for n in ("NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") if q.matches(_rec(level=n))}
-        assert got == shown, given_level
+        got = {n for n in names if q.matches(_rec(level=n))}
+        assert got == set(names[lowest + 1:]), given_level
     q = Query.build(level="25", now_ns=NOW)
     assert q.matches(_rec(level="Level 25")) and not q.matches(_rec(level="Level 24"))
     assert not q.matches(_rec(level="LOUD"))
@@ -586,7 +603,7 @@ def test_grep_re2(data):
     assert_cat(data, ("--grep", r"fail(ed|ure)"), [r for r in data.all if "failed" in r["msg"]])
     assert_cat(data, ("--grep", "(?i)^PAYMENT"), [r for r in data.all if r["msg"].startswith("payment")])
     assert_cat(data, ("--grep", "caf\u00e9 order [0-9]+5 "),
-               [r for r in data.all if r["msg"].startswith("caf\u00e9 order") and r["fields"]["i"] % 100 in (15, 25, 35)])
+               [r for r in data.all if r["msg"].startswith("caf\u00e9 order") and r["fields"]["i"] > 10])
     assert_cat(data, ("--grep", "u10$"), [r for r in data.all if r["msg"].endswith("u10")])
     assert_cat(data, ("--grep", "declined"), [r for r in data.all if "declined" in r["msg"]])
     bad = data.cat("--grep", "fail(ed")
@@ -601,7 +618,8 @@ def test_filters_combined(data):
     args = ("--since", rfc3339(since), "--level", "info", "--logger", "app.*", "--logger", "worker.io",
             "--pid", late0, "--pid", data.pids[("early", 1)], "--grep", "ok$|served")
     expected = [r for r in data.all if ts_ns(r["ts"]) >= since and r["level"] != "DEBUG"
-                and r["pid"] in (late0, data.pids[("early", 1)]) and ("ok" in r["msg"] or "served" in r["msg"])]
+                and r["pid"] in (late0, data.pids[("early", 1)])
+                and ("ok" in r["msg"] or "served" in r["msg"])]
     assert expected and all(r["pid"] == late0 for r in expected)
     assert_cat(data, args, expected)
     # and in text form, the same records
@@ -652,9 +670,9 @@ def test_bad_input_is_exit_2_with_a_clear_message(args, says, tmp_path):
 
 class Follower:
     def __init__(self, *args) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "logger_system", "cat", "--follow", *map(str, args)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     cwd=ROOT)
+        cmd = [sys.executable, "-m", "logger_system", "cat", "--follow", *map(str, args)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
         self.got: list[dict] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -727,8 +745,8 @@ def test_follow_prints_only_matching_records_as_they_are_written(mode, ring_name
     _wait_written(ring_name, 30)
     time.sleep(0.01)
     since = rfc3339(time.time_ns())
-    f = Follower(*keys, "--since", since, "--level", "warning", "--logger", "app.*", "--grep", "new [0-9]*[02468]$",
-                 logs)
+    f = Follower(*keys, "--since", since, "--level", "warning", "--logger", "app.*",
+                 "--grep", "new [0-9]*[02468]$", logs)
 
     def wanted(r):
         return (r["fields"]["tag"] == "new" and r["level"] in ("WARNING", "ERROR", "CRITICAL")
@@ -767,7 +785,8 @@ def test_follow_until_stops_once_past_it(ring_name, writer_factory, tmp_path):
         assert rc == 0, f.proc.stderr.read().decode()
         f.drain(0)
         everything = jsonl(cli("cat", logs).stdout)
-        expected = [r for r in everything if r["fields"]["tag"] == "before" and r["logger"].startswith("app.")]
+        expected = [r for r in everything
+                    if r["fields"]["tag"] == "before" and r["logger"].startswith("app.")]
         assert len(expected) == 20
         assert all(ts_ns(r["ts"]) <= until_ns for r in expected)
         assert f.got == expected
