@@ -208,18 +208,24 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
 
 
 def _cat(args: argparse.Namespace) -> int:
+    from .query import Query
     from .reader import follow, iter_lines, render_text
 
+    if args.text and args.output == "json":
+        raise ConfigError("--text contradicts --output json: choose one")
+    text = args.text or args.output == "text"
+    query = Query.build(since=args.since, until=args.until, level=args.level, loggers=args.logger or (),
+                        pids=args.pid or (), grep=args.grep, now_ns=time.time_ns())
     out = sys.stdout.buffer
     keys = _keys(args)
     if args.follow:
         if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
             raise ConfigError("--follow takes one log directory")
-        lines = follow(Path(args.paths[0]), **keys)
+        lines = follow(Path(args.paths[0]), **keys, query=query if query.active else None)
     else:
-        lines = iter_lines([Path(p) for p in args.paths], **keys)
+        lines = iter_lines([Path(p) for p in args.paths], **keys, query=query if query.active else None)
     for line in lines:
-        if args.text:
+        if text:
             out.write(render_text(json.loads(line)).encode("utf-8", "backslashreplace") + b"\n")
         else:
             out.write(line)
@@ -301,8 +307,22 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--key", default=None, help="key file for sealed files")
     c.add_argument("--identity", default=None, help="X25519 identity file for sealed files")
     c.add_argument("--follow", "-f", action="store_true", help="keep printing records as they are written")
-    c.add_argument("--text", action="store_true",
-                   help="one human-readable line per record (control characters escaped)")
+    c.add_argument("--output", "-o", choices=("json", "text"), default=None,
+                   help="json: the records' JSON lines (the default); text: one human-readable "
+                        "line per record (control characters escaped)")
+    c.add_argument("--text", action="store_true", help="the same as --output text")
+    c.add_argument("--since", "-S", default=None, metavar="TIME",
+                   help="records at or after TIME: RFC 3339 (2024-05-01T12:00:00Z, ...+02:00), "
+                        "a date (midnight UTC) or a time ago (90s, 10m, 2h, 3d)")
+    c.add_argument("--until", "-U", default=None, metavar="TIME", help="records at or before TIME")
+    c.add_argument("--level", default=None, metavar="LEVEL",
+                   help="records of this level and above: debug, info, warning, error, critical or a number")
+    c.add_argument("--logger", action="append", default=None, metavar="GLOB",
+                   help="records of loggers matching this glob (case-sensitive, e.g. 'app.db.*'); repeatable")
+    c.add_argument("--pid", action="append", default=None, metavar="PID",
+                   help="records of this process id; repeatable")
+    c.add_argument("--grep", "-g", default=None, metavar="RE",
+                   help="records whose msg matches this RE2 pattern (anywhere; (?i) to ignore case)")
     c.add_argument("paths", nargs="+")
     c.set_defaults(func=_cat)
 

@@ -25,29 +25,64 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None) -> Iterator[bytes]:
+def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None, query=None) -> Iterator[bytes]:
     """Every record line of the files, checked, in write order.
 
     Sealed files (.lsx) are decrypted and authenticated chunk by chunk with the
     keyring or identity given.  The last file may still be written: a final
     line without its newline, or a chunk not yet complete, is left out.  In
     any other file that is damage and raises CorruptRecordError.
+
+    query (a query.Query): only the lines of records it matches; a file it rules
+    out by time is not read (plaintext) or not decrypted (sealed: its structure
+    and its place in the chain are still checked).
     """
     from . import sealed
 
     files = expand(paths)
     for i, path in enumerate(files):
         last_file = i == len(files) - 1
+        wanted = True
+        if query is not None and query.since_ns is not None and not last_file:
+            wanted = query.may_hold(_next_start_ns(path, files[i + 1], keyring, identity))
         if path.suffix == "." + sealed.SUFFIX:
             successor = files[i + 1] if not last_file and files[i + 1].suffix == path.suffix else None
-            yield from _sealed_lines(path, last_file, keyring, identity, successor)
+            yield from _sealed_lines(path, last_file, keyring, identity, successor, query, wanted)
+            continue
+        if not wanted:
             continue
         with open(path, "rb") as f:
-            yield from _checked(f, path, last_file)
+            yield from _checked(f, path, last_file, query)
 
 
-def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Path | None) -> Iterator[bytes]:
-    """A sealed file's lines; it must end where the next file's header says it did."""
+def _next_start_ns(path: Path, nxt: Path, keyring, identity) -> int | None:
+    """When the file after `path` in its sequence was opened, at the latest (ns); None if
+    that is not known: then `path` is read.  See logger_system/query.py on why this bounds
+    the records of `path`.  Only a later file of the same directory counts; a sealed one
+    by the creation time in its header, once the header authenticates."""
+    from . import sealed
+    from .query import plain_start_ns
+
+    this, other = LogFile.parse(path.name), LogFile.parse(nxt.name)
+    if this is None or other is None or other.index <= this.index or path.parent != nxt.parent:
+        return None
+    if nxt.suffix != "." + sealed.SUFFIX:
+        return plain_start_ns(other.stamp)
+    try:
+        with open(nxt, "rb") as f:
+            header = sealed.parse_header(f.read(1 << 16), str(nxt))
+        sealed.data_key(header, keyring=keyring, identity=identity, where=str(nxt))
+    except (OSError, sealed.SealError):
+        return None  # read in full; the checks of the chain say what is wrong, if anything
+    return header.created_ns
+
+
+def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Path | None,
+                  query=None, wanted: bool = True) -> Iterator[bytes]:
+    """A sealed file's lines; it must end where the next file's header says it did.
+
+    Not wanted (query rules it out by time): it is checked the same way, with its
+    successor, but its chunks are not decrypted and it yields nothing."""
     from . import sealed
 
     data = path.read_bytes()
@@ -69,11 +104,13 @@ def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Pat
             raise sealed.SealError(f"{path}: truncated: it does not end where {successor.name} says it did")
     elif not last_file and not scan.final:
         raise sealed.SealError(f"{path}: truncated: the final chunk is missing")
+    if not wanted:
+        return
     for chunk in sealed.open_chunks(data, scan, key, str(path)):
-        yield from _checked(chunk.splitlines(keepends=True), path, False)
+        yield from _checked(chunk.splitlines(keepends=True), path, False, query)
 
 
-def _checked(lines, path: Path, may_be_torn: bool) -> Iterator[bytes]:
+def _checked(lines, path: Path, may_be_torn: bool, query=None) -> Iterator[bytes]:
     for lineno, line in enumerate(lines, 1):
         if not line.endswith(b"\n"):
             if may_be_torn:
@@ -85,18 +122,34 @@ def _checked(lines, path: Path, may_be_torn: bool) -> Iterator[bytes]:
             raise CorruptRecordError(f"{path}: line {lineno} is not a JSON record") from None
         if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
             raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
-        yield line
+        if query is None or query.matches(rec):
+            yield line
 
 
-def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.2) -> Iterator[bytes]:
-    """Lines of a live directory as they are written: earlier files, then new chunks and files."""
+def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.2,
+           query=None) -> Iterator[bytes]:
+    """Lines of a live directory as they are written: earlier files, then new chunks and files.
+
+    query (a query.Query): only the lines of records it matches; a file that a later
+    file shows to be older than its --since is passed over unread; once the clock is
+    past its --until (and the margin for records still on their way), one more pass
+    over the files, then the end.
+    """
     import time
 
     from . import sealed
 
     done: dict[str, int] = {}  # file -> chunks (sealed) or bytes (plain) already shown
+    wanted: dict[str, bool] = {}  # files judged by --since once a later file exists
+    by_time = query is not None and query.since_ns is not None
     while True:
-        for path in expand([directory]):
+        last_pass = query is not None and query.over(time.time_ns())
+        files = expand([directory])
+        for i, path in enumerate(files):
+            if by_time and path.name not in wanted and path.name not in done and i + 1 < len(files):
+                wanted[path.name] = query.may_hold(_next_start_ns(path, files[i + 1], keyring, identity))
+            if not wanted.get(path.name, True):
+                continue
             if path.suffix == "." + sealed.SUFFIX:
                 data = path.read_bytes()
                 if sealed.header_torn(data):
@@ -107,7 +160,7 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
                     key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
                     for n, chunk in enumerate(sealed.open_chunks(data, scan, key, str(path))):
                         if n >= seen:
-                            yield from _checked(chunk.splitlines(keepends=True), path, False)
+                            yield from _checked(chunk.splitlines(keepends=True), path, False, query)
                     done[path.name] = len(scan.chunks)
             else:
                 seen = done.get(path.name, 0)
@@ -116,8 +169,10 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
                     data = f.read()
                 end = data.rfind(b"\n") + 1
                 if end:
-                    yield from _checked(data[:end].splitlines(keepends=True), path, False)
+                    yield from _checked(data[:end].splitlines(keepends=True), path, False, query)
                     done[path.name] = seen + end
+        if last_pass:
+            return
         time.sleep(interval)
 
 
