@@ -7,6 +7,7 @@ perf/results/latest.json and perf/results/latest.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -252,43 +253,52 @@ def scaling(producer_counts=(1, 2, 4, 8), total: int = 200_000) -> dict:
     return out
 
 
-def full_ring(drop_calls: int = 100_000, block_calls: int = 40) -> dict:
-    """What producers see when the ring is full (the writer stopped, alive): latency and drops."""
+@contextlib.contextmanager
+def _stopped_writer(prefix: str):
+    """A ring of 64 KiB whose writer is stopped (SIGSTOP): alive, its heartbeat fresh, not
+    draining.  Yields the ring's name; the writer is resumed, stopped and the ring removed after."""
     import signal as _signal
 
-    import numpy as np
-
-    import logger_system
     from logger_system.ring import unlink
     from perf.ours import start_writer
 
-    name = f"perf-full-{uuid.uuid4().hex[:8]}"
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="perf-full-") as workdir:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as workdir:
         writer = start_writer(name, os.path.join(workdir, "logs"), "--capacity", "64KiB",
                               "--max-record", "4KiB")
         try:
-            writer.send_signal(_signal.SIGSTOP)  # alive (fresh heartbeat) but not draining
-            for policy, calls in (("drop", drop_calls), ("block", block_calls)):
-                _progress(f"full ring: on_full={policy}")
-                log = logger_system.connect(name, on_full=policy, block_timeout=0.05, name=policy)
-                while log.info("fill %s", "x" * 200):
-                    pass  # until the ring is full
-                before = log.ring.stats().dropped
-                t = np.empty(calls, np.int64)
-                for i in range(calls):
-                    t0 = time.perf_counter_ns()
-                    log.info("request %s", i)
-                    t[i] = time.perf_counter_ns() - t0
-                us = t / 1000
-                out[policy] = {"calls": calls, "dropped": log.ring.stats().dropped - before,
-                               "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
-                               "max_us": float(us.max())}
+            writer.send_signal(_signal.SIGSTOP)
+            yield name
         finally:
             writer.send_signal(_signal.SIGCONT)
             writer.send_signal(_signal.SIGTERM)
             writer.wait(60)
             unlink(name)
+
+
+def full_ring(drop_calls: int = 100_000, block_calls: int = 40) -> dict:
+    """What producers see when the ring is full (the writer stopped, alive): latency and drops."""
+    import numpy as np
+
+    import logger_system
+
+    out = {}
+    with _stopped_writer("perf-full") as name:
+        for policy, calls in (("drop", drop_calls), ("block", block_calls)):
+            _progress(f"full ring: on_full={policy}")
+            log = logger_system.connect(name, on_full=policy, block_timeout=0.05, name=policy)
+            while log.info("fill %s", "x" * 200):
+                pass  # until the ring is full
+            before = log.ring.stats().dropped
+            t = np.empty(calls, np.int64)
+            for i in range(calls):
+                t0 = time.perf_counter_ns()
+                log.info("request %s", i)
+                t[i] = time.perf_counter_ns() - t0
+            us = t / 1000
+            out[policy] = {"calls": calls, "dropped": log.ring.stats().dropped - before,
+                           "p50_us": float(np.percentile(us, 50)), "p99_us": float(np.percentile(us, 99)),
+                           "max_us": float(us.max())}
     return out
 
 
@@ -297,49 +307,36 @@ def stalled_writer(calls: int = 400, block_timeout: float = 1.0) -> dict:
     `calls` log calls under on_full="block" (waits at most once), the same calls made
     inside a running asyncio event loop (never wait), and on_full="drop"."""
     import asyncio
-    import signal as _signal
 
     import logger_system
-    from logger_system.ring import unlink
-    from perf.ours import start_writer
 
     out = {}
     for case in ("block", "block_in_event_loop", "drop"):
-        name = f"perf-stall-{uuid.uuid4().hex[:8]}"
-        with tempfile.TemporaryDirectory(prefix="perf-stall-") as workdir:
-            writer = start_writer(name, os.path.join(workdir, "logs"), "--capacity", "64KiB",
-                                  "--max-record", "4KiB")
-            try:
-                writer.send_signal(_signal.SIGSTOP)
-                _progress(f"stopped writer: {case}, {calls} calls")
-                log = logger_system.connect(name, on_full="drop" if case == "drop" else "block",
-                                            block_timeout=block_timeout, name=case)
-                filler = logger_system.connect(name, on_full="drop", name="fill")
-                while filler.info("fill %s", "x" * 200):
-                    pass  # until the ring is full (a drop-mode fill never waits)
-                before = log.ring.stats().as_dict()
+        with _stopped_writer("perf-stall") as name:
+            _progress(f"stopped writer: {case}, {calls} calls")
+            log = logger_system.connect(name, on_full="drop" if case == "drop" else "block",
+                                        block_timeout=block_timeout, name=case)
+            filler = logger_system.connect(name, on_full="drop", name="fill")
+            while filler.info("fill %s", "x" * 200):
+                pass  # until the ring is full (a drop-mode fill never waits)
+            before = log.ring.stats().as_dict()
 
-                def run() -> float:
-                    t0 = time.perf_counter()
-                    for i in range(calls):
-                        log.info("request %s", i)
-                    return time.perf_counter() - t0
+            def run() -> float:
+                t0 = time.perf_counter()
+                for i in range(calls):
+                    log.info("request %s", i)
+                return time.perf_counter() - t0
 
-                if case == "block_in_event_loop":
-                    async def in_loop() -> float:
-                        return run()
-                    total = asyncio.run(in_loop())
-                else:
-                    total = run()
-                after = log.ring.stats().as_dict()
-                out[case] = {"calls": calls, "block_timeout_s": block_timeout, "total_s": total,
-                             **{k: after[k] - before[k] for k in ("dropped", "blocked", "block_timeouts",
-                                                                  "dropped_stalled", "dropped_in_loop")}}
-            finally:
-                writer.send_signal(_signal.SIGCONT)
-                writer.send_signal(_signal.SIGTERM)
-                writer.wait(60)
-                unlink(name)
+            if case == "block_in_event_loop":
+                async def in_loop() -> float:
+                    return run()
+                total = asyncio.run(in_loop())
+            else:
+                total = run()
+            after = log.ring.stats().as_dict()
+            out[case] = {"calls": calls, "block_timeout_s": block_timeout, "total_s": total,
+                         **{k: after[k] - before[k] for k in ("dropped", "blocked", "block_timeouts",
+                                                              "dropped_stalled", "dropped_in_loop")}}
     return out
 
 
