@@ -51,6 +51,8 @@ _KIND = {ord("{"): _OPEN, ord("["): _OPEN, ord("}"): _CLOSE, ord("]"): _CLOSE, o
 # one escape in a JSON string; a surrogate pair counts as one
 _ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.")
 _WORD = re.compile(rb"[A-Za-z0-9_]")
+_PUNCT = np.zeros(256, bool)
+_PUNCT[list(b"{}[]:, \t\r")] = True
 
 
 class _Fields:
@@ -579,5 +581,13 @@ class _Placer:
                 esc ^= live
                 back += 1
             q = q[~esc]
+        # between the strings, the JSON punctuation and blanks become line ends too: a number
+        # (true, false, null) stands on a line of its own, like a string's value
+        c = np.flatnonzero(_PUNCT[text])
+        if len(c):
+            rc = region(c)
+            c, rc = c[infields[rc] == 1], rc[infields[rc] == 1]
+            before = np.searchsorted(q, c) - np.searchsorted(q, at[rc])  # this region's quotes before c
+            text[c[before % 2 == 0]] = 0x0A
         text[q] = 0x0A
         return escaped
