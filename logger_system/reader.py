@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -26,7 +28,8 @@ def expand(paths: Iterable[Path]) -> list[Path]:
 
 
 def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None, query=None) -> Iterator[bytes]:
-    """Every record line of the files, checked, in write order.
+    """Every record line of the files, checked, in write order, as it may be shown
+    (display_line: characters that do not show written as \\uXXXX escapes).
 
     Sealed files (.lsx) are decrypted and authenticated chunk by chunk with the
     keyring or identity given.  The last file may still be written: a final
@@ -123,7 +126,7 @@ def _checked(lines, path: Path, may_be_torn: bool, query=None) -> Iterator[bytes
         if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
             raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
         if query is None or query.matches(rec):
-            yield line
+            yield display_line(line)
 
 
 def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.2,
@@ -184,20 +187,110 @@ def iter_records(paths: Iterable[Path], **keys) -> Iterator[dict]:
 _UNSAFE = {c: f"\\x{c:02x}" for c in list(range(0x20)) + [0x7F] + list(range(0x80, 0xA0))}
 _UNSAFE.update({0x2028: "\\u2028", 0x2029: "\\u2029", ord("\\"): "\\\\"})
 
+# Characters that do not show, or that change how the text around them shows: the bidi
+# controls (U+202A-E, U+2066-9, U+200E/F, U+061C), zero-width ones (U+200B-D, U+2060-4,
+# the BOM U+FEFF, U+180E), the soft hyphen, the other format characters (Unicode Cf), the
+# line and paragraph separators, C1 and DEL, and the blank fillers (U+034F, U+115F, U+1160,
+# U+3164, U+FFA0).  `user \u202eNIMDA\u202c` must never read as "user ADMIN".
+_INVISIBLE = re.compile(
+    "[\x7f-\x9f\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f]")
+
+
+def _u(c: str) -> str:
+    """c as JSON escapes (a surrogate pair above U+FFFF)."""
+    n = ord(c)
+    if n > 0xFFFF:
+        n -= 0x10000
+        return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+    return f"\\u{n:04x}"
+
+
+def _shows(c: str) -> bool:
+    """True for a character a terminal shows as itself (spaces of any width count)."""
+    return (c.isprintable() or unicodedata.category(c) == "Zs") and not _INVISIBLE.match(c)
+
+
+def _visible(text: str, esc=_u) -> str:
+    """text with every character that does not show as itself escaped."""
+    if text.isprintable() and not _INVISIBLE.search(text):
+        return text
+    return "".join(c if _shows(c) else esc(c) for c in text)
+
+
+def display_line(line: bytes) -> bytes:
+    """A JSON record line as it may be shown: the characters that do not show (see _INVISIBLE)
+    written as \\uXXXX escapes.  The line decodes to the same record; a line without such
+    characters (all ASCII ones, most others) is returned as it is, unchanged."""
+    if line.isascii() and b"\x7f" not in line:
+        return line
+    text = line.decode("utf-8", "surrogateescape")
+    if not _INVISIBLE.search(text):
+        return line
+    # outside its strings a JSON text is ASCII: every such character stands inside a string
+    return _INVISIBLE.sub(lambda m: _u(m.group()), text).encode("utf-8", "surrogateescape")
+
 
 def safe_text(value: object) -> str:
-    """Text for a terminal: control characters (C0, DEL, C1, line separators) shown escaped.
+    """Text for a terminal: control characters (C0, DEL, C1, line separators) shown escaped,
+    and the characters that do not show as themselves (bidi controls, zero-width ones, other
+    format characters) as \\uXXXX.
 
     A record rendered this way can neither forge a second line nor send an
-    escape sequence to the terminal (CWE-117).
+    escape sequence to the terminal (CWE-117), nor read as other text than it is.
     """
-    return str(value).translate(_UNSAFE)
+    return _visible(str(value).translate(_UNSAFE), lambda c: f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF
+                    else f"\\U{ord(c):08x}")
+
+
+_BARE = re.compile(r'[^\s="\\]+')
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|NaN|-?Infinity")
+
+
+def _quoted(text: str) -> str:
+    """text as a JSON string, every character that does not show escaped."""
+    return _visible(json.dumps(text, ensure_ascii=False))
+
+
+def _bare(text: str) -> bool:
+    return bool(_BARE.fullmatch(text)) and text.isprintable() and not _INVISIBLE.search(text)
+
+
+def _key(key: str) -> str:
+    """A field name: as it is when it has no blank, '=', quote, backslash or hidden character;
+    else quoted."""
+    return key if _bare(key) else _quoted(key)
+
+
+def _value(value: object) -> str:
+    """A field value: a plain string as it is; one with a blank, '=', a quote, a backslash or
+    a hidden character, or one that would read as a number, true/false/null, a list or an
+    object, quoted; anything else as compact JSON."""
+    if isinstance(value, str):
+        if not _bare(value) or _JSON_SCALAR.fullmatch(value):
+            return _quoted(value)
+        if value[0] in "[{":
+            try:
+                json.loads(value)
+                return _quoted(value)
+            except ValueError:
+                pass
+        return value
+    return _visible(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def render_text(rec: dict) -> str:
-    """One record as one human-readable line."""
+    """One record as one human-readable line: `ts LEVEL logger[pid]: msg key=value ...`.
+
+    Field names and values are quoted (JSON string syntax) when they would not read back as
+    themselves, so `user="bob role=admin"` can never pose as two fields; the message is
+    quoted when it holds '=' or a quote, so it cannot pose as fields either.
+    """
     fields = rec.get("fields") or {}
-    extra = "".join(f" {safe_text(k)}={safe_text(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v)}"
-                    for k, v in fields.items())
-    return (f"{safe_text(rec.get('ts'))} {safe_text(rec.get('level')):<8} {safe_text(rec.get('logger'))}"
-            f"[{safe_text(rec.get('pid'))}]: {safe_text(rec.get('msg'))}{extra}")
+    extra = "".join(f" {_key(str(k))}={_value(v)}" for k, v in fields.items())
+    msg = str(rec.get("msg"))
+    msg = _quoted(msg) if ("=" in msg or '"' in msg) else safe_text(msg)
+    return (f"{safe_text(rec.get('ts'))} {safe_text(rec.get('level')):<8} {_key(str(rec.get('logger')))}"
+            f"[{safe_text(rec.get('pid'))}]: {msg}{extra}")
