@@ -9,7 +9,7 @@ import json
 import pytest
 
 from perf.__main__ import (call_cost, end_to_end, full_ring, latency, main, memory, render, ring_bench,
-                           sanitizer, sealing, stalled_writer)
+                           sanitizer, sealing, secrets_corpus, stalled_writer)
 
 
 @pytest.mark.slow
@@ -19,6 +19,7 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "ring": ring_bench(1, n=200_000),
         "call_cost": call_cost(1, calls=2_000),
         "sanitizer": sanitizer(1, 2_000),
+        "secrets_corpus": secrets_corpus(1, 1, 2_000),
         "sealing": sealing(1, chunks=4),
         "latency": latency(2_000),
         "memory": memory(2_000),
@@ -40,7 +41,13 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         assert res["sanitizer"][corpus]["ours_mb_s"] > 0
     for key in ("producer_info", "logging_handler", "logging_lean_logger", "stdlib_queue_handler"):
         assert res["call_cost"][key]["median_us"] > 0, key
+    corpus = res["secrets_corpus"]
+    assert corpus["corpus"]["secret_records"] > 0 and corpus["corpus"]["negative_records"] > 0
+    assert corpus["ours"]["mb_s"] > 0 and 0 <= corpus["ours"]["recall"] <= 1
+    assert corpus["realistic"]["ours_mb_s"] > 0 and corpus["realistic"]["ratio"] > 0
+    assert corpus["detect_secrets"]["mb_s"] > 0, "the peer is in the perf extra"
     md = render(res)
+    assert "## Labeled corpus: logger_system against detect-secrets" in md
     assert "logger_system" in md and "stdlib" in md
     assert "## Targets" in md and "`logging` through Handler (after install())" in md
     json.dumps(res)
