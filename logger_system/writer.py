@@ -40,7 +40,7 @@ from .health import WRITER_LOGGER, HealthMonitor
 from .errors import ConfigError
 from .keys import Keyring, Recipient, load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
-from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, Sanitize
+from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, WHOLE_VALUE, Sanitize
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
 from .policy import BUILTIN_RULES, FIELD_RULE, Policy
 from .policy import load as load_policy
@@ -602,9 +602,12 @@ class Writer:
         """The sanitizer, with its hits per rule counted in the ring under each rule's name."""
         if not self.policy.enabled:
             return []
-        names = list(BUILTIN_RULES) + [FIELD_RULE] + [r.name for r in self.policy.rules]
+        custom = len(self.policy.rules)
+        # with policy rules, a last counter: values a rule replaced whole (it could not cut them in place)
+        names = (list(BUILTIN_RULES) + [FIELD_RULE] + [r.name for r in self.policy.rules]
+                 + ([WHOLE_VALUE] if custom else []))
         self._rule_ids = np.array(list(range(len(BUILTIN_RULES))) + [FIELD_ID] +
-                                  [CUSTOM_BASE + i for i in range(len(self.policy.rules))])
+                                  [CUSTOM_BASE + i for i in range(custom + 1 if custom else 0)])
         self.ring.name_rules(names)
         return [Sanitize(self.policy, on_hits=self._count_hits)]
 

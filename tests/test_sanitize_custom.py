@@ -306,6 +306,7 @@ def test_writer_policy_file_and_a_real_traceback(ring_name, writer_factory, tmp_
         s = stats(ring_name)
         assert s["sanitize_dropped"] == 1 and s["written"] == 3
         assert s["rule_hits"]["ticket"] == 1 and s["rule_hits"]["quoted"] == 1
+        assert s["rule_hits"][WHOLE_VALUE] == 1  # the quoted match: its traceback replaced whole
         assert w.stop() == 0
     finally:
         lg.removeHandler(handler)
