@@ -566,20 +566,24 @@ SCANNER = pytest.mark.skipif(not _scanner_calls_tokens(),
 @SCANNER
 @pytest.mark.parametrize("rule", sorted(GENERATORS))
 def test_stage_replaces_tokens_in_message_and_fields(rule):
+    """Where no key names the value, the replacement names the token's rule; after a secret
+    key (api_key=...) the password rule may take the value first: either way it is gone."""
     records, secrets = [], []
     for k in range(len(GENERATORS[rule])):
         for token in tokens(rule, k, 3):
-            for form in ("{t}", "key={t}", '{{"api_key": "{t}"}}', "call failed: {t}."):
+            for form in ("{t}", "call failed: {t}.", "GET /v1/hook?u={t}&n=2", "key={t}",
+                         '{{"api_key": "{t}"}}'):
                 text = form.format(t=token)
                 records.append((text, {"v": text, "deep": {"list": [text]}}))
-                secrets.append((token, text))
+                secrets.append((token, text, "key" not in form))
     out = sanitize(records)
     assert len(out) == len(records)
-    for (token, text), rec in zip(secrets, out):
+    for (token, text, named), rec in zip(secrets, out):
         blob = json.dumps(rec)
         assert token not in blob, (rule, text, rec)
-        assert f"[REDACTED:{rule}]" in rec["msg"], (rule, text, rec["msg"])
-        assert rec["msg"] == text.replace(token, f"[REDACTED:{rule}]"), (rule, text, rec["msg"])
+        if named:
+            assert rec["msg"] == text.replace(token, f"[REDACTED:{rule}]"), (rule, text, rec["msg"])
+            assert rec["fields"]["deep"]["list"] == [rec["msg"]]
 
 
 @SCANNER
