@@ -246,12 +246,13 @@ static size_t slack_more(const uint8_t *s, size_t n, size_t i) {
  * workspace tokens; the body may carry GitLab's routing suffix (.01.xxxx).
  * GR1348941: runner registration tokens. */
 static size_t gitlab(const uint8_t *s, size_t n, size_t i) {
-    static const char *const P[] = {"glpat-", "gldt-",  "glrt-",  "glptt-",  "glcbt-", "glft-",
-                                    "glimt-", "glagent-", "gloas-", "glsoat-", "glffct-", "glwt-"};
+    static const char *const P[] = {"pat-", "dt-",  "rt-",  "ptt-",  "cbt-", "ft-",
+                                    "imt-", "agent-", "oas-", "soat-", "ffct-", "wt-"};
     size_t j = 0;
+    if (!AT(i, "gl")) return 0;
     for (size_t t = 0; t < sizeof P / sizeof P[0] && !j; t++) {
-        size_t len = strlen(P[t]);
-        if (at(s, n, i, P[t], len)) j = i + len;
+        size_t len = strlen(P[t]); /* constant folded */
+        if (at(s, n, i + 2, P[t], len)) j = i + 2 + len;
     }
     if (!j) return 0;
     size_t k = j + run(s, n, j, K_DOTTED, 1024);
@@ -455,101 +456,160 @@ static size_t azure(const uint8_t *s, size_t n, size_t i) {
     return 0;
 }
 
-/* ---- dispatch ------------------------------------------------------------- */
+/* ---- dispatch -------------------------------------------------------------
+ * A word start costs a bitmap lookup on its first two bytes (the pairs that
+ * begin a format), a look for '~' a few bytes in (Azure) and one for '.' 14
+ * bytes in (Terraform); only then the formats of that pair are tried. */
 
-size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
-    if (i >= n || n - i < 8) return 0;
+static uint64_t PAIRS[65536 / 64];
+
+static void pair(uint8_t a, uint8_t b) {
+    unsigned k = a | (unsigned)b << 8;
+    PAIRS[k >> 6] |= 1ull << (k & 63);
+}
+
+__attribute__((constructor)) static void pairs_init(void) {
+    static const char *const P[] = {"AI", "AT", "AG", "EA", "GO", "GR", "HR", "HT", "Ht", "PM", "SG", "SK",
+                                    "ap", "do", "da", "dp", "gl", "hf", "ht", "hT", "hv", "ke", "np", "py",
+                                    "rk", "sk", "sh", "sq", "wh", "xa", "xo", "ya", "1/"};
+    for (size_t t = 0; t < sizeof P / sizeof P[0]; t++) pair((uint8_t)P[t][0], (uint8_t)P[t][1]);
+    for (const char *a = "MNO"; *a; a++) /* Discord: base64 of a decimal id begins so */
+        for (const char *b = "DTjz"; *b; b++) pair((uint8_t)*a, (uint8_t)*b);
+}
+
+/* pfx: the first two bytes begin a format; more: 1 Telegram, 2 Azure, 4 Terraform may match */
+static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule, int pfx,
+                       unsigned more) {
     size_t m = 0;
     int r = -1;
+    const uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
 #define TRY(id, fn)                                                                                      \
     do {                                                                                                 \
         if (r < 0 && (enabled >> (id) & 1) && (m = fn(s, n, i)) != 0) r = (id);                          \
     } while (0)
-    switch (s[i]) {
+    if (pfx) switch (s[i]) {
     case 'A':
-        if (s[i + 1] == 'I' && s[i + 2] == 'z' && s[i + 3] == 'a') {
-            if ((enabled >> LSR_R_GOOGLE_API_KEY & 1) && exact(s, n, i + 4, K_B64URL, 35)) {
+        if (c1 == 'I') {
+            if (c2 == 'z' && c3 == 'a' && (enabled >> LSR_R_GOOGLE_API_KEY & 1) &&
+                exact(s, n, i + 4, K_B64URL, 35)) {
                 m = 39;
                 r = LSR_R_GOOGLE_API_KEY;
             }
-        } else if (s[i + 1] == 'T') {
-            TRY(LSR_R_ATLASSIAN_TOKEN, atlassian);
-        } else if (s[i + 1] == 'G') {
+        } else if (c1 == 'T') {
+            if (c2 == 'A') TRY(LSR_R_ATLASSIAN_TOKEN, atlassian);
+        } else if (c2 == 'E') {
             TRY(LSR_R_AGE_SECRET_KEY, age);
         }
         break;
-    case 'E': TRY(LSR_R_SQUARE_TOKEN, square); break;
+    case 'E':
+        if (c2 == 'A' && c3 == 'A') TRY(LSR_R_SQUARE_TOKEN, square);
+        break;
     case 'G':
-        if (s[i + 1] == 'O') TRY(LSR_R_GOOGLE_OAUTH, google_oauth);
-        else if (s[i + 1] == 'R') TRY(LSR_R_GITLAB_TOKEN, gitlab_runner);
+        if (c1 == 'O') TRY(LSR_R_GOOGLE_OAUTH, google_oauth);
+        else if (c2 == '1') TRY(LSR_R_GITLAB_TOKEN, gitlab_runner);
         break;
     case 'H':
-        if (s[i + 1] == 'R') TRY(LSR_R_HEROKU_KEY, heroku);
+        if (c1 == 'R') TRY(LSR_R_HEROKU_KEY, heroku);
         else TRY(LSR_R_SLACK_WEBHOOK, slack_webhook); /* HTTPS:// */
         break;
     case 'P': TRY(LSR_R_POSTMAN_KEY, postman); break;
     case 'S':
-        if (s[i + 1] == 'G') TRY(LSR_R_SENDGRID_KEY, sendgrid);
-        else if (s[i + 1] == 'K') TRY(LSR_R_TWILIO_KEY, twilio);
+        if (c1 == 'G') {
+            if (c2 == '.') TRY(LSR_R_SENDGRID_KEY, sendgrid);
+        } else {
+            TRY(LSR_R_TWILIO_KEY, twilio);
+        }
         break;
-    case 'a': TRY(LSR_R_HUGGINGFACE_TOKEN, huggingface); break;
+    case 'a':
+        if (c3 == '_') TRY(LSR_R_HUGGINGFACE_TOKEN, huggingface); /* api_org_ */
+        break;
     case 'd':
-        if (s[i + 1] == 'o') TRY(LSR_R_DIGITALOCEAN_TOKEN, digitalocean);
-        else if (s[i + 1] == 'a') TRY(LSR_R_DATABRICKS_TOKEN, databricks);
-        else if (s[i + 1] == 'p') TRY(LSR_R_DOPPLER_TOKEN, doppler);
+        if (c1 == 'o') {
+            if (c3 == '_') TRY(LSR_R_DIGITALOCEAN_TOKEN, digitalocean);
+        } else if (c1 == 'a') {
+            if (c2 == 'p' && c3 == 'i') TRY(LSR_R_DATABRICKS_TOKEN, databricks);
+        } else if (c2 == '.') {
+            TRY(LSR_R_DOPPLER_TOKEN, doppler);
+        }
         break;
     case 'g': TRY(LSR_R_GITLAB_TOKEN, gitlab); break;
     case 'h':
-        if (s[i + 1] == 'f') TRY(LSR_R_HUGGINGFACE_TOKEN, huggingface);
-        else if (s[i + 1] == 't' || s[i + 1] == 'T') TRY(LSR_R_SLACK_WEBHOOK, slack_webhook);
-        else if (s[i + 1] == 'v') TRY(LSR_R_HASHICORP_TOKEN, vault);
+        if (c1 == 'f') {
+            if (c2 == '_') TRY(LSR_R_HUGGINGFACE_TOKEN, huggingface);
+        } else if (c1 == 'v') {
+            if (c3 == '.') TRY(LSR_R_HASHICORP_TOKEN, vault);
+        } else if ((c2 | 32) == 't' && (c3 | 32) == 'p') {
+            TRY(LSR_R_SLACK_WEBHOOK, slack_webhook);
+        }
         break;
-    case 'k': TRY(LSR_R_MAILGUN_KEY, mailgun); break;
-    case 'n': TRY(LSR_R_NPM_TOKEN, npm); break;
-    case 'p': TRY(LSR_R_PYPI_TOKEN, pypi); break;
+    case 'k':
+        if (c2 == 'y' && c3 == '-') TRY(LSR_R_MAILGUN_KEY, mailgun);
+        break;
+    case 'n':
+        if (c2 == 'm' && c3 == '_') TRY(LSR_R_NPM_TOKEN, npm);
+        break;
+    case 'p':
+        if (c2 == 'p' && c3 == 'i') TRY(LSR_R_PYPI_TOKEN, pypi);
+        break;
     case 'r':
-        if (s[i + 1] == 'k') TRY(LSR_R_STRIPE_KEY, stripe);
+        if (c2 == '_') TRY(LSR_R_STRIPE_KEY, stripe);
         break;
     case 's':
-        if (s[i + 1] == 'k') {
-            if (s[i + 2] == '-') {
+        if (c1 == 'k') {
+            if (c2 == '-') {
                 if (AT(i + 3, "ant-")) TRY(LSR_R_ANTHROPIC_KEY, anthropic);
                 else TRY(LSR_R_OPENAI_KEY, openai);
-            } else if (s[i + 2] == '_') {
+            } else if (c2 == '_') {
                 TRY(LSR_R_STRIPE_KEY, stripe);
             }
-        } else if (s[i + 1] == 'h') {
-            TRY(LSR_R_SHOPIFY_TOKEN, shopify);
-        } else if (s[i + 1] == 'q') {
+        } else if (c1 == 'h') {
+            if (c2 == 'p') TRY(LSR_R_SHOPIFY_TOKEN, shopify);
+        } else if (c2 == '0') {
             TRY(LSR_R_SQUARE_TOKEN, square);
         }
         break;
-    case 'w': TRY(LSR_R_STRIPE_KEY, stripe); break;
-    case 'x': TRY(LSR_R_SLACK_TOKEN, slack_more); break;
-    case 'y': TRY(LSR_R_GOOGLE_OAUTH, google_oauth); break;
-    case '1':
-        if (s[i + 1] == '/') {
-            TRY(LSR_R_GOOGLE_OAUTH, google_oauth);
-            break;
-        }
-        /* fall through */
-    case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
-        TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
+    case 'w':
+        if (c2 == 's' && c3 == 'e') TRY(LSR_R_STRIPE_KEY, stripe);
         break;
+    case 'x':
+        if (c2 == 'p' || c2 == 'x') TRY(LSR_R_SLACK_TOKEN, slack_more);
+        break;
+    case 'y':
+        if (c2 == '2') TRY(LSR_R_GOOGLE_OAUTH, google_oauth);
+        break;
+    case 'M': case 'N': case 'O': TRY(LSR_R_DISCORD_TOKEN, discord); break;
+    case '1': TRY(LSR_R_GOOGLE_OAUTH, google_oauth); break; /* 1//0 */
     default: break;
     }
-    if (r < 0 && (s[i] == 'M' || s[i] == 'N' || s[i] == 'O')) TRY(LSR_R_DISCORD_TOKEN, discord);
-    /* formats that do not begin with a fixed prefix: a marker a few bytes in */
-    if (r < 0 && n - i > 23 && s[i + 14] == '.' && s[i + 15] == 'a') TRY(LSR_R_HASHICORP_TOKEN, terraform);
-    if (r < 0 && n - i > 34) {
-        int q = 0;
-        for (size_t d = 0; d <= 3; d++) q |= s[i + d + 1] == 'Q' && s[i + d + 2] == '~';
-        if (q) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
-    }
+    if (r < 0 && (more & 1)) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
+    if (r < 0 && (more & 2)) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
+    if (r < 0 && (more & 4)) TRY(LSR_R_HASHICORP_TOKEN, terraform);
 #undef TRY
     if (r < 0) return 0;
     *rule = r;
     return m;
+}
+
+static inline int has_byte(uint64_t w, uint8_t b) { /* some byte of w is b */
+    w ^= 0x0101010101010101ull * b;
+    return ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull) != 0;
+}
+
+size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
+    if (i >= n || n - i < 16) return 0; /* no format is shorter */
+    const uint8_t *p = s + i;
+    unsigned key = p[0] | (unsigned)p[1] << 8, more = 0;
+    int pfx = (int)(PAIRS[key >> 6] >> (key & 63) & 1);
+    uint64_t w;
+    memcpy(&w, p + 2, 8);
+    if (has_byte(w & 0xFFFFFFFFull, '~')) more |= 2; /* Azure's Q~ ends in p[2..5] */
+    if (p[14] == '.' && p[15] == 'a') more |= 4;     /* Terraform's .atlasv1. */
+    if ((unsigned)p[0] - 0x31u < 9u) {              /* Telegram: [1-9], and a ':' in p[6..13] */
+        memcpy(&w, p + 6, 8);
+        if (has_byte(w, ':')) more |= 1;
+    }
+    if (!(pfx | more)) return 0;
+    return dispatch(s, n, i, enabled, rule, pfx, more);
 }
 
 size_t lsr_tok_scan(const uint8_t *s, size_t n, uint64_t enabled, uint64_t *hits) {
