@@ -210,6 +210,7 @@ ffibuilder.cdef(
     size_t lsr_san_bound(uint32_t buf_len, uint32_t nspans);
     size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule);
     size_t lsr_tok_scan(const uint8_t *s, size_t n, uint64_t enabled, uint64_t *hits);
+    int lsr_tok_maybe(const uint8_t *s, size_t n, size_t i);
     """
 )
 

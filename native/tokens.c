@@ -461,11 +461,11 @@ static size_t azure(const uint8_t *s, size_t n, size_t i) {
  * begin a format), a look for '~' a few bytes in (Azure) and one for '.' 14
  * bytes in (Terraform); only then the formats of that pair are tried. */
 
-static uint64_t PAIRS[65536 / 64];
+uint64_t lsr_tok_pairs[1024];
 
 static void pair(uint8_t a, uint8_t b) {
     unsigned k = a | (unsigned)b << 8;
-    PAIRS[k >> 6] |= 1ull << (k & 63);
+    lsr_tok_pairs[k >> 6] |= 1ull << (k & 63);
 }
 
 __attribute__((constructor)) static void pairs_init(void) {
@@ -477,12 +477,19 @@ __attribute__((constructor)) static void pairs_init(void) {
         for (const char *b = "DTjz"; *b; b++) pair((uint8_t)*a, (uint8_t)*b);
 }
 
-/* pfx: the first two bytes begin a format; more: 1 Telegram, 2 Azure, 4 Terraform may match */
-static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule, int pfx,
-                       unsigned more) {
+/* the formats that may begin at i (lsr_tok_maybe said some may) */
+static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
     size_t m = 0;
     int r = -1;
-    const uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
+    const uint8_t *p = s + i, c1 = p[1], c2 = p[2], c3 = p[3];
+    unsigned key = p[0] | (unsigned)c1 << 8;
+    int pfx = (int)(lsr_tok_pairs[key >> 6] >> (key & 63) & 1);
+    uint32_t a;
+    uint64_t w;
+    memcpy(&a, p + 2, 4);
+    int azure_ok = lsr_tok_has_byte(a, '~'), terraform_ok = p[14] == '.' && p[15] == 'a';
+    memcpy(&w, p + 6, 8);
+    int telegram_ok = (unsigned)p[0] - 0x31u < 9u && lsr_tok_has_byte(w, ':');
 #define TRY(id, fn)                                                                                      \
     do {                                                                                                 \
         if (r < 0 && (enabled >> (id) & 1) && (m = fn(s, n, i)) != 0) r = (id);                          \
@@ -581,35 +588,18 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
     case '1': TRY(LSR_R_GOOGLE_OAUTH, google_oauth); break; /* 1//0 */
     default: break;
     }
-    if (r < 0 && (more & 1)) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
-    if (r < 0 && (more & 2)) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
-    if (r < 0 && (more & 4)) TRY(LSR_R_HASHICORP_TOKEN, terraform);
+    if (r < 0 && telegram_ok) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
+    if (r < 0 && azure_ok) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
+    if (r < 0 && terraform_ok) TRY(LSR_R_HASHICORP_TOKEN, terraform);
 #undef TRY
     if (r < 0) return 0;
     *rule = r;
     return m;
 }
 
-static inline int has_byte(uint64_t w, uint8_t b) { /* some byte of w is b */
-    w ^= 0x0101010101010101ull * b;
-    return ((w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull) != 0;
-}
-
 size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
-    if (i >= n || n - i < 16) return 0; /* no format is shorter */
-    const uint8_t *p = s + i;
-    unsigned key = p[0] | (unsigned)p[1] << 8, more = 0;
-    int pfx = (int)(PAIRS[key >> 6] >> (key & 63) & 1);
-    uint64_t w;
-    memcpy(&w, p + 2, 8);
-    if (has_byte(w & 0xFFFFFFFFull, '~')) more |= 2; /* Azure's Q~ ends in p[2..5] */
-    if (p[14] == '.' && p[15] == 'a') more |= 4;     /* Terraform's .atlasv1. */
-    if ((unsigned)p[0] - 0x31u < 9u) {              /* Telegram: [1-9], and a ':' in p[6..13] */
-        memcpy(&w, p + 6, 8);
-        if (has_byte(w, ':')) more |= 1;
-    }
-    if (!(pfx | more)) return 0;
-    return dispatch(s, n, i, enabled, rule, pfx, more);
+    if (!lsr_tok_maybe(s, n, i)) return 0;
+    return dispatch(s, n, i, enabled, rule);
 }
 
 size_t lsr_tok_scan(const uint8_t *s, size_t n, uint64_t enabled, uint64_t *hits) {

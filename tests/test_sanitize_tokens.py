@@ -297,6 +297,26 @@ def test_token_inside_a_longer_word_is_not_found(rule, k):
             assert got == [], text
 
 
+@pytest.mark.parametrize("rule, k", CASES, ids=[f"{r}-{k}" for r, k in CASES])
+def test_the_inline_precheck_passes_every_token(rule, k):
+    """lsr_tok_maybe, which a scanner may call first to skip most word starts, never
+    turns a token away."""
+    for token in tokens(rule, k, 4):
+        for form in SURROUNDINGS:
+            data = form.format(t=token).encode()
+            buf = ffi.from_buffer("uint8_t[]", data)
+            for a, _, _ in find(data):
+                assert lib.lsr_tok_maybe(buf, len(data), a) == 1, (form, token)
+
+
+def test_the_inline_precheck_turns_most_words_away():
+    text = " ".join(NEAR_MISSES.values()).encode() * 4
+    buf = ffi.from_buffer("uint8_t[]", text)
+    starts = [i for i in range(len(text)) if text[i] in WORD and (i == 0 or text[i - 1] not in WORD)]
+    passed = sum(lib.lsr_tok_maybe(buf, len(text), i) for i in starts)
+    assert passed < len(starts) / 2
+
+
 def test_two_tokens_in_one_line():
     rng = random.Random(5)
     a, b = GENERATORS["stripe_key"][0](rng), npm_token(rng)
