@@ -272,6 +272,20 @@ def test_rule_ids_are_stable_and_fit_the_counters():
     assert set(GENERATORS) == set(TOKEN_RULES) | {"slack_token"}
 
 
+def test_a_policy_with_the_most_rules_still_gets_a_counter_per_rule():
+    """The writer names the ring's counters: every built-in, the field rule, each policy rule."""
+    name = f"lstest-tokc-{uuid.uuid4().hex[:12]}"
+    log = connect(name, capacity=1 << 16, on_full="drop")
+    try:
+        names = list(BUILTIN_RULES) + ["field"] + [f"rule{k}" for k in range(MAX_RULES)]
+        log.ring.name_rules(names)
+        assert len(names) == 64 and set(log.ring.stats().rule_hits) == set(names)
+        assert lib.lsr_rule_name(log.ring.ptr, len(names), b"one_too_many") == lib.LSR_EARG
+    finally:
+        log.ring.close()
+        unlink(name)
+
+
 @pytest.mark.parametrize("rule, k", CASES, ids=[f"{r}-{k}" for r, k in CASES])
 def test_token_found_whole_in_any_surrounding(rule, k):
     for token in tokens(rule, k):
