@@ -25,6 +25,12 @@ from .errors import ConfigError, describe, describe_keys, shown_path
 BUILTIN_RULES = (
     "credit_card", "ssn", "email", "ipv4", "ipv6", "jwt", "aws_key", "github_token",
     "slack_token", "private_key", "password", "bearer", "url_credentials",
+    # provider token formats (native/tokens.c), in the order of their ids in sanitize.h
+    "stripe_key", "google_api_key", "google_oauth", "openai_key", "anthropic_key", "slack_webhook",
+    "gitlab_token", "sendgrid_key", "npm_token", "pypi_token", "huggingface_token",
+    "digitalocean_token", "shopify_token", "twilio_key", "mailgun_key", "square_token",
+    "databricks_token", "atlassian_token", "postman_key", "doppler_token", "telegram_bot_token",
+    "discord_token", "azure_client_secret", "heroku_key", "age_secret_key", "hashicorp_token",
 )
 FIELD_RULE = "field"  # the name in replacements of values of redact_fields
 ACTIONS = ("redact", "mask", "hash", "drop")
@@ -38,8 +44,9 @@ DEFAULT_REDACT_FIELDS = (
 _TOP_KEYS = {"enabled", "builtin", "actions", "redact_fields", "rules", "hash_key_file"}
 _RULE_KEYS = {"name", "pattern", "action"}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-# the ring's 64 rule counters hold the built-ins, "field", "policy:whole_value" and these
-MAX_RULES = 64 - len(BUILTIN_RULES) - 2
+RULE_COUNTERS = 64  # the ring's hit counters (LSR_RULES)
+# policy rules that still get a counter each, beside the built-ins, "field" and "policy:whole_value"
+MAX_RULES = RULE_COUNTERS - len(BUILTIN_RULES) - 2
 MAX_FILE_BYTES = 1 << 20  # a config or policy file; more is a mistake (or /dev/zero)
 HASH_KEY_BYTES = (32, 64 * 1024)  # the least and the most a hash_key_file may hold
 _FORMATS = {".toml": "TOML", ".json": "JSON", ".yaml": "YAML", ".yml": "YAML"}

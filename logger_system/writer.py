@@ -40,9 +40,9 @@ from .health import WRITER_LOGGER, HealthMonitor
 from .errors import ConfigError
 from .keys import Keyring, Recipient, load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
-from .pipeline.sanitize import CUSTOM_BASE, FIELD_ID, WHOLE_VALUE, Sanitize
+from .pipeline.sanitize import Sanitize, counter_names
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
-from .policy import BUILTIN_RULES, FIELD_RULE, Policy
+from .policy import Policy
 from .policy import load as load_policy
 from .producer import Producer
 from .record import META_DTYPE
@@ -602,12 +602,7 @@ class Writer:
         """The sanitizer, with its hits per rule counted in the ring under each rule's name."""
         if not self.policy.enabled:
             return []
-        custom = len(self.policy.rules)
-        # with policy rules, a last counter: values a rule replaced whole (it could not cut them in place)
-        names = (list(BUILTIN_RULES) + [FIELD_RULE] + [r.name for r in self.policy.rules]
-                 + ([WHOLE_VALUE] if custom else []))
-        self._rule_ids = np.array(list(range(len(BUILTIN_RULES))) + [FIELD_ID] +
-                                  [CUSTOM_BASE + i for i in range(custom + 1 if custom else 0)])
+        names, self._rule_ids = counter_names(self.policy)
         self.ring.name_rules(names)
         return [Sanitize(self.policy, on_hits=self._count_hits)]
 

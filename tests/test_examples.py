@@ -42,7 +42,7 @@ def test_example_config_passes_check_config(tmp_path):
     out = checked.stdout
     assert f"{config}: ok" in out
     assert f"sealed with key file {key}" in out
-    assert "sanitizer: 13 built-in and 1 custom rule(s)" in out
+    assert "sanitizer: 39 built-in and 1 custom rule(s)" in out
     assert "access: 2 rule(s), default allow" in out
     assert "thresholds: drop_rate=" in out
     assert "metrics: 127.0.0.1:9464" in out

@@ -139,6 +139,19 @@ def _literal_runs(raw: bytes, cs: int, ce: int) -> tuple[list[int], list[tuple[i
     return dec_at, runs, dp
 
 
+def counter_names(policy: Policy) -> tuple[list[str], np.ndarray]:
+    """The names the writer gives the ring's hit counters, in order, and the rule id each counts.
+
+    Every built-in, the field rule, each policy rule and, with policy rules, the values a
+    rule replaced whole: at most the ring's RULE_COUNTERS (policy.MAX_RULES keeps it so).
+    """
+    custom = len(policy.rules)
+    names = (list(BUILTIN_RULES) + [FIELD_RULE] + [r.name for r in policy.rules]
+             + ([WHOLE_VALUE] if custom else []))
+    ids = list(range(len(BUILTIN_RULES))) + [FIELD_ID] + [CUSTOM_BASE + i for i in range(custom + 1 if custom else 0)]
+    return names, np.array(ids)
+
+
 class Sanitize:
     """Replace what the policy's rules find; count records changed and hits per rule."""
 
