@@ -30,7 +30,7 @@ ffibuilder = FFI()
 ffibuilder.set_source(
     "logger_system._lsr_native",
     '#include "ring.h"\n#include "sanitize.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
-    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "sanitize.c")],
+    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "sanitize.c", "tokens.c")],
     include_dirs=[os.path.relpath(NATIVE)],
     extra_compile_args=CFLAGS,
     extra_link_args=LDFLAGS,
