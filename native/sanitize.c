@@ -24,6 +24,7 @@
 #define C_USERINFO 128u /* URL userinfo: unreserved, sub-delims, ':' and '%' */
 
 static uint8_t CLS[256];
+static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -42,6 +43,7 @@ static void cls_init(void) {
         if (digit || lower || upper || strchr("-._~%!$&'()*+,;=:", c)) v |= C_USERINFO;
         if (c == 0) v &= (uint8_t)~C_USERINFO; /* strchr matches the terminator */
         CLS[c] = v;
+        SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -56,7 +58,18 @@ typedef struct {
     uint32_t rec, base;
     uint8_t flags;
     int card_ctx; /* the text is the value of a card-named field: a digit run in it is in a card context */
+    struct name_memo *memo; /* what field names were judged to be, in this call */
 } scan_t;
+
+/* Field names repeat from record to record: what a short name was judged to
+ * be is kept for the rest of the call, in a small table indexed by a hash. */
+#define MEMO_SLOTS 128
+#define MEMO_KEY 30
+enum { NM_VALID = 1, NM_FIELD = 2, NM_SECRET = 4, NM_PASSWORD = 8, NM_CARD = 16, NM_NAME = 32, NM_VALUE = 64 };
+struct name_memo {
+    uint8_t len, flags;
+    uint8_t key[MEMO_KEY];
+};
 
 static inline int enabled(const scan_t *c, int rule) { return (int)((c->cfg->enabled >> rule) & 1u); }
 
@@ -147,6 +160,11 @@ static int standard_groups(const uint8_t *gl, int ng) {
  * only when needed).  A bare run without a card word is not a card: random
  * 16-digit ids pass Luhn one time in ten and an issuer prefix often. */
 static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *), void *arg) {
+    size_t r = run_of(s, n, i, C_DIGIT, 20);
+    if (r < 13) { /* a short run is a card only as the first group of one */
+        uint8_t x = i + r < n ? s[i + r] : 0;
+        if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+    }
     uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
     int nd = 0, ng = 0, glen = 0, gat[20] = {0}; /* gat[k]: groups complete at k digits */
@@ -844,6 +862,10 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         size_t m = 0;
         int rule = -1;
         if (!IS(ch, C_WORD)) {
+            if (!SPECIAL[ch]) {
+                i++;
+                continue;
+            }
             if (ch == '@') {
                 size_t a, e;
                 if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, i + 1, last_end, &a))) {
@@ -1087,7 +1109,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
 int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg, lsr_span *spans,
                           uint32_t max_spans) {
     cls_init();
-    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0};
+    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0, NULL};
     scan_text(&c, s, n);
     return c.overflow ? LSR_EFULL : (int64_t)c.n;
 }
@@ -1118,7 +1140,7 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
         }
         return n;
     }
-    while (p < n && (s[p] == 0 || !strchr(",}] ", s[p]))) p++; /* strchr matches the terminator */
+    while (p < n && s[p] != ',' && s[p] != '}' && s[p] != ']' && s[p] != ' ') p++;
     return p;
 }
 
@@ -1181,6 +1203,34 @@ static int secret_string_at(const uint8_t *s, size_t n, size_t p, size_t *end) {
     return nl <= sizeof nm ? secret_string(nm, nl) : 0;
 }
 
+/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
+static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b) {
+    size_t len = b - a;
+    struct name_memo *slot = NULL;
+    if (len <= MEMO_KEY && c->memo) {
+        uint32_t h = 2166136261u;
+        for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 16777619u;
+        slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
+        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) return slot->flags;
+    }
+    uint8_t key[256];
+    size_t kl = decode_into(s, a, b, 1, key, sizeof key);
+    if (kl > sizeof key) kl = 0;
+    unsigned f = NM_VALID;
+    if (enabled(c, LSR_R_FIELD) && field_redacted(c, key, kl)) f |= NM_FIELD;
+    int sn = secret_name(key, kl);
+    if (sn) f |= sn == 2 ? NM_SECRET | NM_PASSWORD : NM_SECRET;
+    if (card_name(key, kl)) f |= NM_CARD;
+    if (name_is(key, kl, "name")) f |= NM_NAME;
+    if (name_is(key, kl, "value")) f |= NM_VALUE;
+    if (slot) {
+        slot->len = (uint8_t)len;
+        slot->flags = (uint8_t)f;
+        memcpy(slot->key, s + a, len);
+    }
+    return f;
+}
+
 static void emit_whole(scan_t *c, size_t p, size_t e, int rule) {
     uint8_t f = c->flags;
     c->flags = f | LSR_SPAN_QUOTE;
@@ -1215,22 +1265,20 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 if (s[p] != '"') return n;
                 size_t ke = skip_string(s, n, p);
                 if (ke - p >= 2) scan_sub(c, s, p + 1, ke - 1, 0);
-                uint8_t key[256];
-                size_t kl = decode_into(s, p + 1, ke - p >= 2 ? ke - 1 : p + 1, 1, key, sizeof key);
-                if (kl > sizeof key) kl = 0;
+                unsigned nm = judge_name(c, s, p + 1, ke - p >= 2 ? ke - 1 : p + 1);
                 p = ws(s, n, ke);
                 if (p >= n || s[p] != ':') return n;
                 p = ws(s, n, p + 1);
-                if (enabled(c, LSR_R_FIELD) && field_redacted(c, key, kl)) {
+                if (nm & NM_FIELD) {
                     size_t ve = skip_value(s, n, p);
                     emit_whole(c, p, ve, LSR_R_FIELD);
                     p = ve;
                     continue;
                 }
-                sn = secret_name(key, kl);
-                if (!sn && har && name_is(key, kl, "value")) sn = 1;
-                is_name = name_is(key, kl, "name");
-                card = card || card_name(key, kl);
+                sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
+                if (!sn && har && (nm & NM_VALUE)) sn = 1;
+                is_name = (nm & NM_NAME) != 0;
+                card = card || (nm & NM_CARD);
             } else if (pair) {
                 sn = pair;
             }
@@ -1276,7 +1324,9 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
 int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
                      const lsr_san_config *cfg, lsr_span *spans, uint32_t max_spans) {
     cls_init();
-    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0};
+    struct name_memo memo[MEMO_SLOTS];
+    memset(memo, 0, sizeof memo);
+    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0, memo};
     for (uint32_t i = 0; i < n && !c.overflow; i++) {
         if (keep && !keep[i]) continue;
         const lsr_meta *m = &meta[i];
