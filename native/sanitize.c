@@ -65,7 +65,10 @@ typedef struct {
  * be is kept for the rest of the call, in a small table indexed by a hash. */
 #define MEMO_SLOTS 128
 #define MEMO_KEY 30
-enum { NM_VALID = 1, NM_FIELD = 2, NM_SECRET = 4, NM_PASSWORD = 8, NM_CARD = 16, NM_NAME = 32, NM_VALUE = 64 };
+enum {
+    NM_VALID = 1, NM_FIELD = 2, NM_SECRET = 4, NM_PASSWORD = 8, NM_CARD = 16, NM_NAME = 32, NM_VALUE = 64,
+    NM_CLEAN = 128 /* the scan of the name itself (outside a card context) found nothing */
+};
 struct name_memo {
     uint8_t len, flags;
     uint8_t key[MEMO_KEY];
@@ -1204,14 +1207,18 @@ static int secret_string_at(const uint8_t *s, size_t n, size_t p, size_t *end) {
 }
 
 /* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
-static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b) {
+static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
     size_t len = b - a;
     struct name_memo *slot = NULL;
+    *out = NULL;
     if (len <= MEMO_KEY && c->memo) {
         uint32_t h = 2166136261u;
         for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 16777619u;
         slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
-        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) return slot->flags;
+        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) {
+            *out = slot;
+            return slot->flags;
+        }
     }
     uint8_t key[256];
     size_t kl = decode_into(s, a, b, 1, key, sizeof key);
@@ -1227,6 +1234,7 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b) {
         slot->len = (uint8_t)len;
         slot->flags = (uint8_t)f;
         memcpy(slot->key, s + a, len);
+        *out = slot;
     }
     return f;
 }
@@ -1264,8 +1272,13 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
             if (ch == '{') {
                 if (s[p] != '"') return n;
                 size_t ke = skip_string(s, n, p);
-                if (ke - p >= 2) scan_sub(c, s, p + 1, ke - 1, 0);
-                unsigned nm = judge_name(c, s, p + 1, ke - p >= 2 ? ke - 1 : p + 1);
+                struct name_memo *slot;
+                unsigned nm = judge_name(c, s, p + 1, ke - p >= 2 ? ke - 1 : p + 1, &slot);
+                if (ke - p >= 2 && !((nm & NM_CLEAN) && !c->card_ctx)) {
+                    uint32_t before = c->n;
+                    scan_sub(c, s, p + 1, ke - 1, 0);
+                    if (slot && c->n == before && !c->card_ctx && !c->overflow) slot->flags |= NM_CLEAN;
+                }
                 p = ws(s, n, ke);
                 if (p >= n || s[p] != ':') return n;
                 p = ws(s, n, p + 1);
@@ -1311,6 +1324,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
         uint32_t before = c->n;
         size_t a = ch == '-' ? p + 1 : p, z = a;
         while (z < e && IS(s[z], C_DIGIT)) z++;
+        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
         scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
         if (c->n > before) {
             c->n = before + 1;
