@@ -406,7 +406,8 @@ static const word_t SECRET_WORDS[] = {
     W("pin", 1),       W("otp", 1),         W("pass", 0),       W("secret", 0),     W("secrets", 0),
     W("token", 0),     W("apikey", 0),      W("cookie", 0),     W("cookies", 0),    W("auth", 0),
     W("authorization", 0), W("credential", 0), W("credentials", 0), W("creds", 0), W("signature", 0),
-    W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("accountkey", 0), W("privatekey", 0),
+    W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
+    W("privatekey", 0),
     W("accesskey", 0), W("secretkey", 0),   W("authkey", 0),
 };
 /* the end of a one-word name, after two letters or more: "accesstoken" */
@@ -602,7 +603,7 @@ static size_t decode_into(const uint8_t *s, size_t a, size_t b, int esc, uint8_t
 
 enum {
     V_LINE = 1,   /* after ':': to the end of the line */
-    V_QUERY = 2,  /* a URL query parameter: to '&' or '#' */
+    V_QUERY = 2,  /* a URL query parameter: to '&' */
     V_CONN = 4,   /* a connection-string parameter (";AccountKey="): to ';' */
     V_JSON = 8,   /* after a quoted key and ':': an unquoted value ends at ',', '}' or ']' */
     V_INQ = 16,   /* the key is inside a double-quoted text: its quote ends the value */
@@ -611,9 +612,12 @@ enum {
 };
 
 /* The value after a key's separator (k is just after it).  A quoted value
- * runs to its closing quote, and an escaped quote never closes it (in fields,
- * where a quote is itself escaped, "\\\\\\\"" is an escaped quote); with no
- * closing quote, to the end of the text.  An unquoted value runs to
+ * runs to its closing quote, and an escaped quote never closes it, at any
+ * depth of JSON inside JSON strings: the backslashes before the opening quote
+ * tell how deep the value is (none, one, three, seven: each level of JSON
+ * escapes them again), and a quote closes the value only if the backslashes
+ * before it, undone level by level, leave it unescaped at that depth.  With no
+ * closing quote, the value runs to the end of the text.  An unquoted value runs to
  * whitespace, or to the end of the line (V_LINE), or to what mode says.
  * Returns 1 with the value [vs, ve) and where the scan goes on, or 0. */
 static int read_value(const uint8_t *s, size_t n, size_t k, int esc, unsigned mode, size_t *vs, size_t *ve,
@@ -622,27 +626,50 @@ static int read_value(const uint8_t *s, size_t n, size_t k, int esc, unsigned mo
     while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
     if (k >= n) return 0;
     uint32_t q = dch(s, n, k, esc, &adv);
+    size_t k0 = k;
+    unsigned b = 0;
+    while (q == '\\' && b < 15 && k + adv < n) { /* the escapes of an opening quote */
+        k += adv;
+        b++;
+        q = dch(s, n, k, esc, &adv);
+    }
     if (q == '"' || q == '\'') {
-        size_t v = k + adv, p = v, close = 0;
+        unsigned depth = 0, run = 0;
+        while ((2u << depth) - 1 <= b) depth++;
+        size_t v = k + adv, p = v, run_at = v, end = n, resume = n;
         while (p < n) {
             uint32_t ch = dch(s, n, p, esc, &adv);
             if (ch == q) {
-                close = adv;
-                break;
+                unsigned r = run;
+                int closes = 0;
+                for (unsigned t = 0; t < depth && !closes; t++) {
+                    closes = !(r & 1); /* a quote of an outer level: that string ends here */
+                    r >>= 1;
+                }
+                if (closes || !(r & 1)) {
+                    end = run ? run_at : p;
+                    resume = p + adv;
+                    break;
+                }
+            }
+            if (ch == '\\') {
+                if (!run) run_at = p;
+                run++;
+            } else {
+                run = 0;
             }
             p += adv;
-            if (ch == '\\' && p < n) { /* an escaped character, whatever it is */
-                dch(s, n, p, esc, &adv);
-                p += adv;
-            }
         }
-        if (p > n) p = n;
-        if (p == v) return 0;
+        if (end > n) end = n;
+        if (resume > n) resume = n;
+        if (end <= v) return 0;
         *vs = v;
-        *ve = p;
-        *next = p + close;
+        *ve = end;
+        *next = resume;
         return 1;
     }
+    k = k0;
+    q = dch(s, n, k, esc, &adv);
     if (mode & V_QUOTED) return 0;
     size_t v = k, p = k, last = k;
     if (q == '{' || q == '[') { /* a structure: to the bracket that closes it */
@@ -661,7 +688,7 @@ static int read_value(const uint8_t *s, size_t n, size_t k, int esc, unsigned mo
         uint32_t ch = dch(s, n, p, esc, &adv);
         if (ch == '\n' || ch == '\r') break;
         if ((ch == ' ' || ch == '\t') && !(mode & (V_LINE | V_JSON))) break;
-        if ((mode & V_QUERY) && (ch == '&' || ch == '#')) break;
+        if ((mode & V_QUERY) && ch == '&') break; /* not '#': an unencoded '#' may be in the secret */
         if ((mode & V_CONN) && ch == ';') break;
         if ((mode & V_JSON) && (ch == ',' || ch == '}' || ch == ']')) break;
         if ((mode & V_INQ) && ch == '"') break;
@@ -1017,11 +1044,18 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         if (ks > 0 && (s[ks - 1] == '"' || s[ks - 1] == '\'')) {
             oq = s[ks - 1];
             qs = ks - 1;
-            if (esc && qs > 0 && s[qs - 1] == '\\') qs--;
+            while (qs > 0 && ks - qs < 16 && s[qs - 1] == '\\') qs--;
         }
         /* a key is followed by '=', ':' or '=>' (after its closing quote and blanks) */
         size_t p = w;
-        if (oq && p < n && dch(s, n, p, esc, &adv) == oq) p += adv;
+        {   /* its closing quote (even without an opening one: a cut-off JSON text) */
+            size_t t = p;
+            while (t < n && t - p < 16 && s[t] == '\\') t++;
+            if (t < n && (oq ? s[t] == oq : s[t] == '"' || s[t] == '\'')) {
+                if (!oq) oq = s[t];
+                p = t + 1;
+            }
+        }
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         uint8_t sep = p < n ? s[p] : 0;
         if (!(sep == '=' || sep == ':' || (sep == ',' && oq))) {
