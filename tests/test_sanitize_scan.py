@@ -541,3 +541,43 @@ def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth
     out = sanitize([("m", value)])
     (obj,) = out.objs
     assert_gone(secret, strings(obj), json.dumps(value))
+
+
+CARD_PREFIXES = [("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16),
+                 ("65", 16), ("3530", 16), ("4", 13), ("4", 19)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=st.sampled_from(CARD_PREFIXES), body=st.randoms(use_true_random=False),
+       sep=st.sampled_from(["", " ", "-", ".", "_", "/", "  "]), before=NOISE, after=NOISE,
+       word=st.sampled_from(["card", "cc", "Card number:", "paid with visa", "payment", "card_number="]))
+def test_property_cards_never_survive_with_a_context(prefix, body, sep, before, after, word):
+    start, length = prefix
+    card = luhn_complete(start + "".join(body.choice("0123456789") for _ in range(length - len(start) - 1)))
+    shown = grouped(card, sep) if sep else card
+    if len(card) in (13, 19) and sep:
+        shown = sep.join(card[i:i + 4] for i in range(0, len(card), 4))
+    text = f"{before} {word} {shown} {after}"
+    out = scan(text)
+    assert "[REDACTED:credit_card]" in out, (text, out)
+    assert card not in out.replace(sep, "") if sep else card not in out
+
+
+LOCAL = st.lists(st.sampled_from(list("abcxyz019._+-") + ["é", "ø", "ü", "日", "ß"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=LOCAL, domain=st.sampled_from(["example.com", "exämple.de", "mail.example.co.uk", "例え.テスト",
+                                           "xn--exmple-cua.de", "ex-ample.net"]),
+       at=st.sampled_from(["@", "%40", "\\u0040"]), before=st.sampled_from(["", " ", "to=", "(", "\"", "<", "\n"]),
+       after=st.sampled_from(["", " ", ")", ".", ",", "\"", ">", "&x=1", "\u00a0"]))
+def test_property_emails_never_survive(local, domain, at, before, after):
+    local = "".join(local).strip("._+-") or "a"
+    if ".." in local:
+        local = local.replace("..", ".")
+    addr = f"{local}{at}{domain}"
+    text = f"mail {before}{addr}{after} sent"
+    out = scan(text)
+    assert "[REDACTED:email]" in out, (text, out)
+    assert domain not in out, (text, out)
+    assert local not in out or len(local) < 4, (text, out)
