@@ -393,6 +393,8 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
  *   text is too common to mean a secret;
  * - "session" alone is not ("session: started"); session id, session key,
  *   sessionid, session_token are;
+ * - card verification codes (cvv, cvc) are password-like: their values are
+ *   short numbers, and secret;
  * - "authorization" is (its values are credentials), "auth" too, but not
  *   "authentication" or "author". */
 typedef struct {
@@ -403,7 +405,7 @@ typedef struct {
 #define W(s, pw) {s, sizeof(s) - 1, pw}
 static const word_t SECRET_WORDS[] = {
     W("password", 1),  W("passwd", 1),      W("pwd", 1),        W("passphrase", 1), W("passcode", 1),
-    W("pin", 1),       W("otp", 1),         W("pass", 0),       W("secret", 0),     W("secrets", 0),
+    W("pin", 1),       W("otp", 1),         W("cvv", 1),        W("cvc", 1),        W("pass", 0),       W("secret", 0),     W("secrets", 0),
     W("token", 0),     W("apikey", 0),      W("cookie", 0),     W("cookies", 0),    W("auth", 0),
     W("authorization", 0), W("credential", 0), W("credentials", 0), W("creds", 0), W("signature", 0),
     W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),

@@ -444,7 +444,7 @@ def test_benign_values_of_secret_names_are_left_alone(text):
     ("token: 4111111111111111", "4111111111111111"),  # a long number under a secret name goes
     ("secret: falsehood", "falsehood"), ("pwd=/srv/app;rm", "/srv/app;rm"),
     ("token: //evil//path", "//evil//path"), ("secret=../relative", "../relative"),
-    ("api_key: 12.5.7", "12.5.7"),
+    ("api_key: 12.5.7", "12.5.7"), ("cvv: 123", "123"), ("card_cvc=987", "987"),
 ])
 def test_almost_benign_values_are_secrets(text, secret):
     out = scan(text)
