@@ -1124,7 +1124,8 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             continue;
         }
     secret:
-        if (auth ? !(en >> LSR_R_BEARER & 1) : !(en >> LSR_R_PASSWORD & 1)) {
+        if (auth && !(en >> LSR_R_BEARER & 1)) auth = 0; /* then it is the password rule's */
+        if (!auth && !(en >> LSR_R_PASSWORD & 1)) {
             i = e;
             continue;
         }
