@@ -431,7 +431,7 @@ static const word_t STORAGE_WORDS[] = {
     W("b64", 0),    W("base64", 0), W("hex", 0),    W("value", 0),  W("val", 0),       W("raw", 0),
     W("plain", 0),  W("plaintext", 0), W("clear", 0), W("cleartext", 0), W("str", 0), W("string", 0),
     W("data", 0),   W("text", 0),   W("bytes", 0),  W("confirm", 0), W("confirmation", 0), W("again", 0),
-    W("repeat", 0), W("md5", 0),    W("sha1", 0),   W("sha256", 0), W("sha512", 0),    W("bcrypt", 0),
+    W("repeat", 0), W("bcrypt", 0), W("b", 0),      W("md", 0),     W("sha", 0), /* b64, md5, sha256 */
 };
 /* a word of a name that makes a digit run after it (or in its value) a card */
 static const word_t CARD_WORDS[] = {
@@ -883,6 +883,8 @@ static inline int is_auth_header(const uint8_t *w, size_t len) {
     return name_is(w, len, "authorization") || name_is(w, len, "proxy-authorization");
 }
 
+static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
+
 static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
     size_t i = 0, last_end = 0, word_floor = 0;
     int depth = 0, dq = 0; /* brackets open and double quotes seen on this line */
@@ -1087,8 +1089,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 continue;
             }
         }
-        int auth = is_auth_header(key, wlen);
-        int sn = secret_name(key, wlen);
+        int auth = is_auth_header(key, wlen), sn;
+        if (c->memo && wlen <= MEMO_KEY) { /* an identifier has no escapes: judged like a field name */
+            struct name_memo *slot;
+            unsigned f = judge_name(c, s, i, w, &slot);
+            sn = f & NM_PASSWORD ? 2 : f & NM_SECRET ? 1 : 0;
+        } else {
+            sn = secret_name(key, wlen);
+        }
         if (!sn && (mode & V_QUERY) && (name_is(key, wlen, "key") || name_is(key, wlen, "code"))) sn = 1;
         /* HAR-style {"name": "password", "value": "..."} */
         if (!sn && oq && sep == ':' && name_is(key, wlen, "name") && (en & kv_rules)) {
@@ -1156,10 +1164,18 @@ int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg,
 
 /* ---- fields: walk the JSON so that replacements keep it valid ----------- */
 
+/* past the JSON string at p: the first quote after an even run of backslashes */
 static size_t skip_string(const uint8_t *s, size_t n, size_t p) {
-    p++; /* opening quote */
-    while (p < n && s[p] != '"') p += s[p] == '\\' ? 2 : 1;
-    return p < n ? p + 1 : n;
+    size_t from = ++p; /* after the opening quote */
+    while (p < n) {
+        const uint8_t *q = memchr(s + p, '"', n - p);
+        if (!q) return n;
+        size_t k = (size_t)(q - s), b = k;
+        while (b > from && s[b - 1] == '\\') b--;
+        if (((k - b) & 1) == 0) return k + 1;
+        p = from = k + 1; /* an escaped quote: the backslashes before it are behind us */
+    }
+    return n;
 }
 
 static size_t skip_value(const uint8_t *s, size_t n, size_t p) {

@@ -77,7 +77,7 @@ SECRET_NAMES = [
     "sessionId", "session_id", "SESSIONID", "JSESSIONID", "PHPSESSID", "privateKey", "private_key", "authToken",
     "auth_token", "id_token", "csrftoken", "accesstoken", "credentials", "Cookie", "Set-Cookie", "auth",
     "signature", "sig", "AccountKey", "SharedAccessSignature", "X-Amz-Signature", "X-Amz-Security-Token",
-    "password_hash", "password2", "secret_value", "Ocp-Apim-Subscription-Key", "OAuth2Token", "user_pass",
+    "password_hash", "password2", "secret_value", "token_b64", "password_sha256", "secret_md5", "Ocp-Apim-Subscription-Key", "OAuth2Token", "user_pass",
     "passcode", "pin", "otp",
 ]
 NOT_SECRET_NAMES = [
@@ -581,3 +581,9 @@ def test_property_emails_never_survive(local, domain, at, before, after):
     assert "[REDACTED:email]" in out, (text, out)
     assert domain not in out, (text, out)
     assert local not in out or len(local) < 4, (text, out)
+
+
+def test_authorization_values_are_the_password_rules_when_bearer_is_off():
+    p = parse({"builtin": ["password"]})
+    assert scan("Authorization: Basic dXNlcjpwYXNz", p) == "Authorization: [REDACTED:password]"
+    assert scan("Authorization: Bearer abcdefghijkl") == "Authorization: [REDACTED:bearer]"
