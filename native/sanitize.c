@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "sanitize.h"
+#include "tokens.h"
 
 #include <string.h>
 
@@ -23,6 +24,7 @@
 #define C_USERINFO 128u /* URL userinfo: unreserved, sub-delims, ':' and '%' */
 
 static uint8_t CLS[256];
+static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -41,6 +43,7 @@ static void cls_init(void) {
         if (digit || lower || upper || strchr("-._~%!$&'()*+,;=:", c)) v |= C_USERINFO;
         if (c == 0) v &= (uint8_t)~C_USERINFO; /* strchr matches the terminator */
         CLS[c] = v;
+        SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -54,7 +57,22 @@ typedef struct {
     int overflow;
     uint32_t rec, base;
     uint8_t flags;
+    int card_ctx; /* the text is the value of a card-named field: a digit run in it is in a card context */
+    struct name_memo *memo; /* what field names were judged to be, in this call */
 } scan_t;
+
+/* Field names repeat from record to record: what a short name was judged to
+ * be is kept for the rest of the call, in a small table indexed by a hash. */
+#define MEMO_SLOTS 128
+#define MEMO_KEY 30
+enum {
+    NM_VALID = 1, NM_FIELD = 2, NM_SECRET = 4, NM_PASSWORD = 8, NM_CARD = 16, NM_NAME = 32, NM_VALUE = 64,
+    NM_CLEAN = 128 /* the scan of the name itself (outside a card context) found nothing */
+};
+struct name_memo {
+    uint8_t len, flags;
+    uint8_t key[MEMO_KEY];
+};
 
 static inline int enabled(const scan_t *c, int rule) { return (int)((c->cfg->enabled >> rule) & 1u); }
 
@@ -127,32 +145,67 @@ static inline int num_boundary_after(const uint8_t *s, size_t n, size_t j) {
     return 1;
 }
 
-/* Digits in groups split by single spaces or dashes.  The card is the longest
- * run of 13-19 digits that ends where a group ends, passes the issuer prefix
- * and Luhn checks: "4111111111111111 2025" is a card followed by a year. */
-static size_t try_card(const uint8_t *s, size_t n, size_t i) {
-    uint8_t d[20] = {0};
+/* The usual printed groupings: 4-4-4-4 (and 4-4-4-1..4-4-4-4-3 for the other
+ * lengths), and 4-6-5 / 4-6-4 (Amex, Diners). */
+static int standard_groups(const uint8_t *gl, int ng) {
+    if (ng < 3 || gl[0] != 4) return 0;
+    if (ng == 3 && gl[1] == 6 && (gl[2] == 4 || gl[2] == 5)) return 1;
+    for (int g = 1; g < ng - 1; g++)
+        if (gl[g] != 4) return 0;
+    return gl[ng - 1] >= 1 && gl[ng - 1] <= 4;
+}
+
+/* Digits in groups split by one separator style for the whole number: a space,
+ * two spaces, '-', '.', '_' or '/'.  The card is the longest run of 13-19
+ * digits that ends where a group ends and passes the issuer prefix and Luhn
+ * checks ("4111111111111111 2025" is a card followed by a year), and that has
+ * a card context: printed groups, or a card word before it (*ctx, asked for
+ * only when needed).  A bare run without a card word is not a card: random
+ * 16-digit ids pass Luhn one time in ten and an issuer prefix often. */
+static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *), void *arg) {
+    size_t r = run_of(s, n, i, C_DIGIT, 20);
+    if (r < 13) { /* a short run is a card only as the first group of one */
+        uint8_t x = i + r < n ? s[i + r] : 0;
+        if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+    }
+    uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
-    int nd = 0;
+    int nd = 0, ng = 0, glen = 0, gat[20] = {0}; /* gat[k]: groups complete at k digits */
+    uint8_t style = 0;
     size_t j = i;
     while (j < n && nd < 19) {
         if (IS(s[j], C_DIGIT)) {
             d[nd++] = (uint8_t)(s[j] - '0');
-            j++;
-            ends[nd] = j;
-        } else if ((s[j] == ' ' || s[j] == '-') && j + 1 < n && IS(s[j + 1], C_DIGIT) &&
-                   IS(s[j - 1], C_DIGIT)) {
-            j++;
-        } else {
-            break;
+            glen++;
+            ends[nd] = ++j;
+            continue;
         }
+        uint8_t st = s[j];
+        size_t sl = 1;
+        if (st == ' ' && j + 1 < n && s[j + 1] == ' ') st = 'D', sl = 2;
+        else if (st != ' ' && st != '-' && st != '.' && st != '_' && st != '/') break;
+        if (j + sl >= n || !IS(s[j + sl], C_DIGIT) || (style && st != style)) break;
+        style = st;
+        gl[ng++] = (uint8_t)glen;
+        gat[nd] = ng;
+        glen = 0;
+        j += sl;
     }
+    gl[ng++] = (uint8_t)glen;
+    gat[nd] = ng;
+    uint8_t sepc = style == 'D' ? ' ' : style;
+    int known = -1;
     for (int k = nd; k >= 13; k--) {
+        if (!gat[k]) continue; /* not at the end of a group */
         size_t e = ends[k];
         /* it ends a group, and then the text ends or a separator comes */
         int ends_here = e >= n || (!IS(s[e], C_DIGIT) &&
-                                   (num_boundary_after(s, n, e) || s[e] == ' ' || s[e] == '-'));
-        if (ends_here && card_prefix_ok(d, k) && luhn_ok(d, k)) return e - i;
+                                   (num_boundary_after(s, n, e) || s[e] == ' ' || s[e] == '-' ||
+                                    (style && s[e] == sepc)));
+        if (!ends_here || !card_prefix_ok(d, k) || !luhn_ok(d, k)) continue;
+        if (style && standard_groups(gl, gat[k])) return e - i;
+        if (known < 0) known = ctx(arg);
+        if (known) return e - i;
     }
     return 0;
 }
@@ -300,8 +353,11 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
     if (i + 11 > n || memcmp(s + i, "-----BEGIN ", 11) != 0) return 0;
     size_t k = i + 11;
     while (k < n && (IS(s[k], C_UPPER) || IS(s[k], C_DIGIT) || s[k] == ' ') && k - i < 80) k++;
-    /* the label ends in "PRIVATE KEY" and the line in "-----" */
-    if (k - (i + 11) < 11 || memcmp(s + k - 11, "PRIVATE KEY", 11) != 0) return 0;
+    /* the label ends in "PRIVATE KEY" (PEM) or "PRIVATE KEY BLOCK" (PGP), the line in "-----" */
+    size_t label = k - (i + 11);
+    if (!(label >= 11 && memcmp(s + k - 11, "PRIVATE KEY", 11) == 0) &&
+        !(label >= 17 && memcmp(s + k - 17, "PRIVATE KEY BLOCK", 17) == 0))
+        return 0;
     if (k + 5 > n || memcmp(s + k, "-----", 5) != 0) return 0;
     const uint8_t *end = find(s + k + 5, n - k - 5, "-----END ");
     if (!end) return n - i; /* no end line: everything after BEGIN is key material */
@@ -310,123 +366,554 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
     return close ? (size_t)(close - s) + 5 - i : n - i;
 }
 
-/* ---- key = value secrets ------------------------------------------------ */
+/* ---- names: one matcher for secret keys, in text and in fields ---------- */
 
-/* identifier suffixes whose value is a secret; the char before the suffix must
- * start the identifier or be one of _ - . */
-#define KW(s) {s, sizeof(s) - 1}
-static const struct {
+/* A name is cut into words: at '-', '_', '.', ' ' (any byte that is not a
+ * letter or a digit), at a lower-to-upper step ("dbPassword"), before the last
+ * capital of a run of capitals that goes on in lower case ("APIKey" is "api
+ * key"), and between letters and digits.
+ *
+ * A name is a secret name when its LAST word is a secret word ("password",
+ * "token", "secret", "cookie", ...), or its last two words are a secret pair
+ * ("api key", "access key", "session id", ...), after dropping trailing
+ * digits and words that only say how the secret is kept ("password_hash",
+ * "token_b64", "secret_value", "password2").  Why the end: a name says what it
+ * holds last ("db_password", "aws_secret_access_key", "new_password",
+ * "X-Amz-Signature"), and names that end in another word are about a secret,
+ * not the secret ("token_count", "max_tokens", "password_hint",
+ * "secret_name", "token_type", "aws_access_key_id").  Words match whole, so
+ * "passport", "bypass", "compass", "tokenizer", "author" are not secret
+ * names.  Choices, failing closed where a value could be a secret:
+ * - a hash or an encoding of a secret is kept like the secret (a hash of a
+ *   weak password gives the password back);
+ * - one lowercase word that ends in a long secret word is a secret name too
+ *   ("accesstoken", "clientsecret", "dbpassword", "jsessionid"); no common
+ *   word ends that way without being about a secret;
+ * - plurals are not, except of containers: "tokens" and "passwords" are
+ *   counts in practice, "credentials", "cookies" and "secrets" hold them;
+ * - "key" alone and "code" are secret only as URL query parameters (?key= is
+ *   an API key, ?code= an OAuth code), which the caller decides; "key=" in
+ *   text is too common to mean a secret;
+ * - "session" alone is not ("session: started"); session id, session key,
+ *   sessionid, session_token are;
+ * - card verification codes (cvv, cvc) are password-like: their values are
+ *   short numbers, and secret;
+ * - "authorization" is (its values are credentials), "auth" too, but not
+ *   "authentication" or "author". */
+typedef struct {
     const char *s;
-    size_t len;
-} SECRET_KEYS[] = {
-    KW("password"), KW("passwd"), KW("pwd"), KW("pass"), KW("passphrase"), KW("secret"),
-    KW("client_secret"), KW("token"), KW("api_key"), KW("apikey"), KW("api-key"), KW("secret_key"),
-    KW("secret-key"), KW("access_key"), KW("access-key"), KW("private_key"), KW("private-key"),
-    KW("credentials"), KW("cookie"), KW("set-cookie"), KW("sessionid"), KW("session_id"), KW("auth"),
+    uint8_t len;
+    uint8_t pw; /* password-like: a number is a secret too (PINs, numeric passwords) */
+} word_t;
+#define W(s, pw) {s, sizeof(s) - 1, pw}
+static const word_t SECRET_WORDS[] = {
+    W("password", 1),  W("passwd", 1),      W("pwd", 1),        W("passphrase", 1), W("passcode", 1),
+    W("pin", 1),       W("otp", 1),         W("cvv", 1),        W("cvc", 1),        W("pass", 0),       W("secret", 0),     W("secrets", 0),
+    W("token", 0),     W("apikey", 0),      W("cookie", 0),     W("cookies", 0),    W("auth", 0),
+    W("authorization", 0), W("credential", 0), W("credentials", 0), W("creds", 0), W("signature", 0),
+    W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
+    W("privatekey", 0),
+    W("accesskey", 0), W("secretkey", 0),   W("authkey", 0),
 };
-#undef KW
+/* the end of a one-word name, after two letters or more: "accesstoken" */
+static const word_t SECRET_SUFFIXES[] = {
+    W("password", 1),  W("passwd", 1),      W("passphrase", 1), W("secret", 0),     W("token", 0),
+    W("apikey", 0),    W("accesskey", 0),   W("secretkey", 0),  W("privatekey", 0), W("accountkey", 0),
+    W("sessionid", 0), W("sessid", 0),      W("signature", 0),  W("credentials", 0), W("cookie", 0),
+};
+/* "<word> key" is a secret pair */
+static const word_t KEY_QUALIFIERS[] = {
+    W("api", 0),     W("access", 0),     W("private", 0), W("secret", 0), W("account", 0), W("auth", 0),
+    W("session", 0), W("signing", 0),    W("encryption", 0), W("master", 0), W("client", 0),
+    W("shared", 0),  W("subscription", 0), W("app", 0),   W("consumer", 0), W("webhook", 0), W("hmac", 0),
+    W("license", 0), W("sas", 0),
+};
+/* trailing words that say how a secret is kept, not what it is */
+static const word_t STORAGE_WORDS[] = {
+    W("hash", 0),   W("hashed", 0), W("digest", 0), W("enc", 0),    W("encrypted", 0), W("encoded", 0),
+    W("b64", 0),    W("base64", 0), W("hex", 0),    W("value", 0),  W("val", 0),       W("raw", 0),
+    W("plain", 0),  W("plaintext", 0), W("clear", 0), W("cleartext", 0), W("str", 0), W("string", 0),
+    W("data", 0),   W("text", 0),   W("bytes", 0),  W("confirm", 0), W("confirmation", 0), W("again", 0),
+    W("repeat", 0), W("bcrypt", 0), W("b", 0),      W("md", 0),     W("sha", 0), /* b64, md5, sha256 */
+};
+/* a word of a name that makes a digit run after it (or in its value) a card */
+static const word_t CARD_WORDS[] = {
+    W("card", 0),   W("cards", 0),  W("cc", 0),       W("ccn", 0),      W("pan", 0),     W("credit", 0),
+    W("debit", 0),  W("visa", 0),   W("mastercard", 0), W("amex", 0),   W("payment", 0), W("payments", 0),
+    W("creditcard", 0), W("cardnumber", 0), W("cardno", 0), W("ccnum", 0), W("ccnumber", 0),
+    W("maestro", 0), W("jcb", 0),   W("diners", 0),   W("unionpay", 0), W("discover", 0),
+};
+#undef W
+#define NWORDS(a) (sizeof(a) / sizeof(a[0]))
 
-static int secret_key(const uint8_t *w, size_t len) {
-    uint8_t last = (uint8_t)lower(w[len - 1]);
-    for (size_t k = 0; k < sizeof SECRET_KEYS / sizeof SECRET_KEYS[0]; k++) {
-        size_t kl = SECRET_KEYS[k].len;
-        const char *kw = SECRET_KEYS[k].s;
-        if (len < kl || (uint8_t)kw[kl - 1] != last) continue;
-        const uint8_t *tail = w + len - kl;
-        size_t t = 0;
-        while (t < kl && lower(tail[t]) == (uint8_t)kw[t]) t++;
-        if (t == kl && (len == kl || tail[-1] == '_' || tail[-1] == '-' || tail[-1] == '.')) return 1;
+typedef struct {
+    const uint8_t *p;
+    size_t len;
+} word_span;
+
+#define MAX_NAME 128 /* longer names are not judged */
+#define LAST_WORDS 8
+
+static inline int is_alnum(uint8_t c) { return IS(c, C_ALPHA | C_DIGIT) != 0; }
+static inline int is_upper(uint8_t c) { return IS(c, C_UPPER) != 0; }
+static inline int is_digit(uint8_t c) { return IS(c, C_DIGIT) != 0; }
+
+/* the last LAST_WORDS words of a name, in order; returns how many */
+static int name_words(const uint8_t *w, size_t len, word_span *out) {
+    word_span ring[LAST_WORDS];
+    size_t total = 0, a = 0;
+    for (size_t k = 0; k <= len; k++) {
+        int cut = k == len, skip = 0;
+        if (!cut) {
+            uint8_t ch = w[k];
+            if (!is_alnum(ch)) {
+                cut = skip = 1;
+            } else if (k > a) {
+                uint8_t pr = w[k - 1];
+                if (is_upper(ch) && (is_digit(pr) || (is_alnum(pr) && !is_upper(pr)))) cut = 1;
+                else if (is_upper(ch) && is_upper(pr) && k + 1 < len && is_alnum(w[k + 1]) &&
+                         !is_upper(w[k + 1]) && !is_digit(w[k + 1]))
+                    cut = 1;
+                else if (is_digit(ch) != is_digit(pr)) cut = 1;
+            }
+        }
+        if (cut) {
+            if (k > a) ring[total++ % LAST_WORDS] = (word_span){w + a, k - a};
+            a = skip ? k + 1 : k;
+        }
+    }
+    size_t nw = total < LAST_WORDS ? total : LAST_WORDS;
+    for (size_t t = 0; t < nw; t++) out[t] = ring[(total - nw + t) % LAST_WORDS];
+    return (int)nw;
+}
+
+static inline int word_is(word_span w, const word_t *lit) {
+    if (w.len != lit->len) return 0;
+    for (size_t t = 0; t < w.len; t++)
+        if (lower(w.p[t]) != (uint8_t)lit->s[t]) return 0;
+    return 1;
+}
+
+static int word_in(word_span w, const word_t *list, size_t nlist) {
+    for (size_t k = 0; k < nlist; k++)
+        if (word_is(w, &list[k])) return (int)k + 1;
+    return 0;
+}
+
+static inline int all_digits(word_span w) {
+    for (size_t t = 0; t < w.len; t++)
+        if (!is_digit(w.p[t])) return 0;
+    return 1;
+}
+
+/* 0: not a secret name; 1: a secret name; 2: a password-like one, whose
+ * numbers are secrets too (see benign) */
+static int secret_name(const uint8_t *w, size_t len) {
+    if (len == 0 || len > MAX_NAME) return 0;
+    word_span ws[LAST_WORDS];
+    int nw = name_words(w, len, ws), k;
+    while (nw > 1 && (all_digits(ws[nw - 1]) || word_in(ws[nw - 1], STORAGE_WORDS, NWORDS(STORAGE_WORDS))))
+        nw--;
+    if (nw == 0) return 0;
+    word_span last = ws[nw - 1];
+    if ((k = word_in(last, SECRET_WORDS, NWORDS(SECRET_WORDS)))) return SECRET_WORDS[k - 1].pw ? 2 : 1;
+    if (nw >= 2 && last.len == 3 && lower(last.p[0]) == 'k' && lower(last.p[1]) == 'e' &&
+        lower(last.p[2]) == 'y' && word_in(ws[nw - 2], KEY_QUALIFIERS, NWORDS(KEY_QUALIFIERS)))
+        return 1;
+    if (nw >= 2 && last.len == 2 && lower(last.p[0]) == 'i' && lower(last.p[1]) == 'd') {
+        static const word_t sess[] = {{"session", 7, 0}, {"sess", 4, 0}};
+        if (word_in(ws[nw - 2], sess, 2)) return 1;
+    }
+    for (size_t s = 0; s < NWORDS(SECRET_SUFFIXES); s++) {
+        const word_t *x = &SECRET_SUFFIXES[s];
+        if (last.len < (size_t)x->len + 2) continue;
+        word_span tail = {last.p + last.len - x->len, x->len};
+        int letters = 1;
+        for (size_t t = 0; t < last.len - x->len; t++) letters &= IS(last.p[t], C_ALPHA) != 0;
+        if (letters && word_is(tail, x)) return x->pw ? 2 : 1;
     }
     return 0;
 }
 
-/* after a key: closing quote, spaces, '=' or ':', spaces, the value; returns
- * the value's [start, end) or 0 */
-static int key_value(const uint8_t *s, size_t n, size_t k, int quoted, int whole_line, size_t *vs,
-                     size_t *ve) {
-    if (quoted) { /* the key's closing quote, if it has one */
-        size_t q = k < n && s[k] == '\\' ? k + 1 : k;
-        if (q < n && (s[q] == '"' || s[q] == '\'')) k = q + 1;
+/* a name with a card word in it: "card_number", "ccNum", "payment" */
+static int card_name(const uint8_t *w, size_t len) {
+    if (len == 0 || len > MAX_NAME) return 0;
+    word_span ws[LAST_WORDS];
+    int nw = name_words(w, len, ws);
+    for (int k = 0; k < nw; k++)
+        if (word_in(ws[k], CARD_WORDS, NWORDS(CARD_WORDS))) return 1;
+    return 0;
+}
+
+/* a card word among the few words before i (at most 6 words, 96 bytes) */
+static int card_word_before(const uint8_t *s, size_t i) {
+    size_t j = i, stop = i > 96 ? i - 96 : 0;
+    for (int words = 0; words < 6 && j > stop; words++) {
+        while (j > stop && !is_alnum(s[j - 1])) j--;
+        size_t e = j;
+        while (j > stop && is_alnum(s[j - 1])) j--;
+        if (e == j) break;
+        if (card_name(s + j, e - j)) return 1;
     }
-    while (k < n && s[k] == ' ') k++;
-    if (k >= n || (s[k] != '=' && s[k] != ':')) return 0;
-    k++;
-    if (k < n && s[k] == '>') k++; /* key => value */
-    while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
-    uint8_t q = 0;
-    if (k + 1 < n && s[k] == '\\' && s[k + 1] == '"') { /* JSON inside a JSON string */
-        q = '"';
-        k += 2;
-    } else if (k < n && (s[k] == '"' || s[k] == '\'')) {
-        q = s[k++];
-    }
-    size_t v = k;
-    if (q) {
-        while (k < n && s[k] != q && k - v < 4096) {
-            if (s[k] == '\\') {
-                if (k + 1 < n && s[k + 1] == q) break; /* an escaped quote ends \"...\" */
-                k++;
-            }
-            k++;
+    return 0;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+static inline int hexv(uint8_t c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The character at k as the text means it, and how many bytes it takes: in
+ * fields (esc) the texts are JSON string contents, where an escape is one
+ * character ("\\\"" is a quote, "\\n" a newline). */
+static inline uint32_t dch(const uint8_t *s, size_t n, size_t k, int esc, size_t *adv) {
+    uint8_t ch = s[k];
+    *adv = 1;
+    if (ch != '\\' || !esc || k + 1 >= n) return ch;
+    *adv = 2;
+    switch (s[k + 1]) {
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'b': return 8;
+    case 'f': return 12;
+    case 'u': {
+        if (k + 6 > n) return 0xFFFD;
+        uint32_t v = 0;
+        for (int t = 2; t < 6; t++) {
+            int h = hexv(s[k + t]);
+            if (h < 0) return 0xFFFD;
+            v = v * 16 + (uint32_t)h;
         }
-        if (k > n) k = n;
-    } else if (whole_line) {
-        while (k < n && s[k] != '\n' && s[k] != '\r' && s[k] != '"' && s[k] != '\\' && s[k] != ',' &&
-               k - v < 4096)
-            k++;
-        while (k > v && s[k - 1] == ' ') k--;
-    } else {
-        /* strchr also finds the terminator: a NUL byte ends a value too */
-        while (k < n && !strchr(" \t\r\n,;&\"')]}<>\\", s[k]) && k - v < 4096) k++;
+        *adv = 6;
+        return v;
     }
-    if (k == v) return 0;
+    default: return s[k + 1];
+    }
+}
+
+/* decode [a, b) into out (up to cap bytes; characters past ASCII from \u escapes
+ * become 0x80); returns the length, or cap + 1 if it does not fit */
+static size_t decode_into(const uint8_t *s, size_t a, size_t b, int esc, uint8_t *out, size_t cap) {
+    size_t k = a, o = 0, adv;
+    while (k < b) {
+        if (o >= cap) return cap + 1;
+        uint32_t ch = dch(s, b, k, esc, &adv);
+        out[o++] = ch < 0x80 || adv == 1 ? (uint8_t)ch : 0x80;
+        k += adv;
+    }
+    return o;
+}
+
+enum {
+    V_LINE = 1,   /* after ':': to the end of the line */
+    V_QUERY = 2,  /* a URL query parameter: to '&' */
+    V_CONN = 4,   /* a connection-string parameter (";AccountKey="): to ';' */
+    V_JSON = 8,   /* after a quoted key and ':': an unquoted value ends at ',', '}' or ']' */
+    V_INQ = 16,   /* the key is inside a double-quoted text: its quote ends the value */
+    V_INBR = 32,  /* the key is inside brackets: a closing bracket ends the value */
+    V_QUOTED = 64 /* only a quoted value will do */
+};
+
+/* The value after a key's separator (k is just after it).  A quoted value
+ * runs to its closing quote, and an escaped quote never closes it, at any
+ * depth of JSON inside JSON strings: the backslashes before the opening quote
+ * tell how deep the value is (none, one, three, seven: each level of JSON
+ * escapes them again), and a quote closes the value only if the backslashes
+ * before it, undone level by level, leave it unescaped at that depth.  With no
+ * closing quote, the value runs to the end of the text.  An unquoted value runs to
+ * whitespace, or to the end of the line (V_LINE), or to what mode says.
+ * Returns 1 with the value [vs, ve) and where the scan goes on, or 0. */
+static int read_value(const uint8_t *s, size_t n, size_t k, int esc, unsigned mode, size_t *vs, size_t *ve,
+                      size_t *next) {
+    size_t adv;
+    while (k < n && (s[k] == ' ' || s[k] == '\t')) k++;
+    if (k >= n) return 0;
+    uint32_t q = dch(s, n, k, esc, &adv);
+    size_t k0 = k;
+    unsigned b = 0;
+    while (q == '\\' && b < 15 && k + adv < n) { /* the escapes of an opening quote */
+        k += adv;
+        b++;
+        q = dch(s, n, k, esc, &adv);
+    }
+    if (q == '"' || q == '\'') {
+        unsigned depth = 0, run = 0;
+        while ((2u << depth) - 1 <= b) depth++;
+        size_t v = k + adv, p = v, run_at = v, end = n, resume = n;
+        while (p < n) {
+            uint32_t ch = dch(s, n, p, esc, &adv);
+            if (ch == q) {
+                unsigned r = run;
+                int closes = 0;
+                for (unsigned t = 0; t < depth && !closes; t++) {
+                    closes = !(r & 1); /* a quote of an outer level: that string ends here */
+                    r >>= 1;
+                }
+                if (closes || !(r & 1)) {
+                    end = run ? run_at : p;
+                    resume = p + adv;
+                    break;
+                }
+            }
+            if (ch == '\\') {
+                if (!run) run_at = p;
+                run++;
+            } else {
+                run = 0;
+            }
+            p += adv;
+        }
+        if (end > n) end = n;
+        if (resume > n) resume = n;
+        if (end <= v) return 0;
+        *vs = v;
+        *ve = end;
+        *next = resume;
+        return 1;
+    }
+    k = k0;
+    q = dch(s, n, k, esc, &adv);
+    if (mode & V_QUOTED) return 0;
+    size_t v = k, p = k, last = k;
+    if (q == '{' || q == '[') { /* a structure: to the bracket that closes it */
+        int depth = 0;
+        while (p < n) {
+            uint32_t ch = dch(s, n, p, esc, &adv);
+            p += adv;
+            if (ch == '{' || ch == '[') depth++;
+            else if ((ch == '}' || ch == ']') && --depth == 0) break;
+        }
+        *vs = v;
+        *ve = *next = p > n ? n : p;
+        return 1;
+    }
+    while (p < n) {
+        uint32_t ch = dch(s, n, p, esc, &adv);
+        if (ch == '\n' || ch == '\r') break;
+        if ((ch == ' ' || ch == '\t') && !(mode & (V_LINE | V_JSON))) break;
+        if ((mode & V_QUERY) && ch == '&') break; /* not '#': an unencoded '#' may be in the secret */
+        if ((mode & V_CONN) && ch == ';') break;
+        if ((mode & V_JSON) && (ch == ',' || ch == '}' || ch == ']')) break;
+        if ((mode & V_INQ) && ch == '"') break;
+        if ((mode & V_INBR) && (ch == ')' || ch == ']' || ch == '}')) break;
+        p += adv;
+        if (ch != ' ' && ch != '\t') last = p;
+    }
+    size_t e = last; /* trailing blanks are not part of it */
+    /* a final ',', ';' or '.' is punctuation of the text ("password=x, user=y") */
+    if (e - v > 1 && (s[e - 1] == ',' || s[e - 1] == ';' || s[e - 1] == '.')) e--;
+    if (e <= v) return 0;
     *vs = v;
-    *ve = k;
+    *ve = *next = e;
     return 1;
 }
 
-/* ---- the scan ----------------------------------------------------------- */
+/* Values of secret-named keys that are not secrets: booleans and their kin,
+ * numbers (unless the name is password-like, or the number is long enough to
+ * be a card or a numeric secret: more than 12 digits) and absolute paths
+ * ("pwd=/srv/app").  Everything else is a secret. */
+static int benign(const uint8_t *v, size_t len, int pw) {
+    static const char *const lits[] = {"true", "false", "null", "none", "nil", "yes", "no", "on", "off",
+                                       "undefined"};
+    if (len == 0) return 1;
+    if (len <= 9)
+        for (size_t k = 0; k < sizeof lits / sizeof lits[0]; k++) {
+            size_t l = strlen(lits[k]), t = 0;
+            while (t < len && t < l && lower(v[t]) == (uint8_t)lits[k][t]) t++;
+            if (t == len && l == len) return 1;
+        }
+    size_t k = 0, digits = 0;
+    if (v[0] == '-' || v[0] == '+') k++;
+    while (k < len && is_digit(v[k])) k++, digits++;
+    size_t intdigits = digits;
+    if (k < len && v[k] == '.' && digits) {
+        k++;
+        while (k < len && is_digit(v[k])) k++, digits++;
+    }
+    if (k == len && digits) return !pw && intdigits <= 12;
+    if (v[0] == '/' && len >= 2 && (is_alnum(v[1]) || v[1] == '.' || v[1] == '_' || v[1] == '~')) {
+        for (k = 1; k < len; k++) {
+            uint8_t ch = v[k];
+            if (!(is_alnum(ch) || ch == '.' || ch == '_' || ch == '~' || ch == '/' || ch == '-' || ch == '+'))
+                return 0;
+            if (ch == '/' && v[k - 1] == '/') return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
 
-/* at: the '@'; floor: where the local part may begin at the earliest */
-static size_t try_email(const uint8_t *s, size_t n, size_t at, size_t floor, size_t *start) {
+/* a bare "Basic <base64>": the credentials decode to "user:password" */
+static size_t try_basic(const uint8_t *s, size_t n, size_t t) {
+    size_t k = t;
+    while (k < n && (is_alnum(s[k]) || s[k] == '+' || s[k] == '/') && k - t < 4096) k++;
+    size_t body = k - t;
+    while (k < n && s[k] == '=' && k - t - body < 2) k++;
+    size_t len = k - t;
+    if (len < 8 || len % 4 || (k < n && (IS(s[k], C_WORD) || s[k] == '='))) return 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t x = t; x < t + body; x++) {
+        uint8_t ch = s[x];
+        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+              : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '+' ? 62 : 63;
+        acc = (acc << 6 | (uint32_t)v) & 0xFFFFFF;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (((acc >> bits) & 0xFF) == ':') return len;
+        }
+    }
+    return 0;
+}
+
+/* ---- e-mail ------------------------------------------------------------- */
+
+/* a letter past ASCII (UTF-8, starting at k, ending before lim): the code
+ * points of letters and marks, not of spaces, punctuation, symbols or format
+ * characters; returns its length or 0 */
+static size_t utf8_letter(const uint8_t *s, size_t k, size_t lim) {
+    uint8_t b = s[k];
+    size_t l = b >= 0xF0 && b < 0xF5 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+    if (!l || b >= 0xF5 || k + l > lim) return 0;
+    uint32_t cp = b & (0x7F >> l);
+    for (size_t t = 1; t < l; t++) {
+        if ((s[k + t] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[k + t] & 0x3F);
+    }
+    if (cp < 0xC0 || cp == 0xD7 || cp == 0xF7) return 0;        /* Latin-1 punctuation, x, / */
+    if (cp >= 0x2000 && cp <= 0x2BFF) return 0;                 /* punctuation, symbols, arrows */
+    if (cp >= 0x3000 && cp <= 0x303F) return 0;                 /* CJK punctuation */
+    if (cp >= 0xD800 && cp <= 0xF8FF) return 0;                 /* surrogates, private use */
+    if ((cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF) return 0; /* variation selectors, BOM */
+    if (cp >= 0xFF00 && cp <= 0xFF20) return 0;                 /* fullwidth punctuation */
+    if (cp == 0x061C || cp == 0x180E) return 0;                 /* format characters */
+    return l;
+}
+
+/* an address around an '@' at [at, dom) ("@", "%40" or "\\u0040"); floor:
+ * where the local part may begin at the earliest.  Local parts and domain
+ * labels may hold letters past ASCII (josé@example.com, user@exämple.de); the
+ * top-level label is ASCII letters, all letters past ASCII (an IDN), or
+ * punycode. */
+static size_t try_email(const uint8_t *s, size_t n, size_t at, size_t dom, size_t floor, size_t *start) {
     size_t a = at;
-    while (a > floor && IS(s[a - 1], C_LOCAL) && at - a < 64) a--;
+    while (a > floor && at - a < 96) {
+        uint8_t b = s[a - 1];
+        if (b < 0x80) {
+            if (!IS(b, C_LOCAL)) break;
+            a--;
+            continue;
+        }
+        size_t st = a - 1;
+        while (st > floor && (s[st] & 0xC0) == 0x80 && a - st < 4) st--;
+        if (utf8_letter(s, st, a) != a - st) break;
+        a = st;
+    }
     while (a < at && (s[a] == '.' || s[a] == '-' || s[a] == '+')) a++;
     if (a == at || s[at - 1] == '.') return 0;
-    size_t j = at + 1, labels = 0, last_start = j;
-    int last_alpha = 0;
+    size_t j = dom, labels = 0, last_start = j, last_end = j;
     for (;;) {
-        size_t k = j;
-        while (k < n && (IS(s[k], C_ALPHA) || IS(s[k], C_DIGIT) || s[k] == '-') && k - j < 63) k++;
+        size_t k = j, l;
+        while (k < n && k - j < 63) {
+            if (IS(s[k], C_ALPHA | C_DIGIT) || s[k] == '-') k++;
+            else if (s[k] >= 0x80 && (l = utf8_letter(s, k, n))) k += l;
+            else break;
+        }
         if (k == j) break;
         labels++;
         last_start = j;
-        last_alpha = 1;
-        for (size_t t = j; t < k; t++)
-            if (!IS(s[t], C_ALPHA)) last_alpha = 0;
+        last_end = k;
         j = k;
-        if (j + 1 < n && s[j] == '.' && IS(s[j + 1], C_ALPHA | C_DIGIT)) {
+        if (j + 1 < n && s[j] == '.' && (IS(s[j + 1], C_ALPHA | C_DIGIT) || s[j + 1] >= 0x80)) {
             j++;
             continue;
         }
         break;
     }
-    if (labels < 2 || !last_alpha || j - last_start < 2) return 0;
+    if (labels < 2) return 0;
+    /* the top-level label */
+    size_t t = last_start;
+    if (IS(s[t], C_ALPHA)) {
+        if (last_end - t >= 5 && (s[t] | 32) == 'x' && (s[t + 1] | 32) == 'n' && s[t + 2] == '-' && s[t + 3] == '-') {
+            j = last_end; /* punycode */
+        } else {
+            while (t < last_end && IS(s[t], C_ALPHA)) t++;
+            if (t - last_start < 2 || (t < last_end && s[t] < 0x80)) return 0;
+            j = t; /* "comé": a letter after the address is not part of it */
+        }
+    } else {
+        if (s[t] < 0x80) return 0;
+        for (; t < last_end; t++)
+            if (s[t] < 0x80) return 0;
+        j = last_end;
+    }
     *start = a;
     return j;
 }
 
+/* ---- the scan ----------------------------------------------------------- */
+
+typedef struct {
+    const scan_t *c;
+    const uint8_t *s;
+    size_t i;
+} card_at;
+
+static int card_context(void *arg) {
+    const card_at *a = arg;
+    return a->c->card_ctx || card_word_before(a->s, a->i);
+}
+
+static inline int name_is(const uint8_t *w, size_t len, const char *lit) {
+    return strlen(lit) == len && starts_ci(w, len, lit);
+}
+
+/* an identifier-like string (a header or field name) that is a secret name;
+ * argument dashes ("--password") do not count */
+static int secret_string(const uint8_t *v, size_t len) {
+    size_t k = 0;
+    while (k < len && k < 2 && v[k] == '-') k++;
+    if (k == len || !IS(v[k], C_ALPHA)) return 0;
+    for (size_t t = k; t < len; t++)
+        if (!(IS(v[t], C_WORD) || v[t] == '-' || v[t] == '.')) return 0;
+    return secret_name(v + k, len - k);
+}
+
+static inline int is_auth_header(const uint8_t *w, size_t len) {
+    return name_is(w, len, "authorization") || name_is(w, len, "proxy-authorization");
+}
+
+static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
+
 static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
     size_t i = 0, last_end = 0, word_floor = 0;
+    int depth = 0, dq = 0; /* brackets open and double quotes seen on this line */
     const uint64_t en = c->cfg->enabled;
+    const int esc = (c->flags & LSR_SPAN_IN_FIELDS) != 0;
+    const uint64_t kv_rules = (1ull << LSR_R_BEARER) | (1ull << LSR_R_PASSWORD);
     while (i < n) {
         uint8_t ch = s[i];
         size_t m = 0;
         int rule = -1;
         if (!IS(ch, C_WORD)) {
+            if (!SPECIAL[ch]) {
+                i++;
+                continue;
+            }
             if (ch == '@') {
                 size_t a, e;
-                if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, last_end, &a))) {
+                if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, i + 1, last_end, &a))) {
+                    emit(c, a, e - a, LSR_R_EMAIL);
+                    i = last_end = e;
+                    continue;
+                }
+            } else if (ch == '%') { /* "user%40example.com" */
+                size_t a, e;
+                if (i + 2 < n && s[i + 1] == '4' && s[i + 2] == '0' && (en >> LSR_R_EMAIL & 1) &&
+                    (e = try_email(s, n, i, i + 3, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
                     i = last_end = e;
                     continue;
@@ -451,12 +938,36 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 emit(c, i, m, LSR_R_PRIVATE_KEY);
                 i = last_end = i + m;
                 continue;
-            } else if (ch == '\\' && (c->flags & LSR_SPAN_IN_FIELDS) && i + 1 < n) {
-                /* a JSON escape: what follows it starts a word of its own */
-                i += s[i + 1] == 'u' ? 6 : 2;
-                if (i > n) i = n;
-                word_floor = last_end = i;
-                continue;
+            } else if (ch == '\\' && i + 1 < n) {
+                /* "\u0040" is an '@' (and in fields, "\\u0040": the escape of its text) */
+                size_t u = esc && s[i + 1] == '\\' ? i + 1 : i;
+                if (u + 5 < n && s[u + 1] == 'u' && s[u + 2] == '0' && s[u + 3] == '0' && s[u + 4] == '4' &&
+                    s[u + 5] == '0' && (en >> LSR_R_EMAIL & 1)) {
+                    size_t a, e;
+                    if ((e = try_email(s, n, i, u + 6, last_end, &a))) {
+                        emit(c, a, e - a, LSR_R_EMAIL);
+                        i = last_end = e;
+                        continue;
+                    }
+                }
+                if (esc) {
+                    /* a JSON escape: what follows it starts a word of its own */
+                    uint8_t x = s[i + 1];
+                    if (x == 'n' || x == 'r') depth = dq = 0;
+                    else if (x == '"') dq ^= 1;
+                    i += x == 'u' ? 6 : 2;
+                    if (i > n) i = n;
+                    word_floor = last_end = i;
+                    continue;
+                }
+            } else if (ch == '(' || ch == '[' || ch == '{') {
+                depth++;
+            } else if (ch == ')' || ch == ']' || ch == '}') {
+                depth -= depth > 0;
+            } else if (ch == '"') {
+                dq ^= 1;
+            } else if (ch == '\n') {
+                depth = dq = 0;
             }
             i++;
             continue;
@@ -468,8 +979,17 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i = e;
             continue;
         }
+        /* provider tokens first: a token that starts with digits is more than a number */
+        if (lsr_tok_maybe(s, n, i) && (m = lsr_tok_match(s, n, i, en, &rule)) && rule >= 0 && rule < 64) {
+            emit(c, i, m, rule);
+            i = last_end = i + m;
+            continue;
+        }
+        rule = -1;
         if (IS(ch, C_DIGIT)) {
-            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i))) rule = LSR_R_CREDIT_CARD;
+            card_at at = {c, s, i};
+            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, card_context, &at)))
+                rule = LSR_R_CREDIT_CARD;
             else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
             else if ((en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i))) rule = LSR_R_IPV4;
         }
@@ -489,36 +1009,16 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i = last_end = i + m;
             continue;
         }
-        if (!IS(ch, C_ALPHA) || !(en & ((1ull << LSR_R_BEARER) | (1ull << LSR_R_PASSWORD)))) {
+        if (!IS(ch, C_ALPHA) || !(en & kv_rules)) {
             i = e;
             continue;
         }
-        /* a key: the identifier may go on with - and . ("x-api-key", "db.password") */
-        size_t w = e;
-        while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < 64) w++;
-        while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
-        size_t wlen = w - i;
-        /* a key is followed by '=' or ':' (after an optional quote and spaces): look first */
-        size_t peek = w;
-        if (peek < n && (s[peek] == '"' || s[peek] == '\'' || s[peek] == '\\')) peek++;
-        if (peek < n && s[peek] == '"') peek++;
-        while (peek < n && s[peek] == ' ') peek++;
-        int keyish = peek < n && (s[peek] == '=' || s[peek] == ':');
-        if (wlen >= 3 && (keyish || (wlen == 6 && w < n && s[w] == ' '))) {
-            int quoted = i > 0 && (s[i - 1] == '"' || s[i - 1] == '\'');
-            size_t vs, ve;
-            if ((en >> LSR_R_BEARER & 1) && keyish &&
-                ((wlen == 13 && starts_ci(s + i, wlen, "authorization")) ||
-                 (wlen == 19 && starts_ci(s + i, wlen, "proxy-authorization"))) &&
-                key_value(s, n, w, quoted, 1, &vs, &ve)) {
-                emit(c, vs, ve - vs, LSR_R_BEARER);
-                i = last_end = ve;
-                continue;
-            }
-            if ((en >> LSR_R_BEARER & 1) && wlen == 6 && starts_ci(s + i, 6, "bearer") && w < n &&
-                s[w] == ' ') {
-                size_t t = w;
-                while (t < n && s[t] == ' ') t++;
+        size_t wl = e - i;
+        /* "Bearer <token>", and a bare "Basic <base64 of user:password>" */
+        if ((en >> LSR_R_BEARER & 1) && (wl == 6 || wl == 5) && e < n && s[e] == ' ') {
+            size_t t = e;
+            while (t < n && s[t] == ' ') t++;
+            if (wl == 6 && starts_ci(s + i, 6, "bearer")) {
                 size_t k = t;
                 while (k < n && (IS(s[k], C_B64URL) || s[k] == '.' || s[k] == '~' || s[k] == '+' ||
                                  s[k] == '/' || s[k] == '=') && k - t < 4096)
@@ -528,32 +1028,157 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     i = last_end = k;
                     continue;
                 }
-            }
-            if ((en >> LSR_R_PASSWORD & 1) && keyish && secret_key(s + i, wlen) &&
-                key_value(s, n, w, quoted, 0, &vs, &ve)) {
-                emit(c, vs, ve - vs, LSR_R_PASSWORD);
-                i = last_end = ve;
+            } else if (wl == 5 && starts_ci(s + i, 5, "basic") && (m = try_basic(s, n, t))) {
+                emit(c, t, m, LSR_R_BEARER);
+                i = last_end = t + m;
                 continue;
             }
         }
-        i = e;
+        /* a key: the identifier may go on with - and . ("x-api-key", "db.password") */
+        size_t w = e;
+        while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < MAX_NAME) w++;
+        while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
+        size_t wlen = w - i, adv;
+        if (wlen < 3) {
+            i = e;
+            continue;
+        }
+        /* its opening quote, if any (argument dashes before it: "--password") */
+        size_t ks = i;
+        while (ks > 0 && i - ks < 2 && s[ks - 1] == '-') ks--;
+        uint8_t oq = 0;
+        size_t qs = ks;
+        if (ks > 0 && (s[ks - 1] == '"' || s[ks - 1] == '\'')) {
+            oq = s[ks - 1];
+            qs = ks - 1;
+            while (qs > 0 && ks - qs < 16 && s[qs - 1] == '\\') qs--;
+        }
+        /* a key is followed by '=', ':' or '=>' (after its closing quote and blanks) */
+        size_t p = w;
+        {   /* its closing quote (even without an opening one: a cut-off JSON text) */
+            size_t t = p;
+            while (t < n && t - p < 16 && s[t] == '\\') t++;
+            if (t < n && (oq ? s[t] == oq : s[t] == '"' || s[t] == '\'')) {
+                if (!oq) oq = s[t];
+                p = t + 1;
+            }
+        }
+        while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
+        uint8_t sep = p < n ? s[p] : 0;
+        if (!(sep == '=' || sep == ':' || (sep == ',' && oq))) {
+            i = e;
+            continue;
+        }
+        size_t k = p + 1;
+        if (sep == '=' && k < n && s[k] == '>') k++;
+        uint8_t before = qs > 0 ? s[qs - 1] : 0;
+        unsigned mode = 0;
+        if (sep == ':') mode = oq ? V_JSON : V_LINE;
+        else if (sep == '=') mode = before == '?' || before == '&' ? V_QUERY : before == ';' ? V_CONN : 0;
+        else mode = V_QUOTED;
+        if (depth > 0) mode |= V_INBR;
+        if (dq && !oq) mode |= V_INQ;
+        size_t vs, ve, next;
+        const uint8_t *key = s + i;
+        /* a header pair ["Authorization", "Basic ..."], ("Cookie", "...") or an
+         * argument list [..., "--password", "..."]: a quoted secret name, a comma,
+         * a quoted value */
+        if (sep == ',') {
+            size_t b = qs;
+            while (b > 0 && qs - b < 8 && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
+            int pair = b > 0 && (s[b - 1] == '[' || s[b - 1] == '(');
+            if (!(pair || (ks < i && b > 0 && s[b - 1] == ','))) {
+                i = e;
+                continue;
+            }
+        }
+        int auth = is_auth_header(key, wlen), sn;
+        if (c->memo && wlen <= MEMO_KEY) { /* an identifier has no escapes: judged like a field name */
+            struct name_memo *slot;
+            unsigned f = judge_name(c, s, i, w, &slot);
+            sn = f & NM_PASSWORD ? 2 : f & NM_SECRET ? 1 : 0;
+        } else {
+            sn = secret_name(key, wlen);
+        }
+        if (!sn && (mode & V_QUERY) && (name_is(key, wlen, "key") || name_is(key, wlen, "code"))) sn = 1;
+        /* HAR-style {"name": "password", "value": "..."} */
+        if (!sn && oq && sep == ':' && name_is(key, wlen, "name") && (en & kv_rules)) {
+            size_t ns, ne, nn;
+            if (read_value(s, n, k, esc, V_QUOTED, &ns, &ne, &nn)) {
+                uint8_t nm[MAX_NAME];
+                size_t nl = decode_into(s, ns, ne, esc, nm, sizeof nm);
+                if (nl <= sizeof nm && (auth = is_auth_header(nm, nl), sn = secret_string(nm, nl))) {
+                    size_t t = nn;
+                    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+                    if (t < n && s[t] == ',') {
+                        t++;
+                        while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+                        uint32_t q1 = t < n ? dch(s, n, t, esc, &adv) : 0;
+                        size_t v0 = t + adv;
+                        if ((q1 == '"' || q1 == '\'') && v0 + 5 < n && starts_ci(s + v0, 5, "value") &&
+                            dch(s, n, v0 + 5, esc, &adv) == q1) {
+                            t = v0 + 5 + adv;
+                            while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+                            if (t < n && s[t] == ':') {
+                                k = t + 1;
+                                mode = V_JSON | (mode & V_INBR);
+                                goto secret;
+                            }
+                        }
+                    }
+                }
+                sn = 0;
+            }
+        }
+        if (!sn) {
+            i = e;
+            continue;
+        }
+    secret:
+        if (auth && !(en >> LSR_R_BEARER & 1)) auth = 0; /* then it is the password rule's */
+        if (!auth && !(en >> LSR_R_PASSWORD & 1)) {
+            i = e;
+            continue;
+        }
+        if (!read_value(s, n, k, esc, mode, &vs, &ve, &next)) {
+            i = e;
+            continue;
+        }
+        if (!auth) {
+            uint8_t buf[64];
+            size_t bl = decode_into(s, vs, ve, esc, buf, sizeof buf);
+            if (bl <= sizeof buf && benign(buf, bl, sn == 2)) { /* left to the other rules */
+                i = e;
+                continue;
+            }
+        }
+        emit(c, vs, ve - vs, auth ? LSR_R_BEARER : LSR_R_PASSWORD);
+        i = last_end = next;
     }
 }
 
 int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg, lsr_span *spans,
                           uint32_t max_spans) {
     cls_init();
-    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0};
+    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0, NULL};
     scan_text(&c, s, n);
     return c.overflow ? LSR_EFULL : (int64_t)c.n;
 }
 
 /* ---- fields: walk the JSON so that replacements keep it valid ----------- */
 
+/* past the JSON string at p: the first quote after an even run of backslashes */
 static size_t skip_string(const uint8_t *s, size_t n, size_t p) {
-    p++; /* opening quote */
-    while (p < n && s[p] != '"') p += s[p] == '\\' ? 2 : 1;
-    return p < n ? p + 1 : n;
+    size_t from = ++p; /* after the opening quote */
+    while (p < n) {
+        const uint8_t *q = memchr(s + p, '"', n - p);
+        if (!q) return n;
+        size_t k = (size_t)(q - s), b = k;
+        while (b > from && s[b - 1] == '\\') b--;
+        if (((k - b) & 1) == 0) return k + 1;
+        p = from = k + 1; /* an escaped quote: the backslashes before it are behind us */
+    }
+    return n;
 }
 
 static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
@@ -574,28 +1199,36 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
         }
         return n;
     }
-    while (p < n && (s[p] == 0 || !strchr(",}] ", s[p]))) p++; /* strchr matches the terminator */
+    while (p < n && s[p] != ',' && s[p] != '}' && s[p] != ']' && s[p] != ' ') p++;
     return p;
 }
 
+/* A name of redact_fields: the entries come normalised (see policy.field_key):
+ * ASCII letters in lower case, without '-', '_', '.' and spaces, so that
+ * "clientSecret" also names client_secret, client-secret and ClientSecret. */
 static int field_redacted(const scan_t *c, const uint8_t *key, size_t len) {
     const uint8_t *p = c->cfg->field_names, *end = p + c->cfg->field_names_len;
-    if (!p || len == 0 || len > 255) return 0;
-    while (p < end) { /* entries: one length byte, then the lowercase name */
-        size_t nl = *p++;
-        if (nl == len && p + nl <= end) {
-            size_t t = 0;
-            while (t < len && lower(key[t]) == p[t]) t++;
-            if (t == len) return 1;
-        }
-        p += nl;
+    if (!p || len == 0) return 0;
+    uint8_t norm[256];
+    size_t nl = 0;
+    for (size_t t = 0; t < len; t++) {
+        uint8_t ch = key[t];
+        if (ch == '-' || ch == '_' || ch == '.' || ch == ' ') continue;
+        if (nl == sizeof norm) return 0;
+        norm[nl++] = (uint8_t)lower(ch);
+    }
+    if (!nl) return 0;
+    while (p < end) { /* entries: one length byte, then the name */
+        size_t el = *p++;
+        if (el == nl && p + el <= end && p[0] == norm[0] && memcmp(p, norm, nl) == 0) return 1;
+        p += el;
     }
     return 0;
 }
 
-static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_t *buf, int depth);
+static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth);
 
-static void scan_sub(scan_t *c, const uint8_t *s, size_t a, size_t b, const uint8_t *buf, uint8_t flags) {
+static void scan_sub(scan_t *c, const uint8_t *s, size_t a, size_t b, uint8_t flags) {
     uint32_t base = c->base;
     uint8_t f = c->flags;
     c->base = base + (uint32_t)a;
@@ -603,7 +1236,6 @@ static void scan_sub(scan_t *c, const uint8_t *s, size_t a, size_t b, const uint
     scan_text(c, s + a, b - a);
     c->base = base;
     c->flags = f;
-    (void)buf;
 }
 
 static size_t ws(const uint8_t *s, size_t n, size_t p) {
@@ -611,16 +1243,78 @@ static size_t ws(const uint8_t *s, size_t n, size_t p) {
     return p;
 }
 
-static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_t *buf, int depth) {
+/* a value of a secret-named field, [p, e): replaced whole unless it is benign
+ * (an empty string, a literal, a number that may stay, a path) */
+static int secret_value(const uint8_t *s, size_t p, size_t e, int pw) {
+    if (e <= p) return 0;
+    if (s[p] == '{' || s[p] == '[') return e - p > 2;
+    uint8_t buf[64];
+    size_t bl = s[p] == '"' ? decode_into(s, p + 1, e > p + 1 ? e - 1 : p + 1, 1, buf, sizeof buf)
+                            : decode_into(s, p, e, 0, buf, sizeof buf);
+    return !(bl <= sizeof buf && benign(buf, bl, pw));
+}
+
+/* a JSON string at p that is a secret name ("password", "Authorization") */
+static int secret_string_at(const uint8_t *s, size_t n, size_t p, size_t *end) {
+    *end = skip_string(s, n, p);
+    uint8_t nm[MAX_NAME];
+    size_t nl = decode_into(s, p + 1, *end > p + 1 ? *end - 1 : p + 1, 1, nm, sizeof nm);
+    return nl <= sizeof nm ? secret_string(nm, nl) : 0;
+}
+
+/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
+static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
+    size_t len = b - a;
+    struct name_memo *slot = NULL;
+    *out = NULL;
+    if (len <= MEMO_KEY && c->memo) {
+        uint32_t h = 2166136261u;
+        for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 16777619u;
+        slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
+        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) {
+            *out = slot;
+            return slot->flags;
+        }
+    }
+    uint8_t key[256];
+    size_t kl = decode_into(s, a, b, 1, key, sizeof key);
+    if (kl > sizeof key) kl = 0;
+    unsigned f = NM_VALID;
+    if (enabled(c, LSR_R_FIELD) && field_redacted(c, key, kl)) f |= NM_FIELD;
+    int sn = secret_name(key, kl);
+    if (sn) f |= sn == 2 ? NM_SECRET | NM_PASSWORD : NM_SECRET;
+    if (card_name(key, kl)) f |= NM_CARD;
+    if (name_is(key, kl, "name")) f |= NM_NAME;
+    if (name_is(key, kl, "value")) f |= NM_VALUE;
+    if (slot) {
+        slot->len = (uint8_t)len;
+        slot->flags = (uint8_t)f;
+        memcpy(slot->key, s + a, len);
+        *out = slot;
+    }
+    return f;
+}
+
+static void emit_whole(scan_t *c, size_t p, size_t e, int rule) {
+    uint8_t f = c->flags;
+    c->flags = f | LSR_SPAN_QUOTE;
+    emit(c, p, e - p, rule);
+    c->flags = f;
+}
+
+static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
     p = ws(s, n, p);
     if (p >= n || depth > 64) return n;
     uint8_t ch = s[p];
+    const int pw_on = enabled(c, LSR_R_PASSWORD);
     if (ch == '"') {
         size_t e = skip_string(s, n, p);
-        if (e - p >= 2) scan_sub(c, s, p + 1, e - 1, buf, 0);
+        if (e - p >= 2) scan_sub(c, s, p + 1, e - 1, 0);
         return e;
     }
     if (ch == '{' || ch == '[') {
+        int har = 0;  /* this object had "name": <a secret name>: its "value" is the secret */
+        int pair = 0; /* in a list, the last item was a secret name: the next is its value */
         p++;
         for (;;) {
             p = ws(s, n, p);
@@ -630,26 +1324,52 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_
                 p++;
                 continue;
             }
+            int card = c->card_ctx, sn = 0, is_name = 0;
             if (ch == '{') {
                 if (s[p] != '"') return n;
                 size_t ke = skip_string(s, n, p);
-                const uint8_t *key = s + p + 1;
-                size_t klen = ke - p >= 2 ? ke - p - 2 : 0;
-                if (klen) scan_sub(c, s, p + 1, ke - 1, buf, 0);
+                struct name_memo *slot;
+                unsigned nm = judge_name(c, s, p + 1, ke - p >= 2 ? ke - 1 : p + 1, &slot);
+                if (ke - p >= 2 && !((nm & NM_CLEAN) && !c->card_ctx)) {
+                    uint32_t before = c->n;
+                    scan_sub(c, s, p + 1, ke - 1, 0);
+                    if (slot && c->n == before && !c->card_ctx && !c->overflow) slot->flags |= NM_CLEAN;
+                }
                 p = ws(s, n, ke);
                 if (p >= n || s[p] != ':') return n;
                 p = ws(s, n, p + 1);
-                if (enabled(c, LSR_R_FIELD) && field_redacted(c, key, klen)) {
+                if (nm & NM_FIELD) {
                     size_t ve = skip_value(s, n, p);
-                    uint8_t f = c->flags;
-                    c->flags = f | LSR_SPAN_QUOTE;
-                    emit(c, p, ve - p, LSR_R_FIELD);
-                    c->flags = f;
+                    emit_whole(c, p, ve, LSR_R_FIELD);
+                    p = ve;
+                    continue;
+                }
+                sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
+                if (!sn && har && (nm & NM_VALUE)) sn = 1;
+                is_name = (nm & NM_NAME) != 0;
+                card = card || (nm & NM_CARD);
+            } else if (pair) {
+                sn = pair;
+            }
+            pair = 0;
+            if (sn && pw_on) {
+                size_t ve = skip_value(s, n, p);
+                if (secret_value(s, p, ve, sn == 2)) {
+                    emit_whole(c, p, ve, LSR_R_PASSWORD);
                     p = ve;
                     continue;
                 }
             }
-            size_t next = walk(c, s, n, p, buf, depth + 1);
+            if (s[p] == '"' && (is_name || ch == '[')) {
+                size_t se;
+                int name = secret_string_at(s, n, p, &se);
+                if (is_name) har |= name != 0;
+                else pair = name;
+            }
+            int saved = c->card_ctx;
+            c->card_ctx = card;
+            size_t next = walk(c, s, n, p, depth + 1);
+            c->card_ctx = saved;
             p = next > p ? next : p + 1; /* always forward, whatever the bytes */
         }
     }
@@ -660,7 +1380,8 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_
         uint32_t before = c->n;
         size_t a = ch == '-' ? p + 1 : p, z = a;
         while (z < e && IS(s[z], C_DIGIT)) z++;
-        scan_sub(c, s, a, z, buf, LSR_SPAN_QUOTE);
+        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
+        scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
         if (c->n > before) {
             c->n = before + 1;
             c->spans[before].start = c->base + (uint32_t)p;
@@ -673,18 +1394,21 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, const uint8_
 int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
                      const lsr_san_config *cfg, lsr_span *spans, uint32_t max_spans) {
     cls_init();
-    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0};
+    struct name_memo memo[MEMO_SLOTS];
+    memset(memo, 0, sizeof memo);
+    scan_t c = {cfg, spans, max_spans, 0, 0, 0, 0, 0, 0, memo};
     for (uint32_t i = 0; i < n && !c.overflow; i++) {
         if (keep && !keep[i]) continue;
         const lsr_meta *m = &meta[i];
         c.rec = i;
         c.base = m->msg_off;
         c.flags = 0;
+        c.card_ctx = 0;
         scan_text(&c, buf + m->msg_off, m->msg_len);
         if (m->fields_len) {
             c.base = m->fields_off;
             c.flags = LSR_SPAN_IN_FIELDS;
-            walk(&c, buf + m->fields_off, m->fields_len, 0, buf, 0);
+            walk(&c, buf + m->fields_off, m->fields_len, 0, 0);
         }
     }
     return c.overflow ? LSR_EFULL : (int64_t)c.n;

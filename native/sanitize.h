@@ -83,7 +83,7 @@ typedef struct {
 typedef struct {
     uint64_t enabled;           /* bit per built-in rule */
     uint8_t action[64];         /* action per built-in rule id (and [63] for fields) */
-    const uint8_t *field_names; /* lowercase names, each after a length byte */
+    const uint8_t *field_names; /* names as policy.field_key spells them, each after a length byte */
     uint32_t field_names_len;
 } lsr_san_config;
 

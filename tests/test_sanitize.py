@@ -142,6 +142,14 @@ def leaks(secret: str, obj: dict) -> bool:
 # ---------------------------------------------------------------------------
 # 1. the labeled corpus through Sanitize(Policy()) + FormatJsonl
 
+def in_context(secret) -> str:
+    """The line of a corpus secret as logged: a bare digit run is a card only next to a
+    card word (random numeric ids pass Luhn one time in ten), so bare cards get one."""
+    if secret.rule == "credit_card" and secret.secret.isdigit():
+        return f"card {secret.line}"
+    return secret.line
+
+
 SECRETS = secret_lines()
 CLEAN = clean_lines()
 KINDS = sorted({s.rule for s in SECRETS})
@@ -153,7 +161,7 @@ def test_corpus_covers_every_builtin_rule():
 
 @pytest.fixture(scope="module")
 def corpus_secrets() -> list[tuple[object, dict, bytes]]:
-    out = sanitize([(s.line, {"v": s.line, "nested": {"list": [s.line]}}) for s in SECRETS])
+    out = sanitize([(in_context(s), {"v": in_context(s), "nested": {"list": [in_context(s)]}}) for s in SECRETS])
     assert len(out.objs) == len(SECRETS)
     # every record held a secret (twice in its fields): each one was changed
     assert out.delta.sanitized == len(SECRETS)
@@ -216,7 +224,7 @@ def test_clean_lines_pass_unchanged_even_next_to_secrets():
     recs = []
     for i, c in enumerate(CLEAN[:100]):
         recs.append((c, {"v": c}))
-        recs.append((SECRETS[i].line, {"v": SECRETS[i].line}))
+        recs.append((in_context(SECRETS[i]), {"v": in_context(SECRETS[i])}))
     out = sanitize(recs)
     for i in range(0, len(recs), 2):
         assert out.objs[i]["msg"] == recs[i][0]
@@ -228,7 +236,7 @@ def test_clean_lines_pass_unchanged_even_next_to_secrets():
 
 
 SAMPLES = {
-    "credit_card": "4111111111111111",
+    "credit_card": "4111 1111 1111 1111",  # printed groups: a card anywhere (bare runs need a card word)
     "ssn": "123-45-6789",
     "email": "alice.smith+logs@mail.example.com",
     "ipv4": "192.168.10.42",
@@ -252,15 +260,18 @@ def test_secret_at_edges_and_next_to_punctuation(kind):
         assert secret not in o["msg"], (kind, t, o["msg"])
         assert secret not in o["fields"]["v"], (kind, t, o["fields"])
         assert f"[REDACTED:{kind}]" in o["msg"], (kind, t, o["msg"])
-        # what is around the secret stays
-        assert o["msg"] == t.replace(secret, f"[REDACTED:{kind}]"), (kind, t, o["msg"])
+        # what is around the secret stays (a letter before an address may be part of it: josé@)
+        want = t.replace(secret, f"[REDACTED:{kind}]")
+        if kind == "email" and t.startswith("é"):
+            want = want[1:]
+        assert o["msg"] == want, (kind, t, o["msg"])
 
 
 def test_two_secrets_in_one_line():
     cases = [
         ("mail a@example.com and b@example.org", "mail [REDACTED:email] and [REDACTED:email]"),
         ("a@example.com 123-45-6789", "[REDACTED:email] [REDACTED:ssn]"),
-        ("4111111111111111,378282246310005", "[REDACTED:credit_card],[REDACTED:credit_card]"),
+        ("card 4111111111111111,378282246310005", "card [REDACTED:credit_card],[REDACTED:credit_card]"),
         ("from 10.0.0.1 to 2001:db8::1", "from [REDACTED:ipv4] to [REDACTED:ipv6]"),
         ("password=hunter22 AKIAIOSFODNN7EXAMPLE", "password=[REDACTED:password] [REDACTED:aws_key]"),
     ]
@@ -286,12 +297,14 @@ def test_secret_in_a_field_key_is_replaced_and_json_stays_valid():
 
 @pytest.mark.parametrize("value", [4111111111111111, -4111111111111111, 378282246310005, 6011000990139424])
 def test_card_number_as_json_number_becomes_a_quoted_string(value):
-    out = sanitize([("m", {"card": value, "n": 7, "nested": [value, {"c": value}]})])
+    # a card-named field gives its whole value a card context, at any depth under it
+    out = sanitize([("m", {"card": value, "n": 7, "cards": [value, {"c": value}], "order_id": value})])
     (line,) = out.lines
     obj = json.loads(line)  # the fields stayed valid JSON
     assert obj["fields"] == {"card": "[REDACTED:credit_card]", "n": 7,
-                             "nested": ["[REDACTED:credit_card]", {"c": "[REDACTED:credit_card]"}]}
-    assert str(abs(value)).encode() not in line
+                             "cards": ["[REDACTED:credit_card]", {"c": "[REDACTED:credit_card]"}],
+                             "order_id": value}  # a bare number with no card context is an id
+    assert line.count(str(abs(value)).encode()) == 1
 
 
 def test_ordinary_numbers_stay_numbers():
@@ -320,9 +333,9 @@ def test_records_filtered_before_the_stage_are_left_alone():
 
     p = parse({"rules": [TICKET]})
     recs = [("debug bob@example.com TICKET-123456", {"k": 1}), ("info bob@example.com TICKET-123456", {"k": 2}),
-            ("debug 4111111111111111", {}), ("info 4111111111111111", {})]
+            ("debug card 4111111111111111", {}), ("info card 4111111111111111", {})]
     out = sanitize(recs, p, pre=[LevelFilter(20)], level=lambda m: 10 if m.startswith("debug") else 20)
-    assert out.msgs == ["info [REDACTED:email] [REDACTED:ticket]", "info [REDACTED:credit_card]"]
+    assert out.msgs == ["info [REDACTED:email] [REDACTED:ticket]", "info card [REDACTED:credit_card]"]
     assert out.delta.filtered == 2 and out.delta.sanitized == 2
 
 
@@ -422,13 +435,14 @@ def test_pem_public_key_and_certificate_untouched():
     ("password: hunter22", "password: [REDACTED:password]"),
     ('"password": "hunter22"', '"password": "[REDACTED:password]"'),
     ('{"password":"hunter22","user":"bob"}', '{"password":"[REDACTED:password]","user":"bob"}'),
-    ("secret=s3cr3t;next=1", "secret=[REDACTED:password];next=1"),
+    ("secret=s3cr3t;next=1", "secret=[REDACTED:password]"),  # a value runs to whitespace
     ("token: abcd1234", "token: [REDACTED:password]"),
     ("api_key=abc123xyz", "api_key=[REDACTED:password]"),
     ("API_KEY = 'abc 123'", "API_KEY = '[REDACTED:password]'"),
     ("db.password=hunter22 next", "db.password=[REDACTED:password] next"),
     ("X-API-Key: k-12345", "X-API-Key: [REDACTED:password]"),
-    ("client_secret=abc&x=1", "client_secret=[REDACTED:password]&x=1"),
+    ("client_secret=abc&x=1", "client_secret=[REDACTED:password]"),
+    ("/cb?client_secret=abc&x=1", "/cb?client_secret=[REDACTED:password]&x=1"),  # a query parameter ends at &
     ("GET /login?user=bob&password=pw123 200", "GET /login?user=bob&password=[REDACTED:password] 200"),
 ])
 def test_password_key_value_forms(text, want):
@@ -509,10 +523,10 @@ def test_redact_names_the_rule():
 
 def test_mask_keeps_the_last_four():
     p = parse({"actions": {"credit_card": "mask", "ssn": "mask"}})
-    out = sanitize([("card 4111 1111 1111 1111 ok", {"c": 5500000000000004, "s": "378282246310005"}),
+    out = sanitize([("card 4111 1111 1111 1111 ok", {"card": 5500000000000004, "cc": "378282246310005"}),
                     ("ssn 123-45-6789", {})], p)
     assert out.msgs == ["card [MASKED:credit_card:****1111] ok", "ssn [MASKED:ssn:****6789]"]
-    assert out.fields[0] == {"c": "[MASKED:credit_card:****0004]", "s": "[MASKED:credit_card:****0005]"}
+    assert out.fields[0] == {"card": "[MASKED:credit_card:****0004]", "cc": "[MASKED:credit_card:****0005]"}
     assert "4111 1111 1111" not in out.lines[0].decode()
 
 
@@ -542,8 +556,8 @@ def test_hash_is_keyed_and_stable(tmp_path):
 
 def test_hash_of_redact_fields(tmp_path):
     p = parse({"actions": {"field": "hash"}, "hash_key_file": str(hash_key(tmp_path))})
-    out = sanitize([("m", {"password": "hunter2"}), ("m", {"password": "hunter2"}), ("m", {"password": "x"})], p)
-    vals = [f["password"] for f in out.fields]
+    out = sanitize([("m", {"cvv": "hunter2"}), ("m", {"cvv": "hunter2"}), ("m", {"cvv": "x"})], p)
+    vals = [f["cvv"] for f in out.fields]
     assert all(HASH_RE.match(v) and HASH_RE.match(v).group(1) == "field" for v in vals)
     assert vals[0] == vals[1] != vals[2]
 
@@ -602,11 +616,13 @@ def test_action_override_for_one_rule(tmp_path):
 
 @pytest.mark.parametrize("value", ["hunter2", 12345, 1.5, {"a": 1, "b": [1, "x"]}, [1, 2, "z"], None, True, ""])
 def test_default_redact_fields_replace_any_value(value):
-    fields = {"password": value, "Token": value, "AUTHORIZATION": value, "x-api-key": value,
-              "nested": {"Set-Cookie": value}, "plain": "ok"}
+    # secret names (password, token, ...) are the password rule's, judged like keys in text
+    # (tests/test_sanitize_scan.py); redact_fields replace whatever their fields hold
+    fields = {"session": value, "CVV": value, "card-number": value, "Card_Number": value,
+              "nested": {"SSN": value}, "plain": "ok"}
     f = one_fields(fields)
     r = "[REDACTED:field]"
-    assert f == {"password": r, "Token": r, "AUTHORIZATION": r, "x-api-key": r, "nested": {"Set-Cookie": r},
+    assert f == {"session": r, "CVV": r, "card-number": r, "Card_Number": r, "nested": {"SSN": r},
                  "plain": "ok"}
 
 
@@ -615,13 +631,13 @@ def test_policy_redact_fields_are_case_insensitive_and_replace_the_default():
     f = one_fields({"x-session": "s1", "X-SESSION": {"id": 7}, "Card_Ref": 42, "password": "hunter2",
                     "note": "mail bob@example.com", "plain": "hello"}, p)
     assert f == {"x-session": "[REDACTED:field]", "X-SESSION": "[REDACTED:field]", "Card_Ref": "[REDACTED:field]",
-                 # not listed any more: its value goes through the rules like any other
-                 "password": "hunter2", "note": "mail [REDACTED:email]", "plain": "hello"}
+                 # not listed: judged by its name like a key in text, a secret name
+                 "password": "[REDACTED:password]", "note": "mail [REDACTED:email]", "plain": "hello"}
 
 
 def test_field_names_match_whole_names_only():
     f = one_fields({"password_hint": "my cat", "passwords": 3, "xpassword": "y", "pass": "p"})
-    assert f == {"password_hint": "my cat", "passwords": 3, "xpassword": "y", "pass": "[REDACTED:field]"}
+    assert f == {"password_hint": "my cat", "passwords": 3, "xpassword": "y", "pass": "[REDACTED:password]"}
 
 
 # ---------------------------------------------------------------------------
@@ -779,7 +795,7 @@ def test_writer_counts_sanitized_records_and_hits_per_rule(ring_name, writer_fac
         assert s["committed"] == len(allrecs)
         assert s["sanitized"] == len(recs)
         want = {name: 0 for name in (*BUILTIN_RULES, FIELD_RULE)}
-        want.update(email=3, credit_card=2, ssn=1, field=1, ipv4=1, jwt=1)
+        want.update(email=3, credit_card=2, ssn=1, password=1, ipv4=1, jwt=1)
         assert s["rule_hits"] == want
         assert w.stop() == 0
         text = "\n".join(json.dumps(r) for r in read_records(w.dir))

@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from .._native import ffi, lib
-from ..policy import ACTIONS, BUILTIN_RULES, FIELD_RULE, Policy, compile_pattern
+from ..policy import ACTIONS, BUILTIN_RULES, FIELD_RULE, Policy, compile_pattern, field_key
 from ..record import META_DTYPE
 from . import Batch
 
@@ -166,7 +166,7 @@ class Sanitize:
         for rid, name in enumerate(BUILTIN_RULES):
             cfg.action[rid] = ACTIONS.index(policy.action_of(name))
         cfg.action[FIELD_ID] = ACTIONS.index(policy.action_of(FIELD_RULE))
-        encoded = [f.encode() for f in policy.redact_fields if 0 < len(f.encode()) < 256]
+        encoded = [k for k in dict.fromkeys(field_key(f) for f in policy.redact_fields) if 0 < len(k) < 256]
         names = b"".join(bytes([len(f)]) + f for f in encoded)
         self._field_names = ffi.new("uint8_t[]", names or b"\0")
         cfg.field_names = self._field_names
