@@ -337,8 +337,8 @@ static size_t try_github(const uint8_t *s, size_t n, size_t i) {
 }
 
 static size_t try_slack(const uint8_t *s, size_t n, size_t i) {
-    if (i + 5 > n || memcmp(s + i, "xox", 3) != 0 || !strchr("abposr", s[i + 3]) || !s[i + 3] ||
-        s[i + 4] != '-')
+    /* xoxb-, xoxp-, xoxa-, xoxe-, ...: any letter, so that a kind we do not know yet is caught */
+    if (i + 5 > n || memcmp(s + i, "xox", 3) != 0 || s[i + 3] < 'a' || s[i + 3] > 'z' || s[i + 4] != '-')
         return 0;
     size_t k = run_of(s, n, i + 5, C_B64URL, 255);
     return k >= 10 ? 5 + k : 0;
@@ -1150,6 +1150,20 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             if (bl <= sizeof buf && benign(buf, bl, sn == 2)) { /* left to the other rules */
                 i = e;
                 continue;
+            }
+            /* "secret: false ok", "token: 512 for tenant acme": after ':' the value runs to the
+             * end of the line, but a first word that is a literal, a number or a path is the
+             * value, and the rest is prose */
+            if (mode & V_LINE) {
+                size_t w = vs;
+                while (w < ve && s[w] != ' ' && s[w] != '\t') w++;
+                if (w < ve) {
+                    bl = decode_into(s, vs, w, esc, buf, sizeof buf);
+                    if (bl <= sizeof buf && benign(buf, bl, sn == 2)) {
+                        i = e;
+                        continue;
+                    }
+                }
             }
         }
         emit(c, vs, ve - vs, auth ? LSR_R_BEARER : LSR_R_PASSWORD);

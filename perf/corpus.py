@@ -24,6 +24,8 @@ import string
 import uuid
 from dataclasses import dataclass, field
 
+from perf.tokens import GENERATORS as TOKEN_GENERATORS
+
 _B32 = string.ascii_uppercase + "234567"
 _ALNUM = string.ascii_letters + string.digits
 
@@ -183,6 +185,9 @@ def secret_lines(seed: int = 7, per_kind: int = 40) -> list[Secret]:
         user, pw2 = rng.choice(["svc", "admin", "app"]), password(rng).replace("@", "").replace("/", "")
         pw2 = "".join(ch for ch in pw2 if ch.isalnum()) or "pw123456"
         add("url_credentials", pw2, f"https://{user}:{pw2}@db.internal:5432/app")
+        for rule, makers in TOKEN_GENERATORS.items():  # provider tokens (native/tokens.c)
+            if rule != "slack_token":
+                add(rule, rng.choice(makers)(rng))
     return out
 
 
