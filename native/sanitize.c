@@ -734,11 +734,29 @@ static int benign(const uint8_t *v, size_t len, int pw) {
     }
     if (k == len && digits) return !pw && intdigits <= 12;
     if (v[0] == '/' && len >= 2 && (is_alnum(v[1]) || v[1] == '.' || v[1] == '_' || v[1] == '~')) {
+        /* a path, unless it looks drawn at random (a base64 secret may start with '/'): a part
+         * of 10 or more characters mixing upper case, lower case and digits, or a whole of 24 or
+         * more in the base64 alphabet alone that mixes all three */
+        size_t seg = 0;
+        int mix = 0, all = 0, b64 = 1;
         for (k = 1; k < len; k++) {
             uint8_t ch = v[k];
-            if (!(is_alnum(ch) || ch == '.' || ch == '_' || ch == '~' || ch == '/' || ch == '-' || ch == '+'))
-                return 0;
-            if (ch == '/' && v[k - 1] == '/') return 0;
+            all |= (ch >= 'A' && ch <= 'Z') ? 1 : (ch >= 'a' && ch <= 'z') ? 2 : is_digit(ch) ? 4 : 0;
+            if (!(is_alnum(ch) || ch == '/' || ch == '+' || ch == '=')) b64 = 0;
+        }
+        if (len >= 24 && b64 && all == 7) return 0;
+        for (k = 1; k <= len; k++) {
+            uint8_t ch = k < len ? v[k] : '/';
+            if (ch == '/') {
+                if (seg >= 10 && mix == 7) return 0;
+                if (k < len && v[k - 1] == '/') return 0;
+                seg = 0;
+                mix = 0;
+                continue;
+            }
+            if (!(is_alnum(ch) || ch == '.' || ch == '_' || ch == '~' || ch == '-' || ch == '+')) return 0;
+            seg++;
+            mix |= (ch >= 'A' && ch <= 'Z') ? 1 : (ch >= 'a' && ch <= 'z') ? 2 : is_digit(ch) ? 4 : 0;
         }
         return 1;
     }
@@ -939,8 +957,10 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 i = last_end = i + m;
                 continue;
             } else if (ch == '\\' && i + 1 < n) {
-                /* "\u0040" is an '@' (and in fields, "\\u0040": the escape of its text) */
-                size_t u = esc && s[i + 1] == '\\' ? i + 1 : i;
+                /* "\u0040" is an '@', and so is "\\u0040" (its escape in a JSON string, in
+                 * fields or in JSON-in-text) and each deeper escape of it */
+                size_t u = i;
+                while (u + 1 < n && s[u + 1] == '\\' && u - i < 15) u++;
                 if (u + 5 < n && s[u + 1] == 'u' && s[u + 2] == '0' && s[u + 3] == '0' && s[u + 4] == '4' &&
                     s[u + 5] == '0' && (en >> LSR_R_EMAIL & 1)) {
                     size_t a, e;

@@ -253,7 +253,9 @@ static size_t gitlab_runner(const uint8_t *s, size_t n, size_t i) {
 static size_t sendgrid(const uint8_t *s, size_t n, size_t i) {
     if (!AT(i, "SG.") || run(s, n, i + 3, K_B64URL, 23) != 22 || i + 25 >= n || s[i + 25] != '.')
         return 0;
-    return exact(s, n, i + 26, K_B64URL, 43) ? 69 : 0;
+    /* the secret part is 43 long; a few more or less is still a SendGrid key (fail closed) */
+    size_t k = run(s, n, i + 26, K_B64URL, 51);
+    return k >= 40 && k <= 50 && ends(s, n, i + 26 + k, K_B64URL) ? 26 + k : 0;
 }
 
 /* npm: npm_ and exactly 36 base62.  The last 6 are said to be a base62 CRC32 of

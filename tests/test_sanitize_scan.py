@@ -50,9 +50,11 @@ def fragments(secret: str, k: int = 4) -> set[str]:
 MARKER = re.compile(r"\[(REDACTED|MASKED|HASH):[^\]]*\]")
 
 
-def assert_gone(secret: str, out: str, where: str = "") -> None:
+def assert_gone(secret: str, out: str, where: str = "", around: str = "") -> None:
+    """No 4-byte fragment of secret in out, but for those the text around the secret holds
+    itself (a secret "22gger" shares "gger" with the key "logger")."""
     out = MARKER.sub("\x00", out)  # "[REDACTED:email]" holds "mail"
-    left = [f for f in fragments(secret) if f in out]
+    left = [f for f in fragments(secret) if f in out and f not in around]
     assert not left, f"{where}: fragments {left[:5]} of {secret!r} left in {out!r}"
 
 
@@ -540,7 +542,8 @@ def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth
         value = {f"level{k}": [value]}
     out = sanitize([("m", value)])
     (obj,) = out.objs
-    assert_gone(secret, strings(obj), json.dumps(value))
+    around = strings({k: v for k, v in obj.items() if k != "fields"}) + " " + json.dumps(value).replace(secret, " ")
+    assert_gone(secret, strings(obj), json.dumps(value), around)
 
 
 CARD_PREFIXES = [("4", 16), ("51", 16), ("55", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16),

@@ -235,7 +235,6 @@ NEAR_MISSES = {
     "gitlab word": "glpatterns-are-fine",
     "gitlab runner short": "GR1348941" + rnd(_R, ALNUM, 10),
     "sendgrid short part": f"SG.{rnd(_R, B64URL, 21)}.{rnd(_R, B64URL, 43)}",
-    "sendgrid long part": f"SG.{rnd(_R, B64URL, 22)}.{rnd(_R, B64URL, 44)}",
     "npm short": "npm_" + rnd(_R, B62, 35),
     "npm config": "npm_config_registry=https://registry.npmjs.org/",
     "pypi other macaroon": "pypi-" + rnd(_R, B64URL, 160),
