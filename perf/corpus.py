@@ -37,8 +37,8 @@ class Secret:
     secret: str  # must not appear in the sanitized line
 
 
-def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
-    body = prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
+def luhn_complete(body: str) -> str:
+    """body with the check digit that makes it pass Luhn."""
     total = 0
     for i, ch in enumerate(reversed(body)):
         v = int(ch)
@@ -48,6 +48,10 @@ def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
                 v -= 9
         total += v
     return body + str((10 - total % 10) % 10)
+
+
+def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
+    return luhn_complete(prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1)))
 
 
 def luhn_ok(digits: str) -> bool:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from logger_system._native import ffi, lib
 from logger_system.pipeline.sanitize import Sanitize
 from logger_system.policy import Policy, field_key, parse
+from perf.corpus import luhn_complete
 from test_sanitize import sanitize
 
 _STAGES: dict[int, Sanitize] = {}
@@ -368,18 +369,6 @@ def test_card_lookalikes_with_separators_untouched(text):
 
 # ---------------------------------------------------------------------------
 # 6. fewer false positives, not fewer catches
-
-
-def luhn_complete(body: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        v = int(ch)
-        if i % 2 == 0:
-            v *= 2
-            if v > 9:
-                v -= 9
-        total += v
-    return body + str((10 - total % 10) % 10)
 
 
 def test_random_numeric_ids_that_pass_luhn_are_not_cards():
