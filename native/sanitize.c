@@ -1394,6 +1394,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                     continue;
                 }
             }
+            if (p >= n) return n; /* a key with nothing after its ':' */
             if (s[p] == '"' && (is_name || ch == '[')) {
                 size_t se;
                 int name = secret_string_at(s, n, p, &se);

@@ -1144,6 +1144,8 @@ def scan_fields(fields: bytes) -> int:
 @fuzz_settings(150, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False)
 @given(fields=token_soup | mutated_docs() | st.binary(max_size=64))
 @example(fields=b"[\x00]")
+@example(fields=b'{"a": {"password":')  # a key with nothing after its ':' (read past the end once)
+@example(fields=b'[{"name":')
 def test_scan_fields_outside_the_drain_contract_terminates(fields):
     """Fields the drain would refuse (they fail lsr_json_valid) must still not hang or crash the scanner."""
     run_in_child(scan_fields, fields, timeout=3.0)
