@@ -1330,6 +1330,7 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
 }
 
 static void emit_whole(scan_t *c, size_t p, size_t e, int rule) {
+    if (e <= p) return; /* nothing there (fields cut short): nothing to replace */
     uint8_t f = c->flags;
     c->flags = f | LSR_SPAN_QUOTE;
     emit(c, p, e - p, rule);
