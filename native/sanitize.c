@@ -25,6 +25,7 @@
 
 static uint8_t CLS[256];
 static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
+static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, blanks, separators */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -44,6 +45,7 @@ static void cls_init(void) {
         if (c == 0) v &= (uint8_t)~C_USERINFO; /* strchr matches the terminator */
         CLS[c] = v;
         SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
+        KEY_NEXT[c] = c != 0 && strchr("\\\"' \t=:,", c) != NULL;
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -994,6 +996,9 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         /* a word: [i, e) */
         size_t e = i + 1;
+        while (e + 8 <= n && (CLS[s[e]] & CLS[s[e + 1]] & CLS[s[e + 2]] & CLS[s[e + 3]] & CLS[s[e + 4]] &
+                              CLS[s[e + 5]] & CLS[s[e + 6]] & CLS[s[e + 7]] & C_WORD))
+            e += 8; /* eight word bytes at a time, then one by one */
         while (e < n && IS(s[e], C_WORD)) e++;
         if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
             i = e;
@@ -1011,7 +1016,9 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, card_context, &at)))
                 rule = LSR_R_CREDIT_CARD;
             else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
-            else if ((en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i))) rule = LSR_R_IPV4;
+            /* an IPv4 address begins with 1-3 digits and a '.', where this word ends */
+            else if ((en >> LSR_R_IPV4 & 1) && e - i <= 3 && e < n && s[e] == '.' && (m = try_ipv4(s, n, i)))
+                rule = LSR_R_IPV4;
         }
         if (rule < 0 && e < n && s[e] == ':' && e - i <= 4 && (en >> LSR_R_IPV6 & 1) &&
             run_of(s, n, i, C_HEX, 5) == e - i && (m = try_ipv6(s, n, i)))
@@ -1060,6 +1067,13 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i, adv;
         if (wlen < 3) {
+            i = e;
+            continue;
+        }
+        /* what the checks below ask of the bytes after it, in short: a closing quote (escaped
+         * or not), blanks, or the separator itself; blanks then a word is no key either */
+        if (w >= n || !KEY_NEXT[s[w]] ||
+            ((s[w] == ' ' || s[w] == '\t') && w + 1 < n && IS(s[w + 1], C_WORD))) {
             i = e;
             continue;
         }
@@ -1302,8 +1316,18 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
     struct name_memo *slot = NULL;
     *out = NULL;
     if (len <= MEMO_KEY && c->memo) {
-        uint32_t h = 2166136261u;
-        for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 16777619u;
+        /* the slot only saves work: the key is compared in full below */
+        uint64_t h = len;
+        if (len >= 8) {
+            uint64_t x, y;
+            memcpy(&x, s + a, 8);
+            memcpy(&y, s + b - 8, 8);
+            h = (h ^ x) * 0x9E3779B97F4A7C15ull;
+            h = (h ^ (h >> 29) ^ y) * 0xC2B2AE3D27D4EB4Full;
+        } else {
+            for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 0x100000001B3ull;
+        }
+        h ^= h >> 32;
         slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
         if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) {
             *out = slot;
