@@ -51,6 +51,9 @@ static void cls_init(void) {
 }
 
 #define IS(c, k) (CLS[(uint8_t)(c)] & (k))
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     const lsr_san_config *cfg;
@@ -92,6 +95,27 @@ static void emit(scan_t *c, size_t start, size_t len, int rule) {
     s->flags = c->flags;
     s->repl_off = UINT32_MAX;
     s->repl_len = 0;
+}
+
+/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is */
+static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
+#if defined(__SSE2__)
+    const __m128i bit5 = _mm_set1_epi8(0x20), under = _mm_set1_epi8('_');
+    const __m128i a0 = _mm_set1_epi8((char)(128 - 'a')), a26 = _mm_set1_epi8((char)(-128 + 26));
+    const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+    while (n - e >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + e));
+        /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
+        __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
+        __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
+        __m128i w = _mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under));
+        unsigned other = (unsigned)_mm_movemask_epi8(w) ^ 0xFFFFu;
+        if (other) return e + (size_t)__builtin_ctz(other);
+        e += 16;
+    }
+#endif
+    while (e < n && IS(s[e], C_WORD)) e++;
+    return e;
 }
 
 static inline int lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
@@ -995,11 +1019,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             continue;
         }
         /* a word: [i, e) */
-        size_t e = i + 1;
-        while (e + 8 <= n && (CLS[s[e]] & CLS[s[e + 1]] & CLS[s[e + 2]] & CLS[s[e + 3]] & CLS[s[e + 4]] &
-                              CLS[s[e + 5]] & CLS[s[e + 6]] & CLS[s[e + 7]] & C_WORD))
-            e += 8; /* eight word bytes at a time, then one by one */
-        while (e < n && IS(s[e], C_WORD)) e++;
+        size_t e = word_end(s, n, i + 1);
         if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
             i = e;
             continue;
