@@ -25,6 +25,7 @@
 
 static uint8_t CLS[256];
 static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
+static uint8_t SCALAR_END[256]; /* what ends a JSON number or literal for skip_value: , } ] and a blank */
 static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, blanks, separators */
 static int cls_ready;
 
@@ -45,6 +46,7 @@ static void cls_init(void) {
         if (c == 0) v &= (uint8_t)~C_USERINFO; /* strchr matches the terminator */
         CLS[c] = v;
         SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
+        SCALAR_END[c] = c == ',' || c == '}' || c == ']' || c == ' ';
         KEY_NEXT[c] = c != 0 && strchr("\\\"' \t=:,", c) != NULL;
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
@@ -193,6 +195,10 @@ static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *),
     if (r < 13) { /* a short run is a card only as the first group of one */
         uint8_t x = i + r < n ? s[i + r] : 0;
         if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+        /* and only if a digit follows its separator (a double blank is one separator too) */
+        size_t q = i + r + 1;
+        if (x == ' ' && q < n && s[q] == ' ') q++;
+        if (q >= n || !IS(s[q], C_DIGIT)) return 0;
     }
     uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
@@ -1267,7 +1273,7 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
         }
         return n;
     }
-    while (p < n && s[p] != ',' && s[p] != '}' && s[p] != ']' && s[p] != ' ') p++;
+    while (p < n && !SCALAR_END[s[p]]) p++;
     return p;
 }
 
@@ -1349,7 +1355,18 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
         }
         h ^= h >> 32;
         slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
-        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) {
+        int same = (slot->flags & NM_VALID) && slot->len == len;
+        if (same && len >= 8 && len <= 16) { /* two 8-byte loads cover the key */
+            uint64_t x, y, u, v;
+            memcpy(&x, s + a, 8);
+            memcpy(&y, s + b - 8, 8);
+            memcpy(&u, slot->key, 8);
+            memcpy(&v, slot->key + len - 8, 8);
+            same = x == u && y == v;
+        } else if (same) {
+            same = memcmp(slot->key, s + a, len) == 0;
+        }
+        if (same) {
             *out = slot;
             return slot->flags;
         }
