@@ -1089,7 +1089,8 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         /* a key: the identifier may go on with - and . ("x-api-key", "db.password") */
         size_t w = e;
-        while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < MAX_NAME) w++;
+        if (w < n && (s[w] == '-' || s[w] == '.'))
+            while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < MAX_NAME) w++;
         while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i, adv;
         if (wlen < 3) {
