@@ -25,6 +25,8 @@
 
 static uint8_t CLS[256];
 static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
+static uint8_t SCALAR_END[256]; /* what ends a JSON number or literal for skip_value: , } ] and a blank */
+static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, blanks, separators */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -44,11 +46,16 @@ static void cls_init(void) {
         if (c == 0) v &= (uint8_t)~C_USERINFO; /* strchr matches the terminator */
         CLS[c] = v;
         SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
+        SCALAR_END[c] = c == ',' || c == '}' || c == ']' || c == ' ';
+        KEY_NEXT[c] = c != 0 && strchr("\\\"' \t=:,", c) != NULL;
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
 
 #define IS(c, k) (CLS[(uint8_t)(c)] & (k))
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     const lsr_san_config *cfg;
@@ -90,6 +97,27 @@ static void emit(scan_t *c, size_t start, size_t len, int rule) {
     s->flags = c->flags;
     s->repl_off = UINT32_MAX;
     s->repl_len = 0;
+}
+
+/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is */
+static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
+#if defined(__SSE2__)
+    const __m128i bit5 = _mm_set1_epi8(0x20), under = _mm_set1_epi8('_');
+    const __m128i a0 = _mm_set1_epi8((char)(128 - 'a')), a26 = _mm_set1_epi8((char)(-128 + 26));
+    const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+    while (n - e >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + e));
+        /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
+        __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
+        __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
+        __m128i w = _mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under));
+        unsigned other = (unsigned)_mm_movemask_epi8(w) ^ 0xFFFFu;
+        if (other) return e + (size_t)__builtin_ctz(other);
+        e += 16;
+    }
+#endif
+    while (e < n && IS(s[e], C_WORD)) e++;
+    return e;
 }
 
 static inline int lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
@@ -167,6 +195,10 @@ static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *),
     if (r < 13) { /* a short run is a card only as the first group of one */
         uint8_t x = i + r < n ? s[i + r] : 0;
         if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+        /* and only if a digit follows its separator (a double blank is one separator too) */
+        size_t q = i + r + 1;
+        if (x == ' ' && q < n && s[q] == ' ') q++;
+        if (q >= n || !IS(s[q], C_DIGIT)) return 0;
     }
     uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
@@ -993,8 +1025,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             continue;
         }
         /* a word: [i, e) */
-        size_t e = i + 1;
-        while (e < n && IS(s[e], C_WORD)) e++;
+        size_t e = word_end(s, n, i + 1);
         if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
             i = e;
             continue;
@@ -1011,7 +1042,9 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, card_context, &at)))
                 rule = LSR_R_CREDIT_CARD;
             else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
-            else if ((en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i))) rule = LSR_R_IPV4;
+            /* an IPv4 address begins with 1-3 digits and a '.', where this word ends */
+            else if ((en >> LSR_R_IPV4 & 1) && e - i <= 3 && e < n && s[e] == '.' && (m = try_ipv4(s, n, i)))
+                rule = LSR_R_IPV4;
         }
         if (rule < 0 && e < n && s[e] == ':' && e - i <= 4 && (en >> LSR_R_IPV6 & 1) &&
             run_of(s, n, i, C_HEX, 5) == e - i && (m = try_ipv6(s, n, i)))
@@ -1056,10 +1089,18 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         /* a key: the identifier may go on with - and . ("x-api-key", "db.password") */
         size_t w = e;
-        while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < MAX_NAME) w++;
+        if (w < n && (s[w] == '-' || s[w] == '.'))
+            while (w < n && (IS(s[w], C_WORD) || s[w] == '-' || s[w] == '.') && w - i < MAX_NAME) w++;
         while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i, adv;
         if (wlen < 3) {
+            i = e;
+            continue;
+        }
+        /* what the checks below ask of the bytes after it, in short: a closing quote (escaped
+         * or not), blanks, or the separator itself; blanks then a word is no key either */
+        if (w >= n || !KEY_NEXT[s[w]] ||
+            ((s[w] == ' ' || s[w] == '\t') && w + 1 < n && IS(s[w + 1], C_WORD))) {
             i = e;
             continue;
         }
@@ -1233,7 +1274,7 @@ static size_t skip_value(const uint8_t *s, size_t n, size_t p) {
         }
         return n;
     }
-    while (p < n && s[p] != ',' && s[p] != '}' && s[p] != ']' && s[p] != ' ') p++;
+    while (p < n && !SCALAR_END[s[p]]) p++;
     return p;
 }
 
@@ -1302,10 +1343,31 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
     struct name_memo *slot = NULL;
     *out = NULL;
     if (len <= MEMO_KEY && c->memo) {
-        uint32_t h = 2166136261u;
-        for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 16777619u;
+        /* the slot only saves work: the key is compared in full below */
+        uint64_t h = len;
+        if (len >= 8) {
+            uint64_t x, y;
+            memcpy(&x, s + a, 8);
+            memcpy(&y, s + b - 8, 8);
+            h = (h ^ x) * 0x9E3779B97F4A7C15ull;
+            h = (h ^ (h >> 29) ^ y) * 0xC2B2AE3D27D4EB4Full;
+        } else {
+            for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 0x100000001B3ull;
+        }
+        h ^= h >> 32;
         slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
-        if ((slot->flags & NM_VALID) && slot->len == len && memcmp(slot->key, s + a, len) == 0) {
+        int same = (slot->flags & NM_VALID) && slot->len == len;
+        if (same && len >= 8 && len <= 16) { /* two 8-byte loads cover the key */
+            uint64_t x, y, u, v;
+            memcpy(&x, s + a, 8);
+            memcpy(&y, s + b - 8, 8);
+            memcpy(&u, slot->key, 8);
+            memcpy(&v, slot->key + len - 8, 8);
+            same = x == u && y == v;
+        } else if (same) {
+            same = memcmp(slot->key, s + a, len) == 0;
+        }
+        if (same) {
             *out = slot;
             return slot->flags;
         }
