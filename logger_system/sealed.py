@@ -37,12 +37,21 @@ SUFFIX = "lsx"
 MODE_KEY, MODE_RECIPIENTS = 1, 2
 FLAG_ZSTD = 1
 CHUNK_FINAL, CHUNK_ZSTD = 1, 2
-PREV_RECOVERED = 1
+# prev_flags: what the writer knew of the file before this one when it began this file
+PREV_RECOVERED = 1    # it had no final chunk (a crash): this header vouches for where it ended
+PREV_LOSS = 2         # records the ring had released were missing from the files: `lost` of them,
+                      # numbered just before this file's first `n`
+PREV_DAMAGED = 4      # the file numbered index - 1 was damaged and moved aside (`<name>.damaged`);
+                      # prev_* describe the file before it
+PREV_UNCONFIRMED = 8  # the ring that fed the previous file was gone: its end is vouched for by the
+                      # files alone (a cut tail before this restart cannot be ruled out)
+PREV_FLAGS = PREV_RECOVERED | PREV_LOSS | PREV_DAMAGED | PREV_UNCONFIRMED
+MAX_LOST = (1 << 56) - 1
 NO_SEQ = (1 << 64) - 1
 MAX_CHUNK = 64 << 20
 
 # magic, version, mode, flags, reserved, header_len, stream_id, file_id, index, ring_id,
-# created_ns, prev_id, prev_digest, prev_chunks, prev_flags, 7 reserved bytes
+# created_ns, prev_id, prev_digest, prev_chunks, prev_flags, lost (7 bytes, little-endian)
 _FIXED = struct.Struct("<4sBBBBI16s16sQQQ16s32sQB7s")
 _KEY_BLOCK = struct.Struct("<8s12s48s")              # key id, nonce, wrapped data key
 _RCPT_BLOCK = struct.Struct("<8s32s12s48s")          # recipient id, ephemeral public, nonce, wrapped key
@@ -71,6 +80,7 @@ class Header:
     prev_digest: bytes
     prev_chunks: int
     prev_flags: int
+    lost: int
     key_block: bytes = field(repr=False)
     raw: bytes = field(repr=False)
 
@@ -104,9 +114,13 @@ def _hkdf(shared: bytes, salt: bytes) -> bytes:
 
 def make_header(*, stream_id: bytes, index: int, ring_id: int, created_ns: int, prev_id: bytes,
                 prev_digest: bytes, prev_chunks: int, prev_flags: int, compress: bool,
-                keyring: Keyring | None = None, recipients: Iterable[Recipient] = ()) -> tuple[bytes, bytes]:
-    """A new file's header and its fresh random data key."""
+                keyring: Keyring | None = None, recipients: Iterable[Recipient] = (),
+                lost: int = 0) -> tuple[bytes, bytes]:
+    """A new file's header and its fresh random data key.  lost: records known lost just
+    before this file (with PREV_LOSS in prev_flags)."""
     recipients = list(recipients)
+    if prev_flags & ~PREV_FLAGS or not 0 <= lost <= MAX_LOST or bool(lost) != bool(prev_flags & PREV_LOSS):
+        raise ValueError("prev_flags and lost disagree")
     mode = MODE_KEY if keyring is not None else MODE_RECIPIENTS
     if mode == MODE_RECIPIENTS and not 1 <= len(recipients) <= 255:
         raise ValueError("sealing needs a key or 1 to 255 recipients")
@@ -115,7 +129,7 @@ def make_header(*, stream_id: bytes, index: int, ring_id: int, created_ns: int, 
     block_len = _KEY_BLOCK.size if mode == MODE_KEY else 1 + _RCPT_BLOCK.size * len(recipients)
     fixed = _FIXED.pack(MAGIC, VERSION, mode, FLAG_ZSTD if compress else 0, 0, _FIXED.size + block_len,
                         stream_id, file_id, index, ring_id, created_ns, prev_id, prev_digest, prev_chunks,
-                        prev_flags, bytes(7))
+                        prev_flags, lost.to_bytes(7, "little"))
     if mode == MODE_KEY:
         assert keyring is not None
         nonce = os.urandom(12)
@@ -139,12 +153,14 @@ def parse_header(data: bytes, where: str = "file") -> Header:
     if len(data) < _FIXED.size:
         raise SealError(f"{where}: truncated: the header is incomplete")
     (magic, version, mode, flags, _r, header_len, stream_id, file_id, index, ring_id, created_ns,
-     prev_id, prev_digest, prev_chunks, prev_flags, _r7) = _FIXED.unpack_from(data)
+     prev_id, prev_digest, prev_chunks, prev_flags, lost) = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise SealError(f"{where}: not a logger_system sealed file")
     if version != VERSION:
         raise SealError(f"{where}: sealed file version {version} is not supported (this reads {VERSION})")
-    if mode not in (MODE_KEY, MODE_RECIPIENTS) or header_len > 1 << 16 or header_len < _FIXED.size:
+    lost = int.from_bytes(lost, "little")
+    if (mode not in (MODE_KEY, MODE_RECIPIENTS) or header_len > 1 << 16 or header_len < _FIXED.size
+            or prev_flags & ~PREV_FLAGS or bool(lost) != bool(prev_flags & PREV_LOSS)):
         raise SealError(f"{where}: the header is damaged")
     if len(data) < header_len:
         raise SealError(f"{where}: truncated: the header is incomplete")
@@ -154,7 +170,7 @@ def parse_header(data: bytes, where: str = "file") -> Header:
     if not ok:
         raise SealError(f"{where}: the header is damaged")
     return Header(mode, flags, stream_id, file_id, index, ring_id, created_ns, prev_id, prev_digest,
-                  prev_chunks, prev_flags, block, bytes(data[:header_len]))
+                  prev_chunks, prev_flags, lost, block, bytes(data[:header_len]))
 
 
 def header_torn(data: bytes) -> bool:
