@@ -23,14 +23,6 @@ def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
         max_record=args.max_record, policy=args.policy, metrics=args.metrics,
         sanitize=False if args.no_sanitize else None)
-    if cfg.plaintext and (cfg.key or cfg.recipient):
-        raise ConfigError("plaintext contradicts key/recipient: choose one")
-    if not (cfg.plaintext or cfg.key or cfg.recipient):
-        raise ConfigError(
-            "refusing to write logs without encryption: make a key with "
-            "`logger-system keygen --out writer.key` and pass --key writer.key "
-            "(or `keygen --x25519 --out reader.identity` and pass the printed --recipient), "
-            "or pass --plaintext to write unencrypted files")
     return cfg
 
 
@@ -45,12 +37,10 @@ def _check_config(args: argparse.Namespace) -> int:
     from .keys import load_keyring, parse_recipient
     from .policy import load as load_policy
 
-    cfg = config_mod.build(Path(args.file))
-    if not (cfg.plaintext or cfg.key or cfg.recipient):
-        raise ConfigError(f"{args.file}: set key, recipient or plaintext = true in [writer] "
-                          "(a writer refuses to start without one)")
-    if cfg.plaintext and (cfg.key or cfg.recipient):
-        raise ConfigError(f"{args.file}: plaintext contradicts key/recipient: choose one")
+    try:
+        cfg = config_mod.build(Path(args.file))
+    except ConfigError as exc:
+        raise ConfigError(f"{args.file}: {exc}") from None
     if cfg.key:
         keyring = load_keyring(cfg.key)
         sealing = f"sealed with key file {cfg.key} ({len(keyring.keys)} key(s))"

@@ -7,7 +7,7 @@ key or a bad value stops the writer at start with a message naming it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,10 @@ class WriterConfig:
     # capacity or max_record was set (flag or file): the writer says so if an existing ring differs
     ring_size_given: bool = False
 
+    def __post_init__(self) -> None:
+        # every entry point (CLI, TOML, Python) builds one of these, so the rules hold for all
+        self.validated()
+
     def validated(self) -> "WriterConfig":
         ring_name(self.ring)
         if self.fsync not in FSYNC_POLICIES:
@@ -75,6 +79,15 @@ class WriterConfig:
             from .metrics import parse_listen
 
             parse_listen(self.metrics)
+        if self.plaintext and (self.key is not None or self.recipient):
+            raise ConfigError("plaintext contradicts key/recipient: choose one")
+        if not (self.plaintext or self.key is not None or self.recipient):
+            raise ConfigError(
+                "refusing to write logs without encryption: set key, recipient or plaintext. Make a key with "
+                "`logger-system keygen --out writer.key` and pass --key writer.key "
+                "(or `keygen --x25519 --out reader.identity` and pass the printed --recipient), "
+                "or pass --plaintext (plaintext = true in [writer]; plaintext=True in Python) "
+                "to write unencrypted files")
         return self
 
 
@@ -186,4 +199,4 @@ def build(file: Path | None = None, **overrides: Any) -> WriterConfig:
         values["ring_size_given"] = True
         if "max_record" not in values:  # a small ring gets records that fit it
             values["max_record"] = min(DEFAULT_MAX_RECORD, values["capacity"] // 4)
-    return replace(WriterConfig(), **values).validated()
+    return WriterConfig(**values)

@@ -67,7 +67,7 @@ def test_config_file_settings_and_flags_override_them(ring_name, writer_factory,
     cfg = tmp_path / "writer.toml"
     cfg.write_text(f'[writer]\nring = "{ring_name}"\nrotate_size = "10KB"\nkeep = 2\n'
                    f'min_level = "WARNING"\nfsync = "never"\n')
-    c = build(cfg, keep=5)
+    c = build(cfg, keep=5, plaintext=True)
     assert (c.ring, c.rotate_size, c.keep, c.min_level, c.fsync) == (ring_name, 10_000, 5, 30, "never")
     w = writer_factory("--config", str(cfg)).start()
     log = logger_system.connect(ring_name)
@@ -131,5 +131,21 @@ def test_recipients_as_a_toml_list_and_the_ring_from_the_environment(tmp_path, m
     assert c.recipient == "lsx1aaa,lsx1bbb"
     assert c.ring == "from-env"
     assert build(cfg, ring="flag").ring == "flag"
-    cfg.write_text('[writer]\nring = "from-file"\n')
+    cfg.write_text('[writer]\nring = "from-file"\nplaintext = true\n')
     assert build(cfg).ring == "from-file"
+
+
+def test_the_python_writer_api_refuses_plaintext_unless_asked(tmp_path):
+    """The rule lives in WriterConfig, so no entry point can write plaintext by default."""
+    from logger_system.config import WriterConfig
+    from logger_system.writer import Writer
+
+    for attempt in (lambda: WriterConfig(dir=tmp_path / "a"), lambda: build(dir=tmp_path / "b"),
+                    lambda: Writer(WriterConfig(dir=tmp_path / "c"))):
+        with pytest.raises(ConfigError, match="refusing to write logs without encryption"):
+            attempt()
+    assert not any((tmp_path / d).exists() for d in "abc")  # refused before touching the disk
+    with pytest.raises(ConfigError, match="plaintext contradicts"):
+        WriterConfig(plaintext=True, key=tmp_path / "k")
+    assert WriterConfig(plaintext=True).plaintext
+    assert build(recipient="lsx1aaa").recipient == "lsx1aaa"
