@@ -103,22 +103,17 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from . import sealed
-    from .reader import expand
+    from .reader import verify
 
-    paths = expand([Path(p) for p in args.paths])
-    sealed_paths = [p for p in paths if p.suffix == "." + sealed.SUFFIX]
-    plain = [p for p in paths if p.suffix != "." + sealed.SUFFIX]
-    for p in plain:
-        print(f"{p}: plaintext: nothing to verify", file=sys.stderr)
-    reports, notes = sealed.verify_paths(sealed_paths, **_keys(args))
-    bad = [r for r in reports if not r.ok]
-    for r in reports:
-        print(f"{r.path}: {r.state}" if r.state in ("ok", "open") else r.state)
-    for n in notes:
+    verdict = verify([Path(p) for p in args.paths], **_keys(args), accept_loss=args.accept_loss)
+    for line in verdict.report():
+        print(line)
+    for n in verdict.notes:
         print(f"note: {n}", file=sys.stderr)
-    if bad:
-        print(f"logger-system verify: {len(bad)} of {len(reports)} file(s) failed", file=sys.stderr)
+    if verdict.faults:
+        print(f"logger-system verify: {verdict.failed} of {verdict.files} file(s) failed"
+              f"{f' ({len(verdict.faults)} faults)' if len(verdict.faults) > verdict.failed else ''}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -211,9 +206,17 @@ def _cat(args: argparse.Namespace) -> int:
     if args.follow:
         if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
             raise ConfigError("--follow takes one log directory")
-        lines = follow(Path(args.paths[0]), **keys, query=query if query.active else None)
+        faults: list[str] = []
+
+        def on_fault(fault: str) -> None:
+            faults.append(fault)
+            print(f"logger-system cat: {fault}", file=sys.stderr, flush=True)
+
+        lines = follow(Path(args.paths[0]), **keys, query=query if query.active else None,
+                       on_fault=on_fault, accept_loss=args.accept_loss)
     else:
-        lines = iter_lines([Path(p) for p in args.paths], **keys, query=query if query.active else None)
+        lines = iter_lines([Path(p) for p in args.paths], **keys, query=query if query.active else None,
+                           accept_loss=args.accept_loss)
     for line in lines:
         if text:
             out.write(render_text(json.loads(line)).encode("utf-8", "backslashreplace") + b"\n")
@@ -222,7 +225,7 @@ def _cat(args: argparse.Namespace) -> int:
         if args.follow:
             out.flush()
     out.flush()
-    return 0
+    return 1 if args.follow and faults else 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -297,6 +300,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--key", default=None, help="key file for sealed files")
     c.add_argument("--identity", default=None, help="X25519 identity file for sealed files")
     c.add_argument("--follow", "-f", action="store_true", help="keep printing records as they are written")
+    c.add_argument("--accept-loss", action="store_true",
+                   help="as verify --accept-loss: recorded losses are notes, not faults")
     c.add_argument("--output", "-o", choices=("json", "text"), default=None,
                    help="json: the records' JSON lines (the default); text: one human-readable "
                         "line per record (control characters escaped)")
@@ -319,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check sealed files: authentic, complete, in sequence")
     v.add_argument("--key", default=None)
     v.add_argument("--identity", default=None)
+    v.add_argument("--accept-loss", action="store_true",
+                   help="report records the writer recorded as lost, and damaged files it moved aside, "
+                        "as notes instead of failing (once investigated)")
     v.add_argument("paths", nargs="+")
     v.set_defaults(func=_verify)
 
@@ -355,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logger-system {args.cmd}: {exc}", file=sys.stderr)
         return 2
     except CorruptRecordError as exc:
-        print(f"logger-system {args.cmd}: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one fault per line, each naming its file
+            print(f"logger-system {args.cmd}: {line}", file=sys.stderr)
         return 1
     except LoggerSystemError as exc:
         print(f"logger-system {args.cmd}: {exc}", file=sys.stderr)

@@ -18,8 +18,7 @@ import uuid
 from pathlib import Path
 
 from .keys import keygen, load_keyring
-from .reader import iter_records
-from .sealed import verify_paths
+from .reader import iter_records, verify
 from .ring import Ring, unlink, writer_attached
 
 _PATHS = ["/api/v1/orders", "/api/v1/users/me", "/api/v1/search", "/checkout", "/login"]
@@ -118,7 +117,7 @@ def _run(ring: str, base: Path, seconds: float, producers: int, keep: bool) -> i
 
     files = sorted(directory.iterdir())
     records = list(iter_records([directory], keyring=keyring))
-    reports, _notes = verify_paths(files, keyring=keyring)
+    checked = verify([directory], keyring=keyring)
     print(f"\ndemo: {len(files)} file(s), {sum(f.stat().st_size for f in files):,} bytes:")
     shown = files if len(files) <= 5 else files[:3] + [None] + files[-2:]
     for f in shown:
@@ -126,8 +125,8 @@ def _run(ring: str, base: Path, seconds: float, producers: int, keep: bool) -> i
             print(f"  ... {len(files) - 5} more")
         else:
             print(f"  {f.name}  {f.stat().st_size:>10,} bytes  mode {oct(f.stat().st_mode & 0o777)}")
-    ok = all(r.ok for r in reports)
-    print(f"demo: verify: {sum(r.ok for r in reports)} of {len(reports)} file(s) authentic and complete")
+    ok = not checked.faults
+    print(f"demo: verify: {checked.files - checked.failed} of {checked.files} file(s) authentic and complete")
     print(f"demo: a record's text in the raw files: "
           f"{'FOUND' if any(b'GET /api' in f.read_bytes() for f in files) else 'nowhere (sealed)'}")
     print("\ndemo: a few of the records, as `logger-system cat --key` prints them:")

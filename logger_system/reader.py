@@ -1,182 +1,304 @@
-"""Reading written log files back, in write order, checking each line."""
+"""Reading written log files back, in write order, checking each line.
+
+What may be read is the chain's to say (files/chain.py): `cat`, `cat --follow` and
+`verify` all read through `Reading` or `follow` here, so they judge the same way."""
 from __future__ import annotations
 
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from . import sealed
 from .errors import CorruptRecordError, ConfigError
+from .files import chain
 from .rotation import LogFile
 
 _REQUIRED = ("seq", "ts", "level", "pid", "logger", "msg")
 
 
-def expand(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; directories become their log files in write order."""
+class IntegrityError(CorruptRecordError):
+    """The files break the rules of a sequence (files/chain.py); every fault, one per line."""
+
+    def __init__(self, faults: list[str]) -> None:
+        super().__init__("\n".join(faults))
+        self.faults = faults
+
+
+def expand(paths: Iterable[Path]) -> tuple[list[Path], list[str], Path | None]:
+    """Files as given; a directory becomes its log files in write order.  Returns (files,
+    faults of the directories' stray `log-*` entries, the directory when one alone was given)."""
     out: list[Path] = []
+    faults: list[str] = []
+    paths = list(paths)
     for p in paths:
         if p.is_dir():
-            files = sorted(f for f in (LogFile.parse(n.name) for n in p.iterdir()) if f is not None)
-            out.extend(p / f.name for f in files)
+            files, stray = chain.listing(p)
+            out.extend(files)
+            faults.extend(stray)
         elif p.exists():
             out.append(p)
         else:
             raise ConfigError(f"{p}: no such file or directory")
-    return out
+    directory = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
+    return out, faults, directory
 
 
-def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None, query=None) -> Iterator[bytes]:
+class Reading:
+    """One pass over files in write order: the chain's verdict first, then every record of
+    every file it lets be read, each line checked (JSON, the record keys, `n` in sequence).
+    Faults found while reading (a chunk that does not authenticate, a bad line, a gap in
+    `n`) join the verdict's in `faults`; a file with a fault yields nothing more."""
+
+    def __init__(self, paths: Iterable[Path], *, keyring=None, identity=None, accept_loss: bool = False) -> None:
+        files, stray, directory = expand(paths)
+        self.verdict = chain.judge(files, keyring=keyring, identity=identity, accept_loss=accept_loss,
+                                   directory=directory, extra_faults=stray)
+        self.faults = list(self.verdict.faults)
+        self.numbers = chain.Numbers(accept_loss)
+        self.notes = list(self.verdict.notes)
+        self.bad: set[Path] = {Path(f.split(": ", 1)[0]) for f in stray}
+
+    def lines(self, query=None) -> Iterator[tuple[chain.Entry, bytes]]:
+        """(file, line) for every record line; query (a query.Query): only the lines of records
+        it matches, and a file it rules out by time is not read (plaintext) or not decrypted
+        (sealed: its place in the chain is still judged)."""
+        entries = self.verdict.entries
+        follows = False
+        for i, e in enumerate(entries):
+            if not e.ok:
+                follows = False
+                continue
+            newest = i == len(entries) - 1
+            if query is not None and query.since_ns is not None and not newest:
+                if not query.may_hold(_next_start_ns(e, entries[i + 1])):
+                    follows = False
+                    continue
+            self.numbers.start(e, follows)
+            follows = True
+            try:
+                if e.is_sealed:
+                    lineno = 0
+                    for chunk in sealed.open_chunks(e.data, e.scan, e.key, str(e.path)):
+                        for line in chunk.splitlines(keepends=True):
+                            lineno += 1
+                            yield from self._checked(e, line, lineno, False, query)
+                else:
+                    with open(e.path, "rb") as f:
+                        for lineno, line in enumerate(f, 1):
+                            yield from self._checked(e, line, lineno, newest, query)
+            except (CorruptRecordError, OSError) as exc:
+                self.faults.append(str(exc) if isinstance(exc, CorruptRecordError)
+                                   else f"{e.path}: cannot read: {exc.strerror}")
+                e.faults.append(self.faults[-1])
+                follows = False
+        self.faults.extend(self.numbers.faults)
+        self.notes.extend(self.numbers.notes)
+
+    def _checked(self, e: chain.Entry, line: bytes, lineno: int, may_be_torn: bool, query):
+        rec = check_line(line, e.path, lineno, may_be_torn)
+        if rec is None:
+            return
+        fault = self.numbers.check(rec.get("n"), lineno)
+        if fault is not None:
+            self.numbers.faults.append(fault)
+            e.faults.append(fault)
+        if query is None or query.matches(rec):
+            yield e, display_line(line)
+
+
+def check_line(line: bytes, path: Path, lineno: int, may_be_torn: bool) -> dict | None:
+    """A record line decoded and checked; None for the torn last line of a file being written."""
+    if not line.endswith(b"\n"):
+        if may_be_torn:
+            return None
+        raise CorruptRecordError(f"{path}: truncated: line {lineno} has no end")
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        raise CorruptRecordError(f"{path}: line {lineno} is not a JSON record") from None
+    if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
+        raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
+    return rec
+
+
+def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None, query=None,
+               accept_loss: bool = False) -> Iterator[bytes]:
     """Every record line of the files, checked, in write order, as it may be shown
-    (display_line: characters that do not show written as \\uXXXX escapes).
-
-    Sealed files (.lsx) are decrypted and authenticated chunk by chunk with the
-    keyring or identity given.  The last file may still be written: a final
-    line without its newline, or a chunk not yet complete, is left out.  In
-    any other file that is damage and raises CorruptRecordError.
-
-    query (a query.Query): only the lines of records it matches; a file it rules
-    out by time is not read (plaintext) or not decrypted (sealed: its structure
-    and its place in the chain are still checked).
-    """
-    from . import sealed
-
-    files = expand(paths)
-    for i, path in enumerate(files):
-        last_file = i == len(files) - 1
-        wanted = True
-        if query is not None and query.since_ns is not None and not last_file:
-            wanted = query.may_hold(_next_start_ns(path, files[i + 1], keyring, identity))
-        if path.suffix == "." + sealed.SUFFIX:
-            successor = files[i + 1] if not last_file and files[i + 1].suffix == path.suffix else None
-            yield from _sealed_lines(path, last_file, keyring, identity, successor, query, wanted)
-            continue
-        if not wanted:
-            continue
-        with open(path, "rb") as f:
-            yield from _checked(f, path, last_file, query)
+    (display_line: characters that do not show written as \\uXXXX escapes).  When the
+    files break a rule of the sequence, the lines of the files that keep them are
+    yielded and then IntegrityError is raised, naming every fault."""
+    reading = Reading(paths, keyring=keyring, identity=identity, accept_loss=accept_loss)
+    for _entry, line in reading.lines(query):
+        yield line
+    if reading.faults:
+        raise IntegrityError(reading.faults)
 
 
-def _next_start_ns(path: Path, nxt: Path, keyring, identity) -> int | None:
-    """When the file after `path` in its sequence was opened, at the latest (ns); None if
-    that is not known: then `path` is read.  See logger_system/query.py on why this bounds
-    the records of `path`.  Only a later file of the same directory counts; a sealed one
-    by the creation time in its header, once the header authenticates."""
-    from . import sealed
+@dataclass
+class Verification:
+    """What `verify` found: every file read in full, every chunk authenticated."""
+
+    entries: list[chain.Entry]
+    faults: list[str]
+    notes: list[str]
+    open_newest: bool
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
+
+    @property
+    def failed(self) -> int:
+        return sum(not e.ok for e in self.entries) or (1 if self.faults else 0)
+
+    def report(self) -> list[str]:
+        """One line per file: `path: ok`, `path: open`, or each of its faults; faults that
+        belong to no file (stray names) first."""
+        own = {f for e in self.entries for f in e.faults}
+        lines = [f for f in dict.fromkeys(self.faults) if f not in own]
+        for i, e in enumerate(self.entries):
+            if e.faults:
+                lines.extend(dict.fromkeys(e.faults))
+            else:
+                state = "open" if self.open_newest and i == len(self.entries) - 1 else "ok"
+                kind = "" if e.is_sealed else " (plaintext: names, order and record numbers checked)"
+                lines.append(f"{e.path}: {state}{kind}")
+        return lines
+
+
+def verify(paths: Iterable[Path], *, keyring=None, identity=None, accept_loss: bool = False) -> Verification:
+    """Judge the files by the chain's rules and read every record of them."""
+    reading = Reading(paths, keyring=keyring, identity=identity, accept_loss=accept_loss)
+    for _ in reading.lines():
+        pass
+    return Verification(reading.verdict.entries, list(dict.fromkeys(reading.faults)), reading.notes,
+                        reading.verdict.open_newest)
+
+
+def _next_start_ns(e: chain.Entry, nxt: chain.Entry) -> int | None:
+    """When the file after `e` in its sequence was opened, at the latest (ns); None if that
+    is not known: then `e` is read.  See logger_system/query.py on why this bounds the
+    records of `e`.  Only a later file of the same directory counts; a sealed one by the
+    creation time in its header, which has authenticated (the chain judged it)."""
     from .query import plain_start_ns
 
-    this, other = LogFile.parse(path.name), LogFile.parse(nxt.name)
-    if this is None or other is None or other.index <= this.index or path.parent != nxt.parent:
+    this, other = e.name, nxt.name
+    if this is None or other is None or other.index <= this.index or e.path.parent != nxt.path.parent:
         return None
-    if nxt.suffix != "." + sealed.SUFFIX:
+    if not nxt.ok:
+        return None
+    if not nxt.is_sealed:
         return plain_start_ns(other.stamp)
-    try:
-        with open(nxt, "rb") as f:
-            header = sealed.parse_header(f.read(1 << 16), str(nxt))
-        sealed.data_key(header, keyring=keyring, identity=identity, where=str(nxt))
-    except (OSError, sealed.SealError):
-        return None  # read in full; the checks of the chain say what is wrong, if anything
-    return header.created_ns
-
-
-def _sealed_lines(path: Path, last_file: bool, keyring, identity, successor: Path | None,
-                  query=None, wanted: bool = True) -> Iterator[bytes]:
-    """A sealed file's lines; it must end where the next file's header says it did.
-
-    Not wanted (query rules it out by time): it is checked the same way, with its
-    successor, but its chunks are not decrypted and it yields nothing."""
-    from . import sealed
-
-    data = path.read_bytes()
-    scan = sealed.scan_chunks(data, str(path))
-    if scan.torn_at is not None and not last_file:
-        raise sealed.SealError(f"{path}: truncated inside chunk {len(scan.chunks)}")
-    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
-    if successor is not None:
-        with open(successor, "rb") as f:
-            nxt = sealed.parse_header(f.read(1 << 16), str(successor))
-        # its header must authenticate before its word on this file counts
-        sealed.data_key(nxt, keyring=keyring, identity=identity, where=str(successor))
-        recovered = bool(nxt.prev_flags & sealed.PREV_RECOVERED)
-        if nxt.prev_id != scan.header.file_id:
-            raise sealed.SealError(f"{successor}: its predecessor is not {path.name} "
-                                   "(a file is missing, swapped or foreign)")
-        if (nxt.prev_chunks != len(scan.chunks) or nxt.prev_digest != scan.digest_of_last(data)
-                or recovered == scan.final):
-            raise sealed.SealError(f"{path}: truncated: it does not end where {successor.name} says it did")
-    elif not last_file and not scan.final:
-        raise sealed.SealError(f"{path}: truncated: the final chunk is missing")
-    if not wanted:
-        return
-    for chunk in sealed.open_chunks(data, scan, key, str(path)):
-        yield from _checked(chunk.splitlines(keepends=True), path, False, query)
-
-
-def _checked(lines, path: Path, may_be_torn: bool, query=None) -> Iterator[bytes]:
-    for lineno, line in enumerate(lines, 1):
-        if not line.endswith(b"\n"):
-            if may_be_torn:
-                return
-            raise CorruptRecordError(f"{path}: truncated: line {lineno} has no end")
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            raise CorruptRecordError(f"{path}: line {lineno} is not a JSON record") from None
-        if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
-            raise CorruptRecordError(f"{path}: line {lineno} lacks the record keys")
-        if query is None or query.matches(rec):
-            yield display_line(line)
+    return nxt.header.created_ns
 
 
 def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.2,
-           query=None) -> Iterator[bytes]:
+           query=None, on_fault=None, accept_loss: bool = False) -> Iterator[bytes]:
     """Lines of a live directory as they are written: earlier files, then new chunks and files.
 
-    query (a query.Query): only the lines of records it matches; a file that a later
-    file shows to be older than its --since is passed over unread; once the clock is
-    past its --until (and the margin for records still on their way), one more pass
-    over the files, then the end.
+    Every pass judges the directory by the same rules as `verify` and `cat`
+    (files/chain.py): a file with a fault is not shown, and each fault is passed to
+    on_fault (once) as soon as it is seen.  query (a query.Query): only the lines of
+    records it matches; a file that a later file shows to be older than its --since is
+    passed over unread; once the clock is past its --until (and the margin for records
+    still on their way), one more pass over the files, then the end.
     """
     import time
 
-    from . import sealed
-
-    done: dict[str, int] = {}  # file -> chunks (sealed) or bytes (plain) already shown
+    shown: dict[str, int] = {}  # file -> chunks (sealed) or bytes (plain) already shown
+    lines_seen: dict[str, int] = {}
     wanted: dict[str, bool] = {}  # files judged by --since once a later file exists
+    reported: set[str] = set()
+    numbers = chain.Numbers(accept_loss)
+    last_shown: str | None = None
     by_time = query is not None and query.since_ns is not None
+
+    def report(faults):
+        for f in faults:
+            if f not in reported:
+                reported.add(f)
+                if on_fault is not None:
+                    on_fault(f)
+
     while True:
         last_pass = query is not None and query.over(time.time_ns())
-        files = expand([directory])
-        for i, path in enumerate(files):
-            if by_time and path.name not in wanted and path.name not in done and i + 1 < len(files):
-                wanted[path.name] = query.may_hold(_next_start_ns(path, files[i + 1], keyring, identity))
-            if not wanted.get(path.name, True):
+        live = chain.writer_holds(directory)  # asked before reading, as verify does
+        files, stray = chain.listing(directory)
+        entries = []
+        for k, path in enumerate(files):
+            try:
+                data = path.read_bytes() if path.suffix == "." + sealed.SUFFIX else None
+            except FileNotFoundError:
+                continue  # removed by retention in between
+            if data is not None and k == len(files) - 1 and live and sealed.header_torn(data):
+                continue  # a header still being written
+            entries.append(chain.examine(path, keyring=keyring, identity=identity, data=data))
+        verdict = chain.judge([e.path for e in entries], keyring=keyring, identity=identity,
+                              accept_loss=accept_loss, live=live, extra_faults=stray, entries=entries)
+        report(verdict.faults)
+        for i, e in enumerate(verdict.entries):
+            name = e.path.name
+            if by_time and name not in wanted and name not in shown and i + 1 < len(entries):
+                wanted[name] = query.may_hold(_next_start_ns(e, entries[i + 1]))
+            if not e.ok or not wanted.get(name, True):
                 continue
-            if path.suffix == "." + sealed.SUFFIX:
-                data = path.read_bytes()
-                if sealed.header_torn(data):
-                    continue  # a header still being written
-                scan = sealed.scan_chunks(data, str(path))
-                seen = done.get(path.name, 0)
-                if len(scan.chunks) > seen:
-                    key = sealed.data_key(scan.header, keyring=keyring, identity=identity, where=str(path))
-                    for n, chunk in enumerate(sealed.open_chunks(data, scan, key, str(path))):
-                        if n >= seen:
-                            yield from _checked(chunk.splitlines(keepends=True), path, False, query)
-                    done[path.name] = len(scan.chunks)
-            else:
-                seen = done.get(path.name, 0)
-                with open(path, "rb") as f:
-                    f.seek(seen)
-                    data = f.read()
-                end = data.rfind(b"\n") + 1
-                if end:
-                    yield from _checked(data[:end].splitlines(keepends=True), path, False, query)
-                    done[path.name] = seen + end
+            if name not in shown:
+                numbers.start(e, follows=last_shown is not None and _consecutive(last_shown, name))
+                shown[name], lines_seen[name] = 0, 0
+            last_shown = name
+            try:
+                yield from _follow_file(e, shown, lines_seen, numbers, query)
+            except CorruptRecordError as exc:
+                report([str(exc)])
+                shown[name] = 1 << 62  # nothing more from it
+        report(numbers.faults)
         if last_pass:
             return
         time.sleep(interval)
+
+
+def _consecutive(a: str, b: str) -> bool:
+    fa, fb = LogFile.parse(a), LogFile.parse(b)
+    return fa is not None and fb is not None and fb.index == fa.index + 1
+
+
+def _follow_file(e: chain.Entry, shown: dict, lines_seen: dict, numbers: chain.Numbers, query):
+    """The lines of `e` not shown yet."""
+    name = e.path.name
+    numbers._entry = e
+    if e.is_sealed:
+        seen = shown[name]
+        if len(e.scan.chunks) <= seen:
+            return
+        for k, chunk in enumerate(sealed.open_chunks(e.data, e.scan, e.key, str(e.path))):
+            if k < seen:
+                continue
+            for line in chunk.splitlines(keepends=True):
+                lines_seen[name] += 1
+                yield from _follow_line(e, line, lines_seen[name], numbers, query)
+            shown[name] = k + 1
+        return
+    seen = shown[name]
+    with open(e.path, "rb") as f:
+        f.seek(seen)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines(keepends=True):
+        lines_seen[name] += 1
+        yield from _follow_line(e, line, lines_seen[name], numbers, query)
+    shown[name] = seen + end
+
+
+def _follow_line(e, line, lineno, numbers, query):
+    rec = check_line(line, e.path, lineno, False)
+    fault = numbers.check(rec.get("n"), lineno)
+    if fault is not None:
+        numbers.faults.append(fault)
+    if query is None or query.matches(rec):
+        yield display_line(line)
 
 
 def iter_records(paths: Iterable[Path], **keys) -> Iterator[dict]:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from .errors import ConfigError, describe
 
-_NAME = re.compile(r"^log-(\d{8,})-(\d{8}T\d{6}Z)-([0-9a-f]{16})\.([a-z0-9]+)$")
+_NAME = re.compile(r"^log-(\d{8,})-(\d{8}T\d{6}Z)-([0-9a-f]{16})\.(jsonl|lsx)$")  # the only two formats
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|)\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 1000**2, "MB": 1000**2,

@@ -10,7 +10,7 @@ and the last `seq` it holds.  A crash leaves a file without its final chunk;
 the next file's header then vouches for exactly where it ended.
 
 Parsing (`parse_header`, `scan_chunks`) trusts nothing and never decrypts;
-`open_chunks` decrypts; `verify_paths` judges a whole sequence.
+`open_chunks` decrypts.  Whether a sequence of files is valid is for files/chain.py alone.
 """
 from __future__ import annotations
 
@@ -322,97 +322,3 @@ def file_locked(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-@dataclass
-class FileReport:
-    path: Path
-    ok: bool
-    state: str  # "ok", "open", or what is wrong
-    header: Header | None = None
-
-
-def verify_paths(paths: list[Path], *, keyring: Keyring | None = None,
-                 identity: Identity | None = None) -> tuple[list[FileReport], list[str]]:
-    """Check every file and the chain between them; (reports, notes)."""
-    from .rotation import LogFile
-
-    reports: list[FileReport] = []
-    scans: list[tuple[Path, Scan, bytes] | None] = []
-    # whether a writer holds the newest file, asked before reading it: a writer that closes
-    # it while we read must not make it look unfinished
-    newest_open = bool(paths) and file_locked(paths[-1])
-    for path in paths:
-        where = str(path)
-        try:
-            data = path.read_bytes()
-            scan = scan_chunks(data, where)
-            key = data_key(scan.header, keyring=keyring, identity=identity, where=where)
-            for _ in open_chunks(data, scan, key, where):
-                pass
-            name = LogFile.parse(path.name)
-            if name is not None and name.index != scan.header.index:
-                raise SealError(f"{where}: renamed or swapped: the name says file {name.index}, "
-                                f"the sealed header says {scan.header.index}")
-            reports.append(FileReport(path, True, "ok", scan.header))
-            scans.append((path, scan, data))
-        except SealError as exc:
-            reports.append(FileReport(path, False, str(exc)))
-            scans.append(None)
-        except OSError as exc:
-            reports.append(FileReport(path, False, f"{where}: cannot read: {exc.strerror}"))
-            scans.append(None)
-    notes: list[str] = []
-    good = [s for s in scans if s is not None]
-    if not good:
-        return reports, notes
-    # the sequence is the stream most files belong to (ties: the oldest file's): one foreign
-    # file, even named as the newest, cannot make the genuine ones look foreign
-    counts: dict[bytes, int] = {}
-    for g in good:
-        counts[g[1].header.stream_id] = counts.get(g[1].header.stream_id, 0) + 1
-    stream = max(counts, key=lambda sid: (counts[sid], -next(i for i, g in enumerate(good)
-                                                              if g[1].header.stream_id == sid)))
-    by_id = {s[1].header.file_id: s for s in good}
-    for i, (rep, s) in enumerate(zip(reports, scans)):
-        if s is None:
-            continue
-        path, scan, data = s
-        h = scan.header
-        where = str(path)
-        if h.stream_id != stream:
-            rep.ok, rep.state = False, f"{where}: not part of this sequence (another writer's file)"
-            continue
-        if h.has_prev:
-            prev = by_id.get(h.prev_id)
-            if prev is None:
-                earlier = [g for g in good if g[1].header.stream_id == stream and g[1].header.index < h.index]
-                if earlier:
-                    rep.ok, rep.state = False, f"{where}: predecessor missing (file id {h.prev_id.hex()[:12]})"
-                else:
-                    notes.append(f"{where}: the sequence starts here; earlier files were removed "
-                                 "(retention)")
-            else:
-                pscan, pdata = prev[1], prev[2]
-                if (pscan.digest_of_last(pdata) != h.prev_digest or len(pscan.chunks) != h.prev_chunks
-                        or bool(h.prev_flags & PREV_RECOVERED) == pscan.final):
-                    rep.ok, rep.state = False, (f"{where}: its predecessor {prev[0].name} does not end "
-                                                "where this file says it did (truncated or replaced)")
-        if not scan.final:
-            successor = next((g for g in good if g[1].header.prev_id == h.file_id), None)
-            if successor is not None and successor[1].header.prev_flags & PREV_RECOVERED:
-                notes.append(f"{where}: closed after a writer crash; its end is vouched for by "
-                             f"{successor[0].name}")
-            elif successor is None and i == len(reports) - 1 and scan.torn_at is None:
-                rep.state = "open" if newest_open or file_locked(path) else "unfinished"
-                if rep.state == "open":
-                    notes.append(f"{where}: open: a writer is still writing it")
-                else:
-                    rep.ok, rep.state = False, (f"{where}: unfinished: no final chunk and no writer holds "
-                                                "it (start the writer to close it)")
-            elif rep.ok:
-                rep.ok, rep.state = False, f"{where}: truncated: the final chunk is missing"
-        if scan.torn_at is not None and rep.ok and rep.state != "open" and not (
-                i == len(reports) - 1 and (newest_open or file_locked(path))):
-            rep.ok, rep.state = False, f"{where}: truncated inside chunk {len(scan.chunks)}"
-    return reports, notes

@@ -1,0 +1,371 @@
+"""The one set of rules a sequence of log files obeys.
+
+`verify`, `cat`, `cat --follow` and the writer's resume all ask this module;
+none has rules of its own.  What makes a sequence valid:
+
+  names      only the two names the writer writes: log-<index>-<stamp>-<ring id>.jsonl
+             or .lsx.  Any other `log-*` file in a log directory is a fault (a file
+             dropped in under a look-alike name), and so is `<name>.damaged`, a file the
+             writer found damaged and moved aside (it is kept for inspection).
+  sealed     with --key/--identity, or when any sealed file is present, a plaintext file
+             is a fault and never a record source.  A sealed file's header must
+             authenticate, name the index its file name says, and belong to the stream
+             of the other files; file ids are unique.
+  order      indices are unique and consecutive; each sealed file names the file
+             before it as its predecessor (id, chunk count, digest of its last chunk,
+             and whether it ended with a final chunk or was closed after a crash), so a
+             file has at most one successor and nothing can be cut, swapped, forked or
+             replayed between two files.  A first file that names a predecessor is the
+             start of what retention kept (a note: a local verifier cannot tell
+             retention from someone deleting the oldest files).
+  the end    the newest file ends with its final chunk, or a live writer holds the
+             directory (its lock) and is still writing it.  Anything else is a cut tail.
+  losses     a header that records lost records (the writer found records the ring had
+             released missing from the files) or a damaged predecessor is a fault until
+             an operator accepts it (--accept-loss): then a note.
+  numbers    every record's `n` is one more than the one before, across files and
+             restarts (`Numbers`).  A gap is a fault, except where a header recorded it
+             as a loss (or, in plaintext, at a file boundary, which is how a plaintext
+             writer records one) and --accept-loss is given.
+
+What no local check can prove: that the newest records of a directory whose writer host
+is compromised are all there (whoever holds the key or the writer's state can rewrite
+the tail).  That needs the chain's head off the host.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import sealed
+from ..keys import Identity, Keyring
+from ..rotation import LogFile
+
+PLAIN, SEALED = "jsonl", sealed.SUFFIX
+DAMAGED = ".damaged"
+
+
+@dataclass
+class Entry:
+    """One log file as the rules see it."""
+
+    path: Path
+    name: LogFile | None
+    is_sealed: bool
+    data: bytes | None = None
+    scan: sealed.Scan | None = None
+    key: bytes | None = None  # the data key, once the header authenticated
+    faults: list[str] = field(default_factory=list)
+    # records lost just before this file, as its header says, or None (not recorded)
+    lost: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    @property
+    def header(self) -> sealed.Header | None:
+        return self.scan.header if self.scan is not None else None
+
+    def fault(self, message: str) -> None:
+        self.faults.append(f"{self.path}: {message}")
+
+
+@dataclass
+class Verdict:
+    entries: list[Entry]
+    faults: list[str]      # in file order; each names its file
+    notes: list[str]
+    sealed_mode: bool
+    open_newest: bool      # the newest file is still being written by a live writer
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    def sources(self) -> list[Entry]:
+        """The files whose records may be read: those with no fault."""
+        return [e for e in self.entries if e.ok]
+
+
+def is_log_name(name: str) -> bool:
+    """Whether a directory entry claims to be a log file (and so must be one the writer writes)."""
+    return name.startswith("log-")
+
+
+def writer_holds(directory: Path) -> bool:
+    """Whether a live writer holds the directory: writer.lock_dir keeps an exclusive flock on
+    the directory itself for as long as the writer runs."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def listing(directory: Path) -> tuple[list[Path], list[str]]:
+    """A directory's log files in write order, and a fault for every other `log-*` entry."""
+    files: list[tuple[LogFile, Path]] = []
+    faults: list[str] = []
+    for name in sorted(os.listdir(directory)):
+        if not is_log_name(name):
+            continue
+        f = LogFile.parse(name)
+        if f is not None:
+            files.append((f, directory / name))
+        elif name.endswith(DAMAGED) and LogFile.parse(name[:-len(DAMAGED)]) is not None:
+            faults.append(f"{directory / name}: damaged: the writer found this file damaged and moved "
+                          "it aside; its records are not readable (kept for inspection)")
+        else:
+            faults.append(f"{directory / name}: not a log file the writer writes (the names are "
+                          "log-<index>-<time>-<ring id>.jsonl or .lsx): a file dropped in, or renamed")
+    files.sort()
+    return [p for _, p in files], faults
+
+
+def examine(path: Path, *, keyring: Keyring | None, identity: Identity | None,
+            data: bytes | None = None) -> Entry:
+    """Read one file's structure: a sealed file's header (authenticated with the keys given)
+    and its chunks, without decrypting them."""
+    name = LogFile.parse(path.name)
+    is_sealed = path.suffix == "." + SEALED
+    entry = Entry(path, name, is_sealed)
+    if not is_sealed:
+        return entry
+    try:
+        entry.data = path.read_bytes() if data is None else data
+        entry.scan = sealed.scan_chunks(entry.data, str(path))
+        entry.key = sealed.data_key(entry.scan.header, keyring=keyring, identity=identity, where=str(path))
+    except sealed.SealError as exc:
+        entry.faults.append(str(exc))
+        return entry
+    except OSError as exc:
+        entry.fault(f"cannot read: {exc.strerror}")
+        return entry
+    h = entry.scan.header
+    if name is not None and name.index != h.index:
+        entry.fault(f"renamed or swapped: the name says file {name.index}, the sealed header says {h.index}")
+    entry.lost = h.lost
+    return entry
+
+
+def judge(paths: list[Path], *, keyring: Keyring | None = None, identity: Identity | None = None,
+          accept_loss: bool = False, directory: Path | None = None, live: bool | None = None,
+          extra_faults: list[str] = (), entries: list[Entry] | None = None) -> Verdict:
+    """Apply the rules to files in write order (a directory's `listing`, or files given).
+
+    live: whether a writer holds the directory (asked before reading: a writer that
+    closes the newest file while it is read must not make it look cut); None: ask.
+    entries: already examined files (follow keeps them between passes)."""
+    if live is None:
+        live = writer_holds(directory) if directory is not None else (
+            bool(paths) and sealed.file_locked(paths[-1]))
+    if entries is None:
+        entries = [examine(p, keyring=keyring, identity=identity) for p in paths]
+    faults: list[str] = list(extra_faults)
+    notes: list[str] = []
+    sealed_mode = keyring is not None or identity is not None or any(e.is_sealed for e in entries)
+    for e in entries:
+        if sealed_mode and not e.is_sealed:
+            e.fault("not sealed: a plaintext file among sealed ones (or read with a key) is never a "
+                    "record source")
+    _order(entries, notes, sealed_mode)
+    if sealed_mode:
+        _links(entries, notes, accept_loss)
+    open_newest = _end(entries, notes, live, sealed_mode)
+    for e in entries:
+        faults.extend(e.faults)
+    return Verdict(entries, faults, notes, sealed_mode, open_newest)
+
+
+def _order(entries: list[Entry], notes: list[str], sealed_mode: bool) -> None:
+    """Unique, consecutive indices (files given by a path of another name are taken in the
+    order given)."""
+    named = [e for e in entries if e.name is not None and (e.is_sealed or not sealed_mode)]
+    seen: dict[int, Entry] = {}
+    for e in named:
+        if e.name.index in seen:
+            e.fault(f"a second file numbered {e.name.index} (the first is {seen[e.name.index].path.name}): "
+                    "a copy, or a replayed file")
+        else:
+            seen[e.name.index] = e
+    prev = None
+    for e in named:
+        if prev is not None and e.name.index > prev.name.index + 1:
+            h = e.header
+            if not (h is not None and h.prev_flags & sealed.PREV_DAMAGED
+                    and e.name.index == prev.name.index + 2):
+                missing = (f"file {prev.name.index + 1}" if e.name.index == prev.name.index + 2
+                           else f"files {prev.name.index + 1} to {e.name.index - 1}")
+                e.fault(f"{missing} missing before it (removed or renamed)")
+        prev = e
+
+
+def _links(entries: list[Entry], notes: list[str], accept_loss: bool) -> None:
+    """Every sealed file names the file before it; one stream; unique ids."""
+    sealed_entries = [e for e in entries if e.is_sealed]
+    good = [e for e in sealed_entries if e.scan is not None and e.key is not None]
+    if not good:
+        return
+    # the stream is the one most files belong to (ties: the oldest file's): one foreign
+    # file, even named as the newest, cannot make the genuine ones look foreign
+    counts: dict[bytes, int] = {}
+    for e in good:
+        counts[e.header.stream_id] = counts.get(e.header.stream_id, 0) + 1
+    first = {}
+    for i, e in enumerate(good):
+        first.setdefault(e.header.stream_id, i)
+    stream = max(counts, key=lambda sid: (counts[sid], -first[sid]))
+    ids: dict[bytes, Entry] = {}
+    before: Entry | None = None
+    unknown = False  # the file before could not be read: its successor's link cannot be judged
+    for e in sealed_entries:
+        if e.scan is None or e.key is None:
+            unknown = before is not None or unknown or e is not sealed_entries[0]
+            before = None
+            continue
+        h = e.header
+        if h.stream_id != stream:
+            e.fault("not part of this sequence (another writer's file)")
+            before, unknown = None, True
+            continue
+        if h.file_id in ids:
+            e.fault(f"the same file as {ids[h.file_id].path.name} (a copy under another name)")
+            before, unknown = None, True
+            continue
+        ids[h.file_id] = e
+        if h.prev_flags & sealed.PREV_LOSS:
+            msg = (f"{h.lost} record(s) lost just before this file: at a restart the writer found "
+                   "records that the ring had released missing from the files (a cut tail)")
+            if accept_loss:
+                notes.append(f"{e.path}: accepted: {msg}")
+            else:
+                e.fault(msg + "; once investigated, accept it with --accept-loss")
+        if h.prev_flags & sealed.PREV_DAMAGED:
+            msg = (f"file {h.index - 1} was damaged and moved aside by the writer "
+                   "(<its name>.damaged); its records are not readable")
+            if accept_loss:
+                notes.append(f"{e.path}: accepted: {msg}")
+            else:
+                e.fault(msg + "; once investigated, accept it with --accept-loss")
+        if h.prev_flags & sealed.PREV_UNCONFIRMED:
+            notes.append(f"{e.path}: the end of the file before it is vouched for by the files alone "
+                         "(the ring that fed it was gone at the restart): a tail cut before that restart "
+                         "cannot be ruled out locally")
+        if before is None and unknown:
+            unknown = False
+        elif before is None:
+            if h.has_prev:
+                notes.append(f"{e.path}: the sequence starts here; earlier files were removed (retention, "
+                             "or by hand: a local verifier cannot tell which)")
+            elif h.index != 1 and e.name is not None and e.name.index != 1:
+                notes.append(f"{e.path}: a new sealed sequence starts here")
+        elif not h.has_prev or h.prev_id != before.header.file_id:
+            if h.has_prev and h.prev_id not in ids:
+                e.fault(f"predecessor missing (file id {h.prev_id.hex()[:12]}): a file removed, swapped "
+                        f"or forked after {before.path.name}")
+            else:
+                e.fault(f"its predecessor is not {before.path.name} (a file missing, swapped, forked or "
+                        "replayed)")
+        elif (h.prev_chunks != len(before.scan.chunks)
+              or h.prev_digest != before.scan.digest_of_last(before.data)
+              or bool(h.prev_flags & sealed.PREV_RECOVERED) == before.scan.final):
+            before.fault(f"truncated or replaced: it does not end where {e.path.name} says it did")
+        elif h.prev_flags & sealed.PREV_RECOVERED:
+            notes.append(f"{before.path}: closed after a writer crash; its end is vouched for by "
+                         f"{e.path.name}")
+        before = e
+
+
+def _end(entries: list[Entry], notes: list[str], live: bool, sealed_mode: bool) -> bool:
+    """Every sealed file but the newest ends with its final chunk or is vouched for by its
+    successor (see _links); the newest ends with its final chunk, or a live writer has it."""
+    sealed_entries = [e for e in entries if e.is_sealed and e.scan is not None]
+    open_newest = False
+    for i, e in enumerate(sealed_entries):
+        newest = i == len(sealed_entries) - 1
+        s = e.scan
+        if s.final:
+            continue
+        if not newest:
+            nxt = sealed_entries[i + 1]
+            vouched = nxt.header is not None and nxt.header.prev_flags & sealed.PREV_RECOVERED
+            if s.torn_at is not None:
+                e.fault(f"truncated inside chunk {len(s.chunks)}")
+            elif not vouched:
+                e.fault("truncated: the final chunk is missing")
+            continue
+        if live:
+            open_newest = True
+            notes.append(f"{e.path}: open: a writer is still writing it")
+        elif s.torn_at is not None:
+            e.fault(f"truncated inside chunk {len(s.chunks)} (no writer holds the directory)")
+        else:
+            e.fault("unfinished: no final chunk and no writer holds the directory: a cut tail, or a "
+                    "crashed writer (start the writer to close it)")
+    if not sealed_mode and entries:
+        open_newest = live
+    return open_newest
+
+
+class Numbers:
+    """`n` goes up by one from record to record across a stream's files.
+
+    Fed the files' records in order; `start` is told at each file whether it follows the
+    file read before it (a file skipped, e.g. one ruled out by --since, breaks that)."""
+
+    def __init__(self, accept_loss: bool = False) -> None:
+        self.accept_loss = accept_loss
+        self.expect: int | None = None
+        self.faults: list[str] = []
+        self.notes: list[str] = []
+        self._entry: Entry | None = None
+        self._boundary = False
+
+    def start(self, entry: Entry, follows: bool) -> None:
+        h = entry.header
+        if not follows:
+            self.expect = None
+        if self.expect is None and h is not None and not h.has_prev and h.index == 1:
+            self.expect = 0
+        if self.expect is None and not entry.is_sealed and entry.name is not None and entry.name.index == 1:
+            self.expect = 0
+        self._entry = entry
+        self._boundary = True
+
+    def check(self, n: object, lineno: int) -> str | None:
+        """A fault for this record's n, or None."""
+        entry = self._entry
+        where = f"{entry.path}: line {lineno}" if entry is not None else f"line {lineno}"
+        if n is None:  # until the writer numbers its records
+            return None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            return f"{where}: no record number n"
+        expect, boundary = self.expect, self._boundary
+        self.expect, self._boundary = n + 1, False
+        if expect is None or n == expect:
+            return None
+        if n < expect:
+            return f"{where}: record number {n} again or out of order (expected {expect}): a copied or replayed record"
+        gap = f"records n={expect}..{n - 1} missing" if n - 1 > expect else f"record n={expect} missing"
+        if boundary and entry is not None:
+            recorded = entry.header is not None and entry.header.prev_flags & sealed.PREV_LOSS \
+                and entry.lost == n - expect
+            if recorded:
+                return None  # the header's loss, judged (and accepted or not) by the chain
+            if not entry.is_sealed and self.accept_loss:
+                self.notes.append(f"{where}: accepted: {gap}")
+                return None
+            if not entry.is_sealed:
+                return (f"{where}: {gap} (lost at a writer restart, or removed); once investigated, "
+                        "accept it with --accept-loss")
+        return f"{where}: {gap} (removed, or lost)"
