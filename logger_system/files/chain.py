@@ -295,6 +295,9 @@ def _end(entries: list[Entry], notes: list[str], live: bool, sealed_mode: bool) 
         newest = i == len(sealed_entries) - 1
         s = e.scan
         if s.final:
+            if newest and not live:
+                notes.append(f"{e.path}: the newest file, closed: that no newer file existed and was "
+                             "removed cannot be proven locally (that needs the chain's head off the host)")
             continue
         if not newest:
             nxt = sealed_entries[i + 1]
