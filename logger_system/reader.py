@@ -81,7 +81,7 @@ class Reading:
             try:
                 if e.is_sealed:
                     lineno = 0
-                    for chunk in sealed.open_chunks(e.data, e.scan, e.key, str(e.path)):
+                    for chunk in sealed.open_chunks(e.load(), e.scan, e.key, str(e.path)):
                         for line in chunk.splitlines(keepends=True):
                             lineno += 1
                             yield from self._checked(e, line, lineno, False, query)
@@ -209,6 +209,7 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
     import time
 
     shown: dict[str, int] = {}  # file -> chunks (sealed) or bytes (plain) already shown
+    cache: dict[Path, chain.Entry] = {}  # files examined, by path, while they do not change
     lines_seen: dict[str, int] = {}
     wanted: dict[str, bool] = {}  # files judged by --since once a later file exists
     reported: set[str] = set()
@@ -230,12 +231,25 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
         entries = []
         for k, path in enumerate(files):
             try:
-                data = path.read_bytes() if path.suffix == "." + sealed.SUFFIX else None
+                st = path.stat()
             except FileNotFoundError:
                 continue  # removed by retention in between
+            known = cache.get(path)
+            if known is not None and known.stat_key == (st.st_ino, st.st_size, st.st_mtime_ns):
+                entries.append(known)  # unchanged since the last pass: not read again
+                continue
+            try:
+                data = path.read_bytes() if path.suffix == "." + sealed.SUFFIX else None
+            except FileNotFoundError:
+                continue
             if data is not None and k == len(files) - 1 and live and sealed.header_torn(data):
                 continue  # a header still being written
-            entries.append(chain.examine(path, keyring=keyring, identity=identity, data=data))
+            e = chain.examine(path, keyring=keyring, identity=identity, data=data)
+            e.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cache[path] = e
+            entries.append(e)
+        for gone in set(cache) - set(files):
+            del cache[gone]
         verdict = chain.judge([e.path for e in entries], keyring=keyring, identity=identity,
                               accept_loss=accept_loss, live=live, extra_faults=stray, entries=entries)
         report(verdict.faults)
@@ -273,7 +287,7 @@ def _follow_file(e: chain.Entry, shown: dict, lines_seen: dict, numbers: chain.N
         seen = shown[name]
         if len(e.scan.chunks) <= seen:
             return
-        for k, chunk in enumerate(sealed.open_chunks(e.data, e.scan, e.key, str(e.path))):
+        for k, chunk in enumerate(sealed.open_chunks(e.load(), e.scan, e.key, str(e.path))):
             if k < seen:
                 continue
             for line in chunk.splitlines(keepends=True):

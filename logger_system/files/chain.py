@@ -49,17 +49,20 @@ DAMAGED = ".damaged"
 
 @dataclass
 class Entry:
-    """One log file as the rules see it."""
+    """One log file as the rules see it: its structure, not its contents (nothing of a
+    sealed file's bytes is kept but its header, chunk list and last chunk's digest)."""
 
     path: Path
     name: LogFile | None
     is_sealed: bool
-    data: bytes | None = None
     scan: sealed.Scan | None = None
     key: bytes | None = None  # the data key, once the header authenticated
-    faults: list[str] = field(default_factory=list)
-    # records lost just before this file, as its header says, or None (not recorded)
+    last_digest: bytes = bytes(32)
+    problems: list[str] = field(default_factory=list)  # found by examine()
+    faults: list[str] = field(default_factory=list)    # examine's and the sequence's (judge)
+    # records lost just before this file, as its header says
     lost: int = 0
+    stat_key: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -71,6 +74,20 @@ class Entry:
 
     def fault(self, message: str) -> None:
         self.faults.append(f"{self.path}: {message}")
+
+    def load(self) -> bytes:
+        """A sealed file's bytes for decrypting: the same file as examined (a file that grew,
+        the newest one being written, is read as far as it was examined)."""
+        data = self.path.read_bytes()
+        assert self.scan is not None
+        size = self.scan.chunks[-1].end if self.scan.chunks else len(self.scan.header.raw)
+        if len(data) < size or data[:len(self.scan.header.raw)] != self.scan.header.raw:
+            raise sealed.SealError(f"{self.path}: changed while it was read")
+        data = data[:size]
+        again = sealed.scan_chunks(data, str(self.path))
+        if [(c.start, c.end, c.nonce) for c in again.chunks] != [(c.start, c.end, c.nonce) for c in self.scan.chunks]:
+            raise sealed.SealError(f"{self.path}: changed while it was read")
+        return data
 
 
 @dataclass
@@ -139,21 +156,28 @@ def examine(path: Path, *, keyring: Keyring | None, identity: Identity | None,
     name = LogFile.parse(path.name)
     is_sealed = path.suffix == "." + SEALED
     entry = Entry(path, name, is_sealed)
+    try:
+        st = path.stat()
+        entry.stat_key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        pass
     if not is_sealed:
         return entry
     try:
-        entry.data = path.read_bytes() if data is None else data
-        entry.scan = sealed.scan_chunks(entry.data, str(path))
+        data = path.read_bytes() if data is None else data
+        entry.scan = sealed.scan_chunks(data, str(path))
+        entry.last_digest = entry.scan.digest_of_last(data)
         entry.key = sealed.data_key(entry.scan.header, keyring=keyring, identity=identity, where=str(path))
     except sealed.SealError as exc:
-        entry.faults.append(str(exc))
+        entry.problems.append(str(exc))
         return entry
     except OSError as exc:
-        entry.fault(f"cannot read: {exc.strerror}")
+        entry.problems.append(f"{path}: cannot read: {exc.strerror}")
         return entry
     h = entry.scan.header
     if name is not None and name.index != h.index:
-        entry.fault(f"renamed or swapped: the name says file {name.index}, the sealed header says {h.index}")
+        entry.problems.append(f"{path}: renamed or swapped: the name says file {name.index}, "
+                              f"the sealed header says {h.index}")
     entry.lost = h.lost
     return entry
 
@@ -171,6 +195,8 @@ def judge(paths: list[Path], *, keyring: Keyring | None = None, identity: Identi
             bool(paths) and sealed.file_locked(paths[-1]))
     if entries is None:
         entries = [examine(p, keyring=keyring, identity=identity) for p in paths]
+    for e in entries:
+        e.faults = list(e.problems)
     faults: list[str] = list(extra_faults)
     notes: list[str] = []
     sealed_mode = keyring is not None or identity is not None or any(e.is_sealed for e in entries)
@@ -277,7 +303,7 @@ def _links(entries: list[Entry], notes: list[str], accept_loss: bool) -> None:
                 e.fault(f"its predecessor is not {before.path.name} (a file missing, swapped, forked or "
                         "replayed)")
         elif (h.prev_chunks != len(before.scan.chunks)
-              or h.prev_digest != before.scan.digest_of_last(before.data)
+              or h.prev_digest != before.last_digest
               or bool(h.prev_flags & sealed.PREV_RECOVERED) == before.scan.final):
             before.fault(f"truncated or replaced: it does not end where {e.path.name} says it did")
         elif h.prev_flags & sealed.PREV_RECOVERED:
