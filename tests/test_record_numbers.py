@@ -20,6 +20,7 @@ from logger_system import connect, sealed
 from logger_system.keys import load_identity, load_keyring
 from logger_system.ring import unlink
 from logger_system.writer import log_files
+from test_faults_disk import small_disk  # noqa: F401  (a fixture: a small tmpfs)
 
 WRITER_LOGGER = "logger_system.writer"
 _LINE = re.compile(rb'^\{"seq":(\d+),"n":(\d+),"ts":')
@@ -198,3 +199,55 @@ def test_n_goes_on_in_the_ring_that_replaces_a_removed_one(ring_name, tmp_path, 
     recs = records(d)
     assert [r["n"] for r in recs] == list(range(len(recs)))
     unlink(ring_name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["plaintext", "key"])
+def test_n_stays_consecutive_after_a_write_that_failed_halfway(mode, ring_name, tmp_path, started,
+                                                               small_disk):
+    """A batch crosses the rotation size on a disk that then fills: its first piece is in the
+    old file, the rest fails (ENOSPC) again and again.  When space returns, the batch drained
+    again skips what was written and numbers the rest right after it."""
+    import os
+    import signal
+
+    from conftest import proc_state
+    from test_faults_disk import PAGE, RING_FLAGS, _failures, _log_one_written, _log_range, _remount
+
+    mnt = small_disk
+    seal = Seal(mode, tmp_path)
+    w = seal.writer(ring_name, mnt, *RING_FLAGS, "--rotate-size", "64KiB")
+    started.append(w)
+    w.start()
+    p = connect(ring_name, name="producer-0", on_full="drop")
+    i = 0
+    _log_one_written(p, ring_name, i, 0, w)
+    i += 1
+    path = mnt / log_files(mnt)[0].name
+    while path.stat().st_size < 64 * 1024 - 6000:
+        _log_one_written(p, ring_name, i, 1500, w)
+        i += 1
+    st = os.statvfs(mnt)
+    keep = 64 * 1024 // PAGE - -(-path.stat().st_size // PAGE) + (1 if mode == "key" else 0)
+    with open(mnt / "filler", "wb") as f:
+        for _ in range(st.f_bavail - keep):
+            f.write(b"\0" * PAGE)
+    os.kill(w.proc.pid, signal.SIGSTOP)  # the burst is drained as one batch
+    try:
+        wait_for(lambda: proc_state(w.proc.pid) == "T", timeout=60, what="the writer stopped")
+        _log_range(p, i, i + 300)
+        i += 300
+    finally:
+        os.kill(w.proc.pid, signal.SIGCONT)
+    wait_for(lambda: _failures(w, "ENOSPC") >= 3, timeout=60, what="ENOSPC on the writer's stderr")
+    partial = records(mnt, seal.keyring)
+    assert len(partial) > stats(ring_name)["written"], "the batch's first piece should be in a file"
+    _remount(mnt, "size=64m")
+    wait_for(lambda: stats(ring_name)["written"] == stats(ring_name)["committed"] == i,
+             timeout=60, what="every record written")
+    assert w.stop() == 0, w.stderr()
+    p.close()
+    recs = records(mnt, seal.keyring)
+    assert [r["n"] for r in recs] == list(range(len(recs))) and len(recs) == i
+    assert [r["fields"]["i"] for r in recs] == list(range(i))
+    assert recs[:len(partial)] == partial
