@@ -643,7 +643,8 @@ def test_world_readable_identity_refused(tmp_path):
 @pytest.mark.slow
 def test_writer_never_deletes_a_damaged_newest_file(ring_name, writer, tmp_path):
     """Garbage after the newest file's final chunk is damage, not a header torn by a crash:
-    a restarted writer must not remove the file (its records would be lost for good)."""
+    a restarted writer must not remove the file (its records would be lost for good).  It
+    moves it aside, as `<name>.damaged`, and goes on."""
     key = make_key(tmp_path / "writer.key")
     logs = tmp_path / "logs"
     w = writer("--key", key).start()
@@ -661,8 +662,9 @@ def test_writer_never_deletes_a_damaged_newest_file(ring_name, writer, tmp_path)
         time.sleep(0.02)
     if w2.proc.poll() is None:
         w2.stop()
-    assert newest.exists(), f"the restarted writer deleted {newest.name}: {w2.stderr()}"
-    assert newest.read_bytes() == damaged
+    kept = newest.with_name(newest.name + ".damaged")
+    assert kept.exists(), f"the restarted writer deleted {newest.name}: {w2.stderr()}"
+    assert kept.read_bytes() == damaged
 
 
 def _started(w: SealedWriter) -> dict:
