@@ -69,8 +69,8 @@ ffibuilder.cdef(
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
         uint64_t denied;
         uint64_t released_ns;
-        uint64_t last_seq, next_n, stream_tag;
-        uint64_t reserved[4];
+        uint64_t last_seq, next_n, stream_tag, lost_mark;
+        uint64_t reserved[3];
     } lsr_totals;
     #define LSR_NO_SEQ ...
     #define LSR_RULES 64

@@ -104,6 +104,7 @@ class RingStats:
     stream_tag: int = 0
     last_seq: int | None = None
     next_n: int = 0
+    lost_mark: int = 0
     rule_hits: dict = field(default_factory=dict)
 
     @property
@@ -248,6 +249,7 @@ class Ring:
             denied=t.denied, released_ns=t.released_ns,
             head=t.head, tail=s.tail, stream_tag=t.stream_tag,
             last_seq=None if t.last_seq == lib.LSR_NO_SEQ or not t.stream_tag else t.last_seq, next_n=t.next_n,
+            lost_mark=t.lost_mark if t.stream_tag else 0,
             rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )
 

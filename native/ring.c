@@ -815,6 +815,7 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
         t.stream_tag = delta->stream_tag;
         t.last_seq = delta->last_seq;
         t.next_n = delta->next_n;
+        t.lost_mark = delta->lost_mark;
     }
     /* publish the totals first: a writer killed after this finishes the zeroing on restart */
     uint64_t g = LOAD_RLX(&h->totals_gen);

@@ -117,7 +117,9 @@ typedef struct {
     uint64_t last_seq;        /* seq of the last record written into a file (LSR_NO_SEQ: none) */
     uint64_t next_n;          /* the stream's number for the next record written */
     uint64_t stream_tag;      /* which directory stream (0: none published) */
-    uint64_t reserved[4];
+    uint64_t lost_mark;       /* 1 + the n where a loss already counted begins, while nothing was
+                                 written after it (0: none): a restart does not count it again */
+    uint64_t reserved[3];
 } lsr_totals;
 #define LSR_NO_SEQ UINT64_MAX
 
