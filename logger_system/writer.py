@@ -816,11 +816,18 @@ class Writer:
         told = mine and (st.next_n > 0 or st.last_seq is not None)
         written_seq = self.resume_seq
         lost, n_from_ring = 0, False
+        self._lost_mark = 0
         if files_next is not None:
             next_n = files_next
             if mine and st.next_n > files_next:
-                lost = st.next_n - files_next
                 next_n = st.next_n
+                self._lost_mark = files_next + 1
+                if st.lost_mark == self._lost_mark:
+                    # counted and said by a writer that then stopped before writing a record
+                    # (a sealed file it began records it in its header)
+                    _say("records_lost_before", first_n=files_next, count=st.next_n - files_next)
+                else:
+                    lost = st.next_n - files_next
         elif mine:
             # sealed to recipients: the files' numbers cannot be read, the ring's can; records
             # written after its last release are skipped as written, and numbered past
@@ -885,6 +892,8 @@ class Writer:
                 skip.advance_n = False
             batch.delta.written += batch.kept
             self.next_n = batch.n + batch.kept
+            if batch.kept:
+                self._lost_mark = 0
             if batch.last_seq is not None:
                 self.written_seq = batch.last_seq
         self._release(batch.end, batch.delta)
@@ -902,6 +911,7 @@ class Writer:
                 skip.last_seq = seq
             # the records skipped when the batch comes again are those numbered up to here
             skip.advance_n = False
+            self._lost_mark = 0
             if m.group(2) is not None:
                 self.next_n = int(m.group(2)) + 1
             self.written_seq = seq
@@ -914,6 +924,7 @@ class Writer:
         d.stream_tag = self.stream_tag
         d.last_seq = lib.LSR_NO_SEQ if self.written_seq is None else self.written_seq
         d.next_n = self.next_n
+        d.lost_mark = self._lost_mark
         check(lib.lsr_release(self.ring.ptr, upto, d), "release")
 
     def _publish(self) -> None:

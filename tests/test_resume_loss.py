@@ -232,3 +232,42 @@ def test_damaged_newest_file_is_moved_aside(damage, ring_name, tmp_path, started
     assert ns[:20] == list(range(20)) and ns[20:] == list(range(40, 40 + len(ns) - 20))
     assert [r["fields"]["label"] for r in producers_only(recs)] == ["one"] * 20 + ["three"] * 10
     assert file_lines(first, seal.keyring)  # the intact file is untouched
+
+
+@pytest.mark.parametrize("mode", ["plaintext", "key"])
+def test_a_loss_is_counted_once_across_restarts_that_write_nothing(mode, ring_name, tmp_path, started):
+    seal = Seal(mode, tmp_path)
+    d = tmp_path / "logs"
+    _, committed = run_writer(seal, ring_name, d, started, "before", 2, 20, 0)
+    path = newest(d)
+    if mode == "plaintext":
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:-5]))
+        cut = 5
+    else:
+        gone = data_chunks(sealed.scan_chunks(path.read_bytes()))[-1]
+        cut = lines_of_chunk(path, gone, seal.keyring)
+        with open(path, "r+b") as f:
+            f.truncate(gone.start)
+    for k in range(3):  # started and stopped (or killed) before any record comes
+        w = seal.writer(ring_name, d)
+        started.append(w)
+        w.start()
+        if k == 1:
+            w.kill()
+        else:
+            assert w.stop() == 0, w.stderr()
+        assert len(events(w, "records_lost")) == (1 if k == 0 else 0), w.stderr()
+        assert stats(ring_name)["lost"] == cut
+    w = seal.writer(ring_name, d)
+    started.append(w)
+    w.start()
+    log(ring_name, "after", 10)
+    drained(ring_name, committed + 10, w)
+    assert w.stop() == 0
+    assert stats(ring_name)["lost"] == cut
+    ns = [r["n"] for r in records(d, seal.keyring)]
+    assert ns == list(range(40 - cut)) + list(range(40, 50))
+    if mode == "key":
+        flagged = [sealed.scan_chunks((d / f.name).read_bytes()).header for f in log_files(d)]
+        assert [h.lost for h in flagged if h.prev_flags & sealed.PREV_LOSS] == [cut]
