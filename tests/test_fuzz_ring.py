@@ -989,7 +989,7 @@ def test_format_jsonl_renders_any_decoded_record(batch):
         assert obj["logger"] == c_text(logger) and obj["msg"] == c_text(msg)
         assert obj.get("fields") == (json.loads(fields) if fields else None)
     # without keep every record is rendered, and a buffer below the bound is refused
-    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, 0, out, cap) >= size
+    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, 7, out, cap) >= size
     assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, 0, out, 64) == lib.LSR_EARG
 
 

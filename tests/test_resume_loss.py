@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WriterProcess, stats
+from conftest import WriterProcess, stats, wait_for
 from logger_system import sealed
 from logger_system.writer import log_files
 from test_record_numbers import Seal, drained, file_lines, log, producers_only, records
@@ -86,6 +86,8 @@ def check_loss(seal: Seal, ring: str, d: Path, started: list, committed: int, cu
     w = seal.writer(ring, d)
     started.append(w)
     w.start()
+    # attached to the ring first; what it found in the files it says before "started"
+    wait_for(lambda: events(w, "started"), timeout=30, what="the writer started")
     said = events(w, "records_lost")
     assert len(said) == 1, w.stderr()
     assert said[0]["count"] == cut and said[0]["first_n"] == first_lost, said
