@@ -63,14 +63,16 @@ ffibuilder.cdef(
         LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
         LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_C_DROP_STALLED, LSR_C_DROP_IN_LOOP,
         LSR_C_DROP_NO_SLOT, LSR_C_DROP_REMOVED, LSR_C_DROP_NO_WRITER, LSR_C_BLOCK_TIMEOUTS,
-        LSR_NCOUNTERS = 16
+        LSR_C_LOST, LSR_C_DAMAGED_FILES, LSR_NCOUNTERS = 16
     };
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
         uint64_t denied;
         uint64_t released_ns;
-        uint64_t reserved[7];
+        uint64_t last_seq, next_n, stream_tag, lost_mark;
+        uint64_t reserved[3];
     } lsr_totals;
+    #define LSR_NO_SEQ ...
     #define LSR_RULES 64
     typedef struct {
         char name[40];
@@ -139,7 +141,7 @@ ffibuilder.cdef(
     int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
     void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
     int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
-                             const uint8_t *keep, uint8_t *out, size_t out_cap);
+                             const uint8_t *keep, uint64_t first_n, uint8_t *out, size_t out_cap);
     size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
     int lsr_json_valid(const uint8_t *s, size_t n);
     int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);

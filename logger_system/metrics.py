@@ -37,6 +37,8 @@ COUNTERS = {
     "writer_errors": "Writes that failed (the records stayed in the ring).",
     "blocked": "Producer calls that waited for room.",
     "warnings": "Health warnings the writer logged.",
+    "lost": "Records the ring had released that a starting writer found missing from the files.",
+    "damaged_files": "Damaged newest files a starting writer moved aside.",
 }
 
 

@@ -24,7 +24,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings",
             "dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed", "dropped_no_writer",
-            "block_timeouts")
+            "block_timeouts", "lost", "damaged_files")
 # why records were dropped: each is counted in `dropped` as well (native/ring.h)
 DROP_REASONS = ("dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed",
                 "dropped_no_writer")
@@ -88,6 +88,8 @@ class RingStats:
     dropped_removed: int
     dropped_no_writer: int
     block_timeouts: int
+    lost: int
+    damaged_files: int
     written: int
     malformed: int
     abandoned: int
@@ -98,6 +100,11 @@ class RingStats:
     released_ns: int
     head: int
     tail: int
+    # where the writer's directory stream stood at the last release (see lsr_totals)
+    stream_tag: int = 0
+    last_seq: int | None = None
+    next_n: int = 0
+    lost_mark: int = 0
     rule_hits: dict = field(default_factory=dict)
 
     @property
@@ -109,6 +116,7 @@ class RingStats:
         d["rule_hits"] = dict(self.rule_hits)
         d["utilization"] = round(self.utilization, 6)
         d["ring_id"] = f"{self.ring_id:016x}"
+        d["stream_tag"] = f"{self.stream_tag:016x}"
         d["attempted"] = self.committed + self.dropped + self.abandoned
         # ring full with no other reason: on_full="drop", or a wait that timed out
         d["dropped_full"] = max(0, self.dropped - sum(getattr(self, k) for k in DROP_REASONS))
@@ -235,10 +243,13 @@ class Ring:
             committed=c[0], dropped=c[1], truncated=c[2], format_errors=c[3], writer_errors=c[4],
             blocked=c[5], warnings=c[6], dropped_stalled=c[7], dropped_in_loop=c[8],
             dropped_no_slot=c[9], dropped_removed=c[10], dropped_no_writer=c[11], block_timeouts=c[12],
+            lost=c[lib.LSR_C_LOST], damaged_files=c[lib.LSR_C_DAMAGED_FILES],
             written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
             denied=t.denied, released_ns=t.released_ns,
-            head=t.head, tail=s.tail,
+            head=t.head, tail=s.tail, stream_tag=t.stream_tag,
+            last_seq=None if t.last_seq == lib.LSR_NO_SEQ or not t.stream_tag else t.last_seq, next_n=t.next_n,
+            lost_mark=t.lost_mark if t.stream_tag else 0,
             rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )
 

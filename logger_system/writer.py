@@ -12,6 +12,13 @@ A writer killed anywhere leaves records either released (in a file) or still
 in the ring.  The next writer reads the newest file's last complete line: a
 record of this ring at or before that `seq` is in a file already and is not
 written again; a torn last line is cut off, its records are still in the ring.
+
+Every record written gets `n`, its number in the directory's stream: 0, 1, 2, ...
+across files, rings and restarts.  Each release also publishes in the ring where
+the stream stands (its tag, the last seq written, the next n), so a writer that
+starts finds records the ring released but the files no longer hold (a cut
+tail): it counts them as lost, says so, and numbers on past them, so that the
+gap in `n` is exactly where they were.
 """
 from __future__ import annotations
 
@@ -55,6 +62,7 @@ PLAIN_SUFFIX = "jsonl"
 def path_of(directory: Path, f: LogFile) -> Path:
     return directory / f.name
 _SEQ = re.compile(rb'\{"seq":(\d+),')  # match() anchors it where it is asked to look
+_SEQ_N = re.compile(rb'\{"seq":(\d+),(?:"n":(\d+),)?')
 _META_SIZE = META_DTYPE.itemsize
 
 
@@ -143,6 +151,12 @@ def _rfind_newline(f, before: int) -> int:
 
 def last_seq_in(path: Path, repair: bool) -> int | None:
     """The seq of the last complete line of a file; with repair, cut a torn tail."""
+    return last_line_in(path, repair)[0]
+
+
+def last_line_in(path: Path, repair: bool) -> tuple[int | None, int | None]:
+    """(seq, n) of the last complete line of a file (n None in a line written before
+    records were numbered); with repair, cut a torn tail."""
     with open(path, "r+b" if repair else "rb") as f:
         size = f.seek(0, os.SEEK_END)
         end = _rfind_newline(f, size)
@@ -152,11 +166,44 @@ def last_seq_in(path: Path, repair: bool) -> int | None:
         while end >= 0:
             start = _rfind_newline(f, end) + 1
             f.seek(start)
-            m = _SEQ.match(f.read(min(64, end - start)))
+            m = _SEQ_N.match(f.read(min(64, end - start)))
             if m:
-                return int(m.group(1))
+                return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
             end = start - 1
+    return None, None
+
+
+def n_of_last_line(text: bytes) -> int | None:
+    """The n of the last line in text (JSONL lines, each ending in a newline)."""
+    end = len(text) - 1 if text.endswith(b"\n") else len(text)
+    while end > 0:
+        start = text.rfind(b"\n", 0, end) + 1
+        m = _SEQ_N.match(text, start)
+        if m:
+            return int(m.group(2)) if m.group(2) is not None else None
+        end = start - 1
     return None
+
+
+def plain_stream_tag(directory: Path) -> int:
+    """A plaintext directory stream's tag in the ring: from its resolved path."""
+    tag = int.from_bytes(hashlib.sha256(str(Path(directory).resolve()).encode()).digest()[:8], "little")
+    return tag or 1
+
+
+def sealed_stream_tag(stream_id: bytes) -> int:
+    return int.from_bytes(stream_id[:8], "little") or 1
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.damaged` (never over another file); returns the new path."""
+    target = path.with_name(path.name + ".damaged")
+    k = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.damaged.{k}")
+        k += 1
+    os.rename(path, target)
+    return target
 
 
 @dataclass
@@ -168,6 +215,7 @@ class Sealing:
     compress: bool = False
     stream_id: bytes = field(default_factory=lambda: os.urandom(16))
     prev: tuple[bytes, bytes, int, int] = (bytes(16), bytes(32), 0, 0)  # id, digest, chunks, flags
+    lost: int = 0  # records lost just before the next file (prev flags then hold PREV_LOSS)
 
 
 class RotatingFiles:
@@ -233,7 +281,7 @@ class RotatingFiles:
         header, key = sealed.make_header(
             stream_id=sl.stream_id, index=f.index, ring_id=self.ring_id, created_ns=time.time_ns(),
             prev_id=prev_id, prev_digest=prev_digest, prev_chunks=prev_chunks, prev_flags=prev_flags,
-            compress=sl.compress, keyring=sl.keyring, recipients=sl.recipients)
+            compress=sl.compress, keyring=sl.keyring, recipients=sl.recipients, lost=sl.lost)
         self._header = sealed.parse_header(header)
         self._aead = AESGCM(key)
         self._chunks = 0
@@ -251,6 +299,7 @@ class RotatingFiles:
             os.unlink(path_of(self.dir, f))
             raise
         self.size = len(header)
+        sl.lost = 0  # told once, in this header
 
     def _ensure_dir(self) -> None:
         """Create the directory again (0700) if it was removed while this writer ran."""
@@ -490,10 +539,19 @@ class Writer:
             config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
             keep_age=config.keep_age, keep_bytes=config.keep_size)
         self.files.on_dir_recreated = self._relock_dir
+        # what the files say of the stream: filled in by _resume_point
+        self._files_next_n: int | None = 0      # None: the files' numbers cannot be read
+        self._files_last: tuple[int, int] | None = None  # (ring id, seq) of the newest record
+        self._newest: Path | None = None        # the newest file, where a cut tail would be
+        self._crash_closed = False               # the newest sealed file had no final chunk
         self.resume_seq = self._resume_point()
-        if self.sealing is not None and self.sealing.prev[3] & sealed.PREV_RECOVERED:
-            self.files._open()  # its header vouches for where the unfinished file ended, now
-        self.skip_written = SkipWritten(self.resume_seq)
+        self.next_n, self.written_seq, n_from_ring = self._resume_stream()
+        if self.sealing is not None and self.sealing.prev[3]:
+            # its header vouches for where the previous file ended, and says what the writer
+            # found at this start (a loss, a damaged file moved aside), now
+            self.files._open()
+        self.skip_written = SkipWritten(self.resume_seq, advance_n=n_from_ring)
+        self._publish()
         self._custom_stages = stages is not None
         self.stages = stages if stages is not None else self._build_stages()
         self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
@@ -527,10 +585,12 @@ class Writer:
         return config.sanitize_policy or Policy()
 
     def _build_stages(self) -> list:
+        # SkipWritten after every stage that removes records: what it skips, and numbers
+        # past, are exactly the records a file holds
         access = self.config.access
-        return [self.skip_written, LevelFilter(self.config.min_level, own_pid=os.getpid()),
+        return [LevelFilter(self.config.min_level, own_pid=os.getpid()),
                 *([AccessFilter(access)] if access is not None and access.active else []),
-                *self._sanitize_stage(), FormatJsonl()]
+                *self._sanitize_stage(), self.skip_written, FormatJsonl()]
 
     def _health_of(self, config: WriterConfig) -> HealthMonitor | None:
         t = config.thresholds
@@ -632,60 +692,173 @@ class Writer:
         """The last seq of this ring that the files hold, repairing a torn newest file."""
         if self.sealing is not None:
             return self._resume_sealed()
-        files = log_files(self.dir)
+        files = [f for f in log_files(self.dir) if f.suffix == PLAIN_SUFFIX]
+        if files:
+            self._newest = self.dir / files[-1].name
+        resume, numbered = None, False
         for i, f in enumerate(reversed(files)):
-            if f.suffix != PLAIN_SUFFIX:
+            seq, n = last_line_in(self.dir / f.name, repair=(i == 0))
+            if seq is None:
                 continue
-            seq = last_seq_in(self.dir / f.name, repair=(i == 0))
-            if f.ring_id != self.ring.ring_id:
-                return None  # older files belong to a ring that no longer exists
-            if seq is not None:
-                return seq
-        return None
+            if not numbered:  # the newest record: where the stream's numbers stand
+                numbered = True
+                self._files_next_n = n + 1 if n is not None else 0
+                self._files_last = (f.ring_id, seq)
+            if f.ring_id == self.ring.ring_id:
+                resume = seq
+            break  # older files hold older records; a record of another ring resumes nothing
+        return resume
 
     def _resume_sealed(self) -> int | None:
         """Continue the newest sealed file's sequence: cut a torn chunk, and if the file has no
-        final chunk (a crash), let the next file's header vouch for where it ends."""
+        final chunk (a crash), let the next file's header vouch for where it ends.  A newest
+        file that is damaged is moved aside (`<name>.damaged`) and the sequence goes on from
+        the last intact file before it."""
+        sl = self.sealing
+        assert sl is not None
         files = [f for f in log_files(self.dir) if f.suffix == sealed.SUFFIX]
-        if not files:
+        damaged = False
+        scan = data = None
+        while files:
+            path = self.dir / files[-1].name
+            data = path.read_bytes()
+            try:
+                scan = sealed.scan_chunks(data, str(path))
+                break
+            except sealed.SealError as exc:
+                files.pop()
+                if sealed.header_torn(data):
+                    # a crash while the header was written: no record ever went into this file
+                    _say("removed_torn_header", file=str(path), bytes=len(data))
+                    path.unlink()
+                    continue
+                moved = move_aside(path)
+                self.ring.count("damaged_files")
+                _say("moved_damaged_file", file=str(path), to=str(moved), error=str(exc))
+                damaged = True
+                # the damaged file's successor is numbered after it (self.files names the
+                # next file after the newest it saw at start, which the damaged one was)
+        flags = sealed.PREV_DAMAGED if damaged else 0
+        if scan is None or data is None:
+            if damaged:
+                sl.prev = (bytes(16), bytes(32), 0, flags)
             return None
-        newest = files[-1]
-        path = self.dir / newest.name
-        data = path.read_bytes()
-        try:
-            scan = sealed.scan_chunks(data, str(path))
-        except sealed.SealError as exc:
-            if sealed.header_torn(data):
-                # a crash while the header was written: no record ever went into this file
-                _say("removed_torn_header", file=str(path), bytes=len(data))
-                path.unlink()
-                return self._resume_sealed()
-            raise ConfigError(f"{exc}; the newest file is damaged: keep it for inspection and move it "
-                              f"out of {self.dir} to start a new sequence") from None
+        path = self.dir / files[-1].name
+        self._newest = path
         if scan.torn_at is not None:
             with open(path, "r+b") as f:
                 f.truncate(scan.torn_at)
             _say("cut_torn_chunk", file=str(path), bytes=len(data) - scan.torn_at)
             data = data[:scan.torn_at]
         h = scan.header
-        flags = 0 if scan.final else sealed.PREV_RECOVERED
         if not scan.final:
+            flags |= sealed.PREV_RECOVERED
+            self._crash_closed = True
             _say("closing_unfinished_file", file=str(path), chunks=len(scan.chunks))
-        self.sealing.stream_id = h.stream_id
-        self.sealing.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
+        sl.stream_id = h.stream_id
+        sl.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
         # the newest file may hold no record yet (a crash right after it was opened):
-        # the resume point is then in the files before it
+        # the resume point and the stream's numbers are then in the files before it
+        self._files_next_n = 0
         for f in reversed(files):
             older = self.dir / f.name
-            try:
-                s = sealed.scan_chunks(older.read_bytes(), str(older))
-            except sealed.SealError:
-                return None
-            if s.header.ring_id != self.ring.ring_id:
-                return None
-            if s.last_seq is not None:
-                return s.last_seq
+            if older != path:
+                data = older.read_bytes()
+                try:
+                    scan = sealed.scan_chunks(data, str(older))
+                except sealed.SealError:
+                    self._files_next_n = None  # the numbers before it cannot be read
+                    return None
+            if scan.last_seq is None:
+                continue
+            self._files_last = (scan.header.ring_id, scan.last_seq)
+            self._files_next_n = self._sealed_next_n(data, scan, older)
+            return scan.last_seq if scan.header.ring_id == self.ring.ring_id else None
         return None
+
+    def _sealed_next_n(self, data: bytes, scan: sealed.Scan, path: Path) -> int | None:
+        """The n after the last record of a sealed file: its last chunk that holds records,
+        decrypted with the writer's key; None when the writer cannot read it (recipients)."""
+        keyring = self.sealing.keyring if self.sealing is not None else None
+        if keyring is None:
+            return None
+        empty = sealed._CHUNK.size + 16  # a chunk of no plaintext: just its tag
+        for c in reversed(scan.chunks):
+            if c.end - c.start <= empty:
+                continue
+            try:
+                key = sealed.data_key(scan.header, keyring=keyring, where=str(path))
+                one = sealed.Scan(scan.header, [c], scan.size, None)
+                text = b"".join(sealed.open_chunks(data, one, key, str(path)))
+            except sealed.SealError as exc:
+                _say("numbers_unreadable", file=str(path), error=str(exc))
+                return None
+            n = n_of_last_line(text)
+            return n + 1 if n is not None else 0
+        return 0
+
+    def _stream_tag(self) -> int:
+        if self.sealing is not None:
+            return sealed_stream_tag(self.sealing.stream_id)
+        return plain_stream_tag(self.dir)
+
+    def _resume_stream(self) -> tuple[int, int | None, bool]:
+        """Where the stream's numbers go on: (next n, last seq written in this ring, whether
+        records skipped as written move the numbers on).  Compares what the ring published
+        at its last release with what the files hold: records the ring released past the
+        files' end are lost (a cut tail); they are counted and said, and the numbers go on
+        past them."""
+        self.stream_tag = self._stream_tag()
+        st = self.ring.stats()
+        files_next = self._files_next_n
+        mine = st.stream_tag == self.stream_tag
+        # the ring fed this stream and says where it stood: the files' end is confirmed by it
+        told = mine and (st.next_n > 0 or st.last_seq is not None)
+        written_seq = self.resume_seq
+        lost, n_from_ring = 0, False
+        self._lost_mark = 0
+        if files_next is not None:
+            next_n = files_next
+            if mine and st.next_n > files_next:
+                next_n = st.next_n
+                self._lost_mark = files_next + 1
+                if st.lost_mark == self._lost_mark:
+                    # counted and said by a writer that then stopped before writing a record
+                    # (a sealed file it began records it in its header)
+                    _say("records_lost_before", first_n=files_next, count=st.next_n - files_next)
+                else:
+                    lost = st.next_n - files_next
+        elif mine:
+            # sealed to recipients: the files' numbers cannot be read, the ring's can; records
+            # written after its last release are skipped as written, and numbered past
+            next_n, n_from_ring = st.next_n, True
+            last = self._files_last
+            if st.last_seq is not None and (last is None or last[0] != self.ring.ring_id
+                                            or last[1] < st.last_seq):
+                told = False  # records the ring released are missing; how many cannot be known
+                _say("records_lost", file=str(self._newest) if self._newest else None,
+                     first_n=None, count=None, ring_last_seq=st.last_seq,
+                     files_last_seq=last[1] if last else None,
+                     note="sealed to recipients: the number lost cannot be read from the files")
+        else:
+            next_n = 0
+            if self._files_last is not None:
+                _say("numbering_restarted", dir=str(self.dir),
+                     note="sealed to recipients and the ring does not know this stream: "
+                          "its numbers start again at 0")
+        if lost:
+            self.ring.count("lost", lost)
+            _say("records_lost", file=str(self._newest) if self._newest else None,
+                 first_n=files_next, count=lost)
+            if self.sealing is not None:
+                prev = self.sealing.prev
+                self.sealing.prev = (*prev[:3], prev[3] | sealed.PREV_LOSS)
+                self.sealing.lost = min(lost, sealed.MAX_LOST)
+            # a plaintext writer starts a new file anyway: the loss sits at a file boundary
+        if self.sealing is not None and self._crash_closed and not told:
+            prev = self.sealing.prev
+            self.sealing.prev = (*prev[:3], prev[3] | sealed.PREV_UNCONFIRMED)
+        return next_n, written_seq, n_from_ring
 
     def stop(self, *_args) -> None:
         self._stop = True
@@ -699,7 +872,7 @@ class Writer:
             return cursor, 0
         meta = np.frombuffer(ffi.buffer(self._meta, n * _META_SIZE), META_DTYPE) if n else \
             np.empty(0, META_DTYPE)
-        batch = Batch(meta=meta, buf=ffi.buffer(self._buf, b.buf_len), end=b.end)
+        batch = Batch(meta=meta, buf=ffi.buffer(self._buf, b.buf_len), end=b.end, n=self.next_n)
         batch.delta.malformed += b.malformed
         batch.delta.abandoned += b.abandoned
         if n:
@@ -716,7 +889,13 @@ class Writer:
             skip = self.skip_written
             if skip.last_seq is not None and int(batch.meta["seq"][-1]) > skip.last_seq:
                 skip.last_seq = None  # written past the resume point: nothing more to skip
+                skip.advance_n = False
             batch.delta.written += batch.kept
+            self.next_n = batch.n + batch.kept
+            if batch.kept:
+                self._lost_mark = 0
+            if batch.last_seq is not None:
+                self.written_seq = batch.last_seq
         self._release(batch.end, batch.delta)
         return batch.end, batch.kept if n else 0
 
@@ -724,18 +903,33 @@ class Writer:
         """Part of a batch reached the files before a write failed: when the
         batch is drained again, those records count as written, not twice."""
         end = written.rfind(b"\n", 0, len(written) - 1) + 1
-        m = _SEQ.match(written[end:])
+        m = _SEQ_N.match(written[end:])
         if m:
             seq = int(m.group(1))
-            if self.skip_written.last_seq is None or seq > self.skip_written.last_seq:
-                self.skip_written.last_seq = seq
+            skip = self.skip_written
+            if skip.last_seq is None or seq > skip.last_seq:
+                skip.last_seq = seq
+            # the records skipped when the batch comes again are those numbered up to here
+            skip.advance_n = False
+            self._lost_mark = 0
+            if m.group(2) is not None:
+                self.next_n = int(m.group(2)) + 1
+            self.written_seq = seq
 
     def _release(self, upto: int, delta: Delta) -> None:
         d = ffi.new("lsr_totals *")
         d.written, d.malformed, d.abandoned = delta.written, delta.malformed, delta.abandoned
         d.filtered, d.sanitized, d.sanitize_dropped = delta.filtered, delta.sanitized, delta.sanitize_dropped
         d.denied = delta.denied
+        d.stream_tag = self.stream_tag
+        d.last_seq = lib.LSR_NO_SEQ if self.written_seq is None else self.written_seq
+        d.next_n = self.next_n
+        d.lost_mark = self._lost_mark
         check(lib.lsr_release(self.ring.ptr, upto, d), "release")
+
+    def _publish(self) -> None:
+        """Tell the ring where the stream stands now, moving nothing."""
+        self._release(lib.lsr_head(self.ring.ptr), Delta())
 
     # after `ring rm`, how long the removed ring must stay empty before the writer moves on:
     # a producer that read the mark's old value just before it was set may still commit
@@ -769,11 +963,14 @@ class Writer:
         self.ring = new
         self.files.ring_id = new.ring_id
         self.skip_written.last_seq = None  # the new ring's positions start again
+        self.skip_written.advance_n = False
+        self.written_seq = None
         if not self._custom_stages:
             self.stages = self._build_stages()
         self._alloc_batch(cfg.batch_records, max(cfg.batch_bytes, new.max_record))
         self._self_log = Producer(new, name=WRITER_LOGGER, on_full="drop")
         self.health = self._health_of(cfg)
+        self._publish()  # the stream goes on in the new ring: a writer starting on it knows where
         _say("ring_replaced", ring=cfg.ring, old_ring_id=f"{old.ring_id:016x}",
              ring_id=f"{new.ring_id:016x}")
         return lib.lsr_head(new.ptr)

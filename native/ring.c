@@ -811,6 +811,12 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
     t.sanitize_dropped += delta->sanitize_dropped;
     t.denied += delta->denied;
     if (upto > from) t.released_ns = now_ns(CLOCK_MONOTONIC);
+    if (delta->stream_tag) {
+        t.stream_tag = delta->stream_tag;
+        t.last_seq = delta->last_seq;
+        t.next_n = delta->next_n;
+        t.lost_mark = delta->lost_mark;
+    }
     /* publish the totals first: a writer killed after this finishes the zeroing on restart */
     uint64_t g = LOAD_RLX(&h->totals_gen);
     memcpy(&h->totals[(g + 1) & 1], &t, sizeof t);
@@ -1169,16 +1175,19 @@ static uint8_t *put_level(uint8_t *o, uint32_t level) {
     }
 }
 
+/* the most a record's line adds to 6 bytes per payload byte: keys, numbers, stamp, level */
+#define LSR_LINE_FIXED 192
+
 size_t lsr_format_bound(uint32_t n, uint32_t buf_len) {
-    return (size_t)buf_len * 6 + (size_t)n * 160 + 64;
+    return (size_t)buf_len * 6 + (size_t)n * LSR_LINE_FIXED + 64;
 }
 
 int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
-                         uint8_t *out, size_t out_cap) {
+                         uint64_t first_n, uint8_t *out, size_t out_cap) {
     uint64_t n_bytes = 0;
     for (uint32_t i = 0; i < n; i++)
         if (!keep || keep[i]) n_bytes += meta[i].msg_len + meta[i].logger_len + meta[i].fields_len;
-    if (out_cap < n_bytes * 6 + (uint64_t)n * 160 + 64) return LSR_EARG;
+    if (out_cap < n_bytes * 6 + (uint64_t)n * LSR_LINE_FIXED + 64) return LSR_EARG;
     uint8_t *o = out;
     int64_t cached_sec = -1;
     char stamp[80]; /* "YYYY-MM-DDTHH:MM:SS" */
@@ -1187,6 +1196,8 @@ int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf, c
         const lsr_meta *m = &meta[i];
         o = put_str(o, "{\"seq\":");
         o = put_u64(o, m->seq);
+        o = put_str(o, ",\"n\":");
+        o = put_u64(o, first_n++);
         o = put_str(o, ",\"ts\":\"");
         int64_t sec = (int64_t)(m->ts_ns / 1000000000ull);
         if (sec > 253402300799LL) sec = 253402300799LL; /* a hostile stamp stays 4-digit */

@@ -95,6 +95,8 @@ enum {
     LSR_C_DROP_REMOVED,  /* the ring was removed and no ring has its name */
     LSR_C_DROP_NO_WRITER,/* block mode, but no live writer to make room */
     LSR_C_BLOCK_TIMEOUTS,/* waits that ended with no room (the record dropped) */
+    LSR_C_LOST,          /* records the ring had released that a writer found missing from the files */
+    LSR_C_DAMAGED_FILES, /* damaged newest files a writer moved aside at start */
     LSR_NCOUNTERS = 16
 };
 
@@ -109,8 +111,17 @@ typedef struct {
     uint64_t sanitize_dropped;
     uint64_t denied;          /* refused by the writer's access rules */
     uint64_t released_ns;     /* CLOCK_MONOTONIC of the last release that moved head */
-    uint64_t reserved[7];
+    /* Where the writer's directory stream stood at this release: set (absolute, not added)
+     * from a delta whose stream_tag is non-zero, so that a writer starting later can tell
+     * records the ring released from records its files hold. */
+    uint64_t last_seq;        /* seq of the last record written into a file (LSR_NO_SEQ: none) */
+    uint64_t next_n;          /* the stream's number for the next record written */
+    uint64_t stream_tag;      /* which directory stream (0: none published) */
+    uint64_t lost_mark;       /* 1 + the n where a loss already counted begins, while nothing was
+                                 written after it (0: none): a restart does not count it again */
+    uint64_t reserved[3];
 } lsr_totals;
+#define LSR_NO_SEQ UINT64_MAX
 
 /* hits per sanitizer rule, named by the writer that counts them */
 #define LSR_RULES 64
@@ -224,9 +235,10 @@ void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
 int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
 void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
 
-/* batch formatting: one JSON object per line for the records whose keep[i] is non-zero */
+/* batch formatting: one JSON object per line for the records whose keep[i] is non-zero;
+ * the kept records are numbered ("n", right after "seq") first_n, first_n + 1, ... */
 int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,
-                         const uint8_t *keep, uint8_t *out, size_t out_cap);
+                         const uint8_t *keep, uint64_t first_n, uint8_t *out, size_t out_cap);
 size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
 int lsr_json_valid(const uint8_t *s, size_t n);
 

@@ -978,18 +978,19 @@ def test_format_jsonl_renders_any_decoded_record(batch):
     keep_c = exact(bytes(keep))
     cap = lib.lsr_format_bound(len(recs), len(buf))
     out = ffi.new("uint8_t[]", cap)
-    size = lib.lsr_format_jsonl(meta, len(recs), exact(buf), keep_c, out, cap)
+    size = lib.lsr_format_jsonl(meta, len(recs), exact(buf), keep_c, 7, out, cap)
     assert 0 <= size <= cap
     kept = [r for r, k in zip(recs, keep) if k]
     objs = check_lines(ffi.buffer(out, size)[:], len(kept))
-    for (seq, ts, pid, _tid, level, _flags, msg, logger, fields), obj in zip(kept, objs):
+    for i, ((seq, ts, pid, _tid, level, _flags, msg, logger, fields), obj) in enumerate(zip(kept, objs)):
         assert obj["seq"] == seq and obj["pid"] == pid and obj["ts"] == stamp(ts)
+        assert obj["n"] == 7 + i and list(obj)[:2] == ["seq", "n"]
         assert obj["level"] == level_name(level)
         assert obj["logger"] == c_text(logger) and obj["msg"] == c_text(msg)
         assert obj.get("fields") == (json.loads(fields) if fields else None)
     # without keep every record is rendered, and a buffer below the bound is refused
-    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, out, cap) >= size
-    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, out, 64) == lib.LSR_EARG
+    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, 7, out, cap) >= size
+    assert lib.lsr_format_jsonl(meta, len(recs), exact(buf), ffi.NULL, 0, out, 64) == lib.LSR_EARG
 
 
 # ---------------------------------------------------------------------------

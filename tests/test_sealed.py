@@ -643,7 +643,8 @@ def test_world_readable_identity_refused(tmp_path):
 @pytest.mark.slow
 def test_writer_never_deletes_a_damaged_newest_file(ring_name, writer, tmp_path):
     """Garbage after the newest file's final chunk is damage, not a header torn by a crash:
-    a restarted writer must not remove the file (its records would be lost for good)."""
+    a restarted writer must not remove the file (its records would be lost for good).  It
+    moves it aside, as `<name>.damaged`, and goes on."""
     key = make_key(tmp_path / "writer.key")
     logs = tmp_path / "logs"
     w = writer("--key", key).start()
@@ -661,8 +662,9 @@ def test_writer_never_deletes_a_damaged_newest_file(ring_name, writer, tmp_path)
         time.sleep(0.02)
     if w2.proc.poll() is None:
         w2.stop()
-    assert newest.exists(), f"the restarted writer deleted {newest.name}: {w2.stderr()}"
-    assert newest.read_bytes() == damaged
+    kept = newest.with_name(newest.name + ".damaged")
+    assert kept.exists(), f"the restarted writer deleted {newest.name}: {w2.stderr()}"
+    assert kept.read_bytes() == damaged
 
 
 def _started(w: SealedWriter) -> dict:
@@ -943,6 +945,13 @@ def test_verify_reports_open_file_then_ok(ring_name, writer, tmp_path):
     for k in range(3):
         log_range(ring_name, k * 40, (k + 1) * 40)
         wait_written(ring_name, (k + 1) * 40, w)
+    total = 120
+    if scan_file(sealed_files(logs)[-1]).final:
+        # the last batch filled its file to the rotation size exactly: the writer closed it,
+        # and opens the next file with the next record
+        log_range(ring_name, total, total + 1)
+        total += 1
+        wait_written(ring_name, total, w)
     files = sealed_files(logs)
     assert len(files) >= 2
     assert len(scan_file(files[-1]).chunks) >= 1, "no chunk flushed yet"
@@ -954,7 +963,7 @@ def test_verify_reports_open_file_then_ok(ring_name, writer, tmp_path):
     assert f"note: {files[-1]}: open" in v.stderr
     r = cli("cat", "--key", key, logs)  # an open file reads up to its last chunk
     assert r.returncode == 0, r.stderr
-    assert_exactly_once(parse_lines(r.stdout), {0: 120})
+    assert_exactly_once(parse_lines(r.stdout), {0: total})
     assert w.stop() == 0, w.stderr()
     v = cli("verify", "--key", key, logs)
     assert v.returncode == 0, v.stdout + v.stderr

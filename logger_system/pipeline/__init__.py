@@ -31,7 +31,8 @@ class Batch:
 
     meta: array of record.META_DTYPE; buf: the payload bytes that meta points
     into; keep: 1 for records still to be written; out: the formatted bytes
-    once a formatting stage ran; end: the ring cursor after this batch.
+    once a formatting stage ran; end: the ring cursor after this batch; n: the
+    directory stream's number for the first record written from this batch.
     """
 
     meta: np.ndarray
@@ -41,6 +42,7 @@ class Batch:
     delta: Delta = field(default_factory=Delta)
     out: bytes | None = None
     last_seq: int | None = None
+    n: int = 0
 
     def __post_init__(self) -> None:
         if self.keep is None:

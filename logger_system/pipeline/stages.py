@@ -14,10 +14,17 @@ class SkipWritten:
     records are counted as written and not written twice.  The writer clears
     `last_seq` once a batch past it is in the files (not here: the write may
     fail, and the batch be drained again).
+
+    It runs after the stages that remove records, so that what it skips are
+    exactly the records the files hold.  With `advance_n` (the files' numbers
+    cannot be read, so the writer continues from the number the ring published
+    at its last release), the records skipped were numbered from there: the
+    batch's numbering moves past them.
     """
 
-    def __init__(self, last_seq: int | None) -> None:
+    def __init__(self, last_seq: int | None, advance_n: bool = False) -> None:
         self.last_seq = last_seq
+        self.advance_n = advance_n
 
     def __call__(self, batch: Batch) -> Batch:
         if self.last_seq is None or len(batch.meta) == 0:
@@ -27,6 +34,9 @@ class SkipWritten:
         if n:
             batch.keep[seen] = 0
             batch.delta.written += n
+            batch.last_seq = int(batch.meta["seq"][seen][-1])
+            if self.advance_n:
+                batch.n += n
         return batch
 
 
@@ -52,7 +62,8 @@ class LevelFilter:
 
 
 class FormatJsonl:
-    """Render kept records as one JSON object per line, in C, for the whole batch."""
+    """Render kept records as one JSON object per line, in C, for the whole batch,
+    numbered (`n`) consecutively from `batch.n`."""
 
     def __init__(self) -> None:
         self._out = ffi.new("uint8_t[]", 1 << 20)
@@ -71,7 +82,7 @@ class FormatJsonl:
         meta = ffi.from_buffer("lsr_meta[]", batch.meta)
         keep = ffi.from_buffer("uint8_t[]", batch.keep)
         buf = ffi.from_buffer("uint8_t[]", batch.buf)
-        size = lib.lsr_format_jsonl(meta, n, buf, keep, self._out, self._cap)
+        size = lib.lsr_format_jsonl(meta, n, buf, keep, batch.n, self._out, self._cap)
         if size < 0:
             raise RuntimeError("format buffer too small")  # lsr_format_bound makes this impossible
         batch.out = ffi.buffer(self._out, size)[:]
