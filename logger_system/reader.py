@@ -16,7 +16,7 @@ from .errors import CorruptRecordError, ConfigError
 from .files import chain
 from .rotation import LogFile
 
-_REQUIRED = ("seq", "ts", "level", "pid", "logger", "msg")
+_REQUIRED = ("seq", "n", "ts", "level", "pid", "logger", "msg")
 
 
 class IntegrityError(CorruptRecordError):
@@ -27,7 +27,7 @@ class IntegrityError(CorruptRecordError):
         self.faults = faults
 
 
-def expand(paths: Iterable[Path]) -> tuple[list[Path], list[str], Path | None]:
+def expand(paths: Iterable[Path], accept_loss: bool = False) -> tuple[list[Path], list[str], Path | None]:
     """Files as given; a directory becomes its log files in write order.  Returns (files,
     faults of the directories' stray `log-*` entries, the directory when one alone was given)."""
     out: list[Path] = []
@@ -35,7 +35,7 @@ def expand(paths: Iterable[Path]) -> tuple[list[Path], list[str], Path | None]:
     paths = list(paths)
     for p in paths:
         if p.is_dir():
-            files, stray = chain.listing(p)
+            files, stray = chain.listing(p, accept_loss)
             out.extend(files)
             faults.extend(stray)
         elif p.exists():
@@ -53,7 +53,7 @@ class Reading:
     `n`) join the verdict's in `faults`; a file with a fault yields nothing more."""
 
     def __init__(self, paths: Iterable[Path], *, keyring=None, identity=None, accept_loss: bool = False) -> None:
-        files, stray, directory = expand(paths)
+        files, stray, directory = expand(paths, accept_loss)
         self.verdict = chain.judge(files, keyring=keyring, identity=identity, accept_loss=accept_loss,
                                    directory=directory, extra_faults=stray)
         self.faults = list(self.verdict.faults)
@@ -74,6 +74,8 @@ class Reading:
             newest = i == len(entries) - 1
             if query is not None and query.since_ns is not None and not newest:
                 if not query.may_hold(_next_start_ns(e, entries[i + 1])):
+                    # not read; a sealed file's chunk headers (authenticated with its header's
+                    # digest only when decrypted) still say where its numbers end
                     follows = False
                     continue
             self.numbers.start(e, follows)
@@ -81,10 +83,15 @@ class Reading:
             try:
                 if e.is_sealed:
                     lineno = 0
-                    for chunk in sealed.open_chunks(e.load(), e.scan, e.key, str(e.path)):
+                    chunks = sealed.open_chunks(e.load(), e.scan, e.key, str(e.path))
+                    for c, chunk in zip(e.scan.chunks, chunks):
                         for line in chunk.splitlines(keepends=True):
                             lineno += 1
                             yield from self._checked(e, line, lineno, False, query)
+                        if self.numbers.expect is not None and self.numbers.expect != c.next_n:
+                            raise CorruptRecordError(
+                                f"{e.path}: chunk {c.index} says the next record is n={c.next_n}, "
+                                f"its records end before n={self.numbers.expect}")
                 else:
                     with open(e.path, "rb") as f:
                         for lineno, line in enumerate(f, 1):
@@ -227,7 +234,7 @@ def follow(directory: Path, *, keyring=None, identity=None, interval: float = 0.
     while True:
         last_pass = query is not None and query.over(time.time_ns())
         live = chain.writer_holds(directory)  # asked before reading, as verify does
-        files, stray = chain.listing(directory)
+        files, stray = chain.listing(directory, accept_loss)
         entries = []
         for k, path in enumerate(files):
             try:

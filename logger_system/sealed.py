@@ -32,7 +32,7 @@ from .errors import CorruptRecordError
 from .keys import Identity, Keyring, Recipient
 
 MAGIC = b"LSXF"
-VERSION = 1
+VERSION = 2  # 2: each chunk header says the n after its last record
 SUFFIX = "lsx"
 MODE_KEY, MODE_RECIPIENTS = 1, 2
 FLAG_ZSTD = 1
@@ -55,8 +55,8 @@ MAX_CHUNK = 64 << 20
 _FIXED = struct.Struct("<4sBBBBI16s16sQQQ16s32sQB7s")
 _KEY_BLOCK = struct.Struct("<8s12s48s")              # key id, nonce, wrapped data key
 _RCPT_BLOCK = struct.Struct("<8s32s12s48s")          # recipient id, ephemeral public, nonce, wrapped key
-_CHUNK = struct.Struct("<IB12sQ")                    # ciphertext length, flags, nonce, last seq
-_AAD = struct.Struct("<32sQBQ")                      # header digest, chunk index, flags, last seq
+_CHUNK = struct.Struct("<IB12sQQ")                   # ciphertext length, flags, nonce, last seq, next n
+_AAD = struct.Struct("<32sQBQQ")                     # header digest, chunk index, flags, last seq, next n
 
 
 class SealError(CorruptRecordError):
@@ -101,6 +101,7 @@ class Chunk:
     flags: int
     nonce: bytes
     last_seq: int
+    next_n: int  # the n of the record after this chunk's last (the stream's count so far)
 
     @property
     def final(self) -> bool:
@@ -219,7 +220,7 @@ def data_key(header: Header, *, keyring: Keyring | None = None, identity: Identi
 
 
 def seal_chunk(aead: AESGCM, header_digest: bytes, index: int, plaintext, *, final: bool,
-               last_seq: int, compressor=None, out: bytearray | None = None):
+               last_seq: int, next_n: int = 0, compressor=None, out: bytearray | None = None):
     """One chunk's bytes.  With `out`, they are built in that reusable buffer and a
     memoryview of it is returned (valid until the next call): a megabyte chunk then
     costs no fresh memory, which is what keeps sealing near AES-GCM's own speed."""
@@ -228,14 +229,14 @@ def seal_chunk(aead: AESGCM, header_digest: bytes, index: int, plaintext, *, fin
         plaintext = compressor.compress(plaintext)
         flags |= CHUNK_ZSTD
     nonce = os.urandom(12)
-    aad = _AAD.pack(header_digest, index, flags, last_seq)
+    aad = _AAD.pack(header_digest, index, flags, last_seq, next_n)
     n = len(plaintext) + 16
     if out is None:
-        return _CHUNK.pack(n, flags, nonce, last_seq) + aead.encrypt(nonce, bytes(plaintext), aad)
+        return _CHUNK.pack(n, flags, nonce, last_seq, next_n) + aead.encrypt(nonce, bytes(plaintext), aad)
     if len(out) < _CHUNK.size + n:
         out.extend(bytes(_CHUNK.size + n - len(out)))
     view = memoryview(out)
-    _CHUNK.pack_into(out, 0, n, flags, nonce, last_seq)
+    _CHUNK.pack_into(out, 0, n, flags, nonce, last_seq, next_n)
     aead.encrypt_into(nonce, plaintext, aad, view[_CHUNK.size:_CHUNK.size + n])
     return view[:_CHUNK.size + n]
 
@@ -258,6 +259,11 @@ class Scan:
         return hashlib.sha256(data[c.start:c.end]).digest() if c else bytes(32)
 
     @property
+    def next_n(self) -> int | None:
+        """The n after the file's last record, as its chunk headers say (None: no chunk)."""
+        return self.chunks[-1].next_n if self.chunks else None
+
+    @property
     def last_seq(self) -> int | None:
         for c in reversed(self.chunks):
             if c.last_seq != NO_SEQ:
@@ -276,14 +282,16 @@ def scan_chunks(data: bytes, where: str = "file") -> Scan:
         if len(data) - pos < _CHUNK.size:
             torn = pos
             break
-        length, flags, nonce, last_seq = _CHUNK.unpack_from(data, pos)
+        length, flags, nonce, last_seq, next_n = _CHUNK.unpack_from(data, pos)
         if length < 16 or length > MAX_CHUNK or flags & ~(CHUNK_FINAL | CHUNK_ZSTD):
             raise SealError(f"{where}: tampered at chunk {len(chunks)}: impossible chunk header")
         end = pos + _CHUNK.size + length
         if end > len(data):
             torn = pos
             break
-        chunks.append(Chunk(len(chunks), pos, end, flags, nonce, last_seq))
+        if chunks and next_n < chunks[-1].next_n:
+            raise SealError(f"{where}: tampered at chunk {len(chunks)}: impossible chunk header")
+        chunks.append(Chunk(len(chunks), pos, end, flags, nonce, last_seq, next_n))
         pos = end
     return Scan(header, chunks, len(data), torn)
 
@@ -296,7 +304,7 @@ def open_chunks(data: bytes, scan: Scan, key: bytes, where: str = "file") -> Ite
     for c in scan.chunks:
         ct = data[c.start + _CHUNK.size:c.end]
         try:
-            pt = aead.decrypt(c.nonce, ct, _AAD.pack(hd, c.index, c.flags, c.last_seq))
+            pt = aead.decrypt(c.nonce, ct, _AAD.pack(hd, c.index, c.flags, c.last_seq, c.next_n))
         except InvalidTag:
             raise SealError(f"{where}: tampered at chunk {c.index}") from None
         if c.flags & CHUNK_ZSTD:

@@ -228,6 +228,8 @@ class RotatingFiles:
         self.sealing = sealing
         self._chunk_buf = bytearray()
         self._piece_last_seq: int | None = None
+        self._piece_next_n = 0
+        self.next_n = 0  # the stream's n after the last record in the files (the writer sets it)
         self.keep_age = keep_age
         self.keep_bytes = keep_bytes
         if sealing is not None:
@@ -420,9 +422,10 @@ class RotatingFiles:
                     self.close()  # not one more line fits: rotate first
                     continue
                 end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
-            if self.sealing is not None:  # the seq of the piece's last line, for its chunk header
-                m = _SEQ.match(data, max(data.rfind(b"\n", pos, end - 1), pos - 1) + 1)
+            if self.sealing is not None:  # the seq and n of the piece's last line, for its chunk header
+                m = _SEQ_N.match(data, max(data.rfind(b"\n", pos, end - 1), pos - 1) + 1)
                 self._piece_last_seq = int(m.group(1)) if m else None
+                self._piece_next_n = int(m.group(2)) + 1 if m and m.group(2) is not None else self.next_n
             self._append(memoryview(data)[pos:end])
             self._check_linked()
             pos = self.progress = end
@@ -435,11 +438,12 @@ class RotatingFiles:
         if self.sealing is not None:
             last_seq = self._piece_last_seq if self._piece_last_seq is not None else self._last_seq
             chunk = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, view,
-                                      final=False, last_seq=last_seq, compressor=self._compressor,
-                                      out=self._chunk_buf)
+                                      final=False, last_seq=last_seq, next_n=self._piece_next_n,
+                                      compressor=self._compressor, out=self._chunk_buf)
             self._write_all(chunk)
             self._chunks += 1
             self._last_seq = last_seq
+            self.next_n = self._piece_next_n
         else:
             self._write_all(view)
 
@@ -483,7 +487,7 @@ class RotatingFiles:
         self._check_linked()
         if self.sealing is not None:
             final = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, b"", final=True,
-                                      last_seq=self._last_seq)
+                                      last_seq=self._last_seq, next_n=self.next_n)
             self._write_all(memoryview(final))
             self.sealing.prev = (self._header.file_id, hashlib.sha256(final).digest(), self._chunks + 1, 0)
         self._close_fd(strict=True)
@@ -546,6 +550,7 @@ class Writer:
         self._crash_closed = False               # the newest sealed file had no final chunk
         self.resume_seq = self._resume_point()
         self.next_n, self.written_seq, n_from_ring = self._resume_stream()
+        self.files.next_n = self.next_n
         if self.sealing is not None and self.sealing.prev[3]:
             # its header vouches for where the previous file ended, and says what the writer
             # found at this start (a loss, a damaged file moved aside), now
@@ -776,26 +781,11 @@ class Writer:
             return scan.last_seq if scan.header.ring_id == self.ring.ring_id else None
         return None
 
-    def _sealed_next_n(self, data: bytes, scan: sealed.Scan, path: Path) -> int | None:
-        """The n after the last record of a sealed file: its last chunk that holds records,
-        decrypted with the writer's key; None when the writer cannot read it (recipients)."""
-        keyring = self.sealing.keyring if self.sealing is not None else None
-        if keyring is None:
-            return None
-        empty = sealed._CHUNK.size + 16  # a chunk of no plaintext: just its tag
-        for c in reversed(scan.chunks):
-            if c.end - c.start <= empty:
-                continue
-            try:
-                key = sealed.data_key(scan.header, keyring=keyring, where=str(path))
-                one = sealed.Scan(scan.header, [c], scan.size, None)
-                text = b"".join(sealed.open_chunks(data, one, key, str(path)))
-            except sealed.SealError as exc:
-                _say("numbers_unreadable", file=str(path), error=str(exc))
-                return None
-            n = n_of_last_line(text)
-            return n + 1 if n is not None else 0
-        return 0
+    @staticmethod
+    def _sealed_next_n(data: bytes, scan: sealed.Scan, path: Path) -> int:
+        """The n after the last record of a sealed file: its chunk headers say it, so this
+        needs no key (a writer sealing to recipients reads it too)."""
+        return scan.next_n or 0
 
     def _stream_tag(self) -> int:
         if self.sealing is not None:

@@ -241,8 +241,9 @@ def _forge(corpus: Corpus, d: Path, index: int, prev: Path | None, lines: list[b
                                      compress=False, recipients=[parse_recipient(corpus.recipient)], **link)
     digest = sealed.parse_header(header).digest
     aead = AESGCM(key)
-    body = sealed.seal_chunk(aead, digest, 0, b"".join(lines), final=False, last_seq=1 << 40)
-    final = sealed.seal_chunk(aead, digest, 1, b"", final=True, last_seq=1 << 40)
+    next_n = json.loads(lines[-1])["n"] + 1
+    body = sealed.seal_chunk(aead, digest, 0, b"".join(lines), final=False, last_seq=1 << 40, next_n=next_n)
+    final = sealed.seal_chunk(aead, digest, 1, b"", final=True, last_seq=1 << 40, next_n=next_n)
     path = d / LogFile(index, stamp, ring_id, "lsx").name
     path.write_bytes(header + body + final)
     return path
@@ -303,3 +304,116 @@ def test_a_damaged_file_moved_aside_is_named(corpus, victim):
     files = corpus.files(victim)
     os.rename(files[-1], str(files[-1]) + ".damaged")
     assert_caught(victim, corpus.read, str(files[-1]) + ".damaged", "damaged", follow=True)
+
+
+# ---- a cut tail after a writer restart, and a damaged newest file ----------------------
+
+def _restart_on(corpus: Corpus, d: Path, ring: str) -> str:
+    w = WriterProcess(ring, d, *corpus.seal, "--rotate-size", "3KB", plaintext=False)
+    try:
+        w.start()
+        log = logger_system.connect(ring, name="chain")
+        for k in range(5):
+            assert log.info("after the restart %d", k)
+        wait_for(lambda: stats(ring)["used_bytes"] == 0, what="drained")
+        assert w.stop() == 0, w.stderr()
+    finally:
+        if w.proc and w.proc.poll() is None:
+            w.kill()
+    return w.stderr()
+
+
+@pytest.mark.parametrize("where", ["chunk_boundary", "mid_chunk"])
+def test_a_tail_cut_before_a_writer_restart_is_recorded_not_laundered(corpus, tmp_path, where):
+    """The ring confirms what it released: the restarted writer records the loss in the next
+    header, and every reader fails on it until --accept-loss."""
+    ring = f"lstest-{uuid.uuid4().hex[:12]}"
+    d2 = tmp_path / "second"
+    d2.mkdir()
+    w = WriterProcess(ring, d2 / "logs", *corpus.seal, "--rotate-size", "3KB", plaintext=False)
+    try:
+        w.start()
+        log = logger_system.connect(ring, name="chain")
+        for k in range(40):
+            assert log.info("genuine record %d", k)
+            if k % 10 == 9:
+                wait_for(lambda: stats(ring)["used_bytes"] == 0, what="drained")
+        assert w.stop() == 0
+        newest = corpus.files(d2 / "logs")[-1]
+        data = newest.read_bytes()
+        scan = sealed.scan_chunks(data, str(newest))
+        gone = [c for c in scan.chunks if not c.final][-2:]
+        newest.write_bytes(data[:gone[0].start if where == "chunk_boundary" else gone[0].start + 30])
+        err = _restart_on(corpus, d2 / "logs", ring)
+        assert "records_lost" in err, err
+        logs = d2 / "logs"
+        v = run("verify", *corpus.read, logs)
+        assert v.returncode == 1 and "lost just before this file" in v.stdout, v.stdout + v.stderr
+        c = run("cat", *corpus.read, logs)
+        assert c.returncode != 0 and "lost" in c.stderr
+        _out, ferr = _follow(logs, corpus.read)
+        assert "lost" in ferr, ferr
+        ok = run("verify", "--accept-loss", *corpus.read, logs)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "accepted" in ok.stderr
+    finally:
+        if w.proc and w.proc.poll() is None:
+            w.kill()
+        unlink(ring)
+
+
+def test_a_damaged_newest_header_is_moved_aside_and_named(corpus, tmp_path):
+    ring = f"lstest-{uuid.uuid4().hex[:12]}"
+    logs = tmp_path / "logs"
+    w = WriterProcess(ring, logs, *corpus.seal, "--rotate-size", "3KB", plaintext=False)
+    try:
+        w.start()
+        log = logger_system.connect(ring, name="chain")
+        for k in range(30):
+            assert log.info("genuine record %d", k)
+        wait_for(lambda: stats(ring)["used_bytes"] == 0, what="drained")
+        assert w.stop() == 0
+        newest = corpus.files(logs)[-1]
+        data = bytearray(newest.read_bytes())
+        data[5] = 9  # a complete header, damaged: no key is needed to do this
+        newest.write_bytes(bytes(data))
+        err = _restart_on(corpus, logs, ring)  # the writer keeps running and writes on
+        assert "moved_damaged_file" in err, err
+        damaged = Path(str(newest) + ".damaged")
+        assert damaged.exists()
+        v = run("verify", *corpus.read, logs)
+        assert v.returncode == 1 and str(damaged) in v.stdout and "damaged" in v.stdout, v.stdout
+        c = run("cat", *corpus.read, logs)
+        assert c.returncode != 0 and str(damaged) in c.stderr
+        ok = run("verify", "--accept-loss", *corpus.read, logs)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+    finally:
+        if w.proc and w.proc.poll() is None:
+            w.kill()
+        unlink(ring)
+
+
+def test_a_plaintext_gap_in_n_is_a_fault(tmp_path):
+    ring = f"lstest-{uuid.uuid4().hex[:12]}"
+    logs = tmp_path / "logs"
+    w = WriterProcess(ring, logs)
+    try:
+        w.start()
+        log = logger_system.connect(ring, name="chain")
+        for k in range(20):
+            assert log.info("plain record %d", k)
+        wait_for(lambda: stats(ring)["used_bytes"] == 0, what="drained")
+        assert w.stop() == 0
+    finally:
+        if w.proc and w.proc.poll() is None:
+            w.kill()
+        unlink(ring)
+    f = sorted(logs.iterdir())[0]
+    lines = f.read_bytes().splitlines(keepends=True)
+    f.write_bytes(b"".join(lines[:5] + lines[6:]))  # one record removed from the middle
+    v = run("verify", logs)
+    assert v.returncode == 1 and "record n=5 missing" in v.stdout, v.stdout
+    c = run("cat", logs)
+    assert c.returncode != 0 and "record n=5 missing" in c.stderr
+    _out, ferr = _follow(logs, [])
+    assert "record n=5 missing" in ferr

@@ -129,8 +129,10 @@ def writer_holds(directory: Path) -> bool:
         os.close(fd)
 
 
-def listing(directory: Path) -> tuple[list[Path], list[str]]:
-    """A directory's log files in write order, and a fault for every other `log-*` entry."""
+def listing(directory: Path, accept_loss: bool = False) -> tuple[list[Path], list[str]]:
+    """A directory's log files in write order, and a fault for every other `log-*` entry
+    (a damaged file the writer moved aside: none once accept_loss, as its successor's
+    header, which records the damage, is judged by the same flag)."""
     files: list[tuple[LogFile, Path]] = []
     faults: list[str] = []
     for name in sorted(os.listdir(directory)):
@@ -140,6 +142,8 @@ def listing(directory: Path) -> tuple[list[Path], list[str]]:
         if f is not None:
             files.append((f, directory / name))
         elif name.endswith(DAMAGED) and LogFile.parse(name[:-len(DAMAGED)]) is not None:
+            if accept_loss:
+                continue
             faults.append(f"{directory / name}: damaged: the writer found this file damaged and moved "
                           "it aside; its records are not readable (kept for inspection)")
         else:
@@ -375,8 +379,6 @@ class Numbers:
         """A fault for this record's n, or None."""
         entry = self._entry
         where = f"{entry.path}: line {lineno}" if entry is not None else f"line {lineno}"
-        if n is None:  # until the writer numbers its records
-            return None
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             return f"{where}: no record number n"
         expect, boundary = self.expect, self._boundary
