@@ -15,6 +15,9 @@ ring's `warnings` counter.  One warning per threshold per window at most.
 """
 from __future__ import annotations
 
+import json
+import sys
+
 import math
 import time
 from dataclasses import dataclass
@@ -112,3 +115,9 @@ class HealthMonitor:
             crossed.append(name)
         self._start, self._base, self.errors_seen = now, cur, 0
         return crossed
+
+
+def say(event: str, **fields) -> None:
+    """The writer's own diagnostics: one JSON object per line on stderr."""
+    fields = {"writer": event, **fields}
+    print(json.dumps(fields, default=str), file=sys.stderr, flush=True)

@@ -25,27 +25,25 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import json
 import os
-import re
 import signal
 import stat
-import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import sealed
 from ._native import check, ffi, lib
 from .access import AccessFilter
 from .config import WriterConfig
-from .health import WRITER_LOGGER, HealthMonitor
+from .files.format import SEQ_N as _SEQ_N
+from .files.format import PlainFormat, Sealing
+from .files.format import of as format_of
+from .files.rotating import RotatingFiles, last_line_in, log_files, move_aside
+from .health import WRITER_LOGGER, HealthMonitor, say as _say
 from .errors import ConfigError
-from .keys import Keyring, Recipient, load_keyring, parse_recipient
+from .keys import load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
 from .pipeline.sanitize import Sanitize, counter_names
 from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
@@ -54,22 +52,9 @@ from .policy import load as load_policy
 from .producer import Producer
 from .record import META_DTYPE
 from .ring import Ring
-from .rotation import LogFile, RotationPolicy, next_file, to_delete
+from .rotation import RotationPolicy
 
-PLAIN_SUFFIX = "jsonl"
-
-
-def path_of(directory: Path, f: LogFile) -> Path:
-    return directory / f.name
-_SEQ = re.compile(rb'\{"seq":(\d+),')  # match() anchors it where it is asked to look
-_SEQ_N = re.compile(rb'\{"seq":(\d+),(?:"n":(\d+),)?')
 _META_SIZE = META_DTYPE.itemsize
-
-
-def _say(event: str, **fields) -> None:
-    """The writer's own diagnostics: one JSON object per line on stderr."""
-    fields = {"writer": event, **fields}
-    print(json.dumps(fields, default=str), file=sys.stderr, flush=True)
 
 
 def prepare_dir(path: Path) -> Path:
@@ -126,65 +111,6 @@ def _flock_holder(st: os.stat_result) -> int | None:
     return None
 
 
-def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
-    """The log files in a directory, in write order."""
-    found = []
-    for name in os.listdir(directory):
-        f = LogFile.parse(name)
-        if f is not None and (suffix is None or f.suffix == suffix):
-            found.append(f)
-    return sorted(found)
-
-
-def _rfind_newline(f, before: int) -> int:
-    """Index of the last newline before `before`, or -1."""
-    pos = before
-    while pos > 0:
-        start = max(0, pos - (1 << 16))
-        f.seek(start)
-        i = f.read(pos - start).rfind(b"\n")
-        if i >= 0:
-            return start + i
-        pos = start
-    return -1
-
-
-def last_seq_in(path: Path, repair: bool) -> int | None:
-    """The seq of the last complete line of a file; with repair, cut a torn tail."""
-    return last_line_in(path, repair)[0]
-
-
-def last_line_in(path: Path, repair: bool) -> tuple[int | None, int | None]:
-    """(seq, n) of the last complete line of a file (n None in a line written before
-    records were numbered); with repair, cut a torn tail."""
-    with open(path, "r+b" if repair else "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = _rfind_newline(f, size)
-        if repair and end + 1 < size:
-            f.truncate(end + 1)
-            _say("cut_torn_tail", file=str(path), bytes=size - end - 1)
-        while end >= 0:
-            start = _rfind_newline(f, end) + 1
-            f.seek(start)
-            m = _SEQ_N.match(f.read(min(64, end - start)))
-            if m:
-                return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
-            end = start - 1
-    return None, None
-
-
-def n_of_last_line(text: bytes) -> int | None:
-    """The n of the last line in text (JSONL lines, each ending in a newline)."""
-    end = len(text) - 1 if text.endswith(b"\n") else len(text)
-    while end > 0:
-        start = text.rfind(b"\n", 0, end) + 1
-        m = _SEQ_N.match(text, start)
-        if m:
-            return int(m.group(2)) if m.group(2) is not None else None
-        end = start - 1
-    return None
-
-
 def plain_stream_tag(directory: Path) -> int:
     """A plaintext directory stream's tag in the ring: from its resolved path."""
     tag = int.from_bytes(hashlib.sha256(str(Path(directory).resolve()).encode()).digest()[:8], "little")
@@ -193,327 +119,6 @@ def plain_stream_tag(directory: Path) -> int:
 
 def sealed_stream_tag(stream_id: bytes) -> int:
     return int.from_bytes(stream_id[:8], "little") or 1
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged file to `<name>.damaged` (never over another file); returns the new path."""
-    target = path.with_name(path.name + ".damaged")
-    k = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.damaged.{k}")
-        k += 1
-    os.rename(path, target)
-    return target
-
-
-@dataclass
-class Sealing:
-    """How files are sealed, and where the sequence stands (the predecessor of the next file)."""
-
-    keyring: Keyring | None = None
-    recipients: tuple[Recipient, ...] = ()
-    compress: bool = False
-    stream_id: bytes = field(default_factory=lambda: os.urandom(16))
-    prev: tuple[bytes, bytes, int, int] = (bytes(16), bytes(32), 0, 0)  # id, digest, chunks, flags
-    lost: int = 0  # records lost just before the next file (prev flags then hold PREV_LOSS)
-
-
-class RotatingFiles:
-    """The current output file, rotation, retention and fsync; sealed when `sealing` is given."""
-
-    def __init__(self, directory: Path, ring_id: int, policy: RotationPolicy, keep: int | None,
-                 fsync: str, fsync_interval: float, suffix: str = PLAIN_SUFFIX,
-                 sealing: Sealing | None = None, keep_age: float | None = None,
-                 keep_bytes: int | None = None) -> None:
-        self.sealing = sealing
-        self._chunk_buf = bytearray()
-        self._piece_last_seq: int | None = None
-        self._piece_next_n = 0
-        self.next_n = 0  # the stream's n after the last record in the files (the writer sets it)
-        self.keep_age = keep_age
-        self.keep_bytes = keep_bytes
-        if sealing is not None:
-            suffix = sealed.SUFFIX
-        self.dir = directory
-        self.ring_id = ring_id
-        self.policy = policy
-        self.keep = keep
-        self.fsync = fsync
-        self.fsync_interval = fsync_interval
-        self.suffix = suffix
-        self.fd: int | None = None
-        self.current: LogFile | None = None
-        self.size = 0
-        self.opened = 0.0
-        self.last_sync = time.monotonic()
-        self.dirty = False
-        self.on_dir_recreated = None  # called after the directory was made again
-        self._checked_linked = 0.0
-        # Retention by age must not follow steps of the wall clock.  A file this writer
-        # wrote is as old as the monotonic time since it closed it; any other file's mtime
-        # is read against the offset between the wall and monotonic clocks when this
-        # writer first saw it (for the files already here: now).
-        self._closed_at: dict[LogFile, float] = {}
-        self._clock_offset: dict[LogFile, float] = {}
-        existing = log_files(directory)
-        offset = time.time() - time.monotonic()
-        for f in existing:
-            self._clock_offset[f] = offset
-        self._last = existing[-1] if existing else None
-
-    def _open(self) -> None:
-        f = next_file(self._last, self.ring_id, datetime.now(timezone.utc), self.suffix)
-        path = self.dir / f.name
-        self._ensure_dir()
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self.current = self._last = f
-        self.size = 0
-        self.opened = time.monotonic()
-        if self.sealing is not None:
-            self._start_sealed(f)
-        self._sync_dir()
-        self._retain()
-
-    def _start_sealed(self, f: LogFile) -> None:
-        """Write the header; the file stays locked while this writer writes it."""
-        sl = self.sealing
-        assert sl is not None and self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        prev_id, prev_digest, prev_chunks, prev_flags = sl.prev
-        header, key = sealed.make_header(
-            stream_id=sl.stream_id, index=f.index, ring_id=self.ring_id, created_ns=time.time_ns(),
-            prev_id=prev_id, prev_digest=prev_digest, prev_chunks=prev_chunks, prev_flags=prev_flags,
-            compress=sl.compress, keyring=sl.keyring, recipients=sl.recipients, lost=sl.lost)
-        self._header = sealed.parse_header(header)
-        self._aead = AESGCM(key)
-        self._chunks = 0
-        self._last_seq = sealed.NO_SEQ
-        self._compressor = None
-        if sl.compress:
-            import zstandard
-
-            self._compressor = zstandard.ZstdCompressor(level=3)
-        try:
-            self._write_all(memoryview(header))
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            os.unlink(path_of(self.dir, f))
-            raise
-        self.size = len(header)
-        sl.lost = 0  # told once, in this header
-
-    def _ensure_dir(self) -> None:
-        """Create the directory again (0700) if it was removed while this writer ran."""
-        if not self.dir.is_dir():
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _say("directory_recreated", dir=str(self.dir))
-            if self.on_dir_recreated is not None:
-                self.on_dir_recreated()
-
-    def _check_linked(self) -> None:
-        """Keep the current file in the directory.
-
-        If the file was removed while open (its directory removed by a cleaner, by
-        logrotate, by hand), what it holds would be lost when it is closed: copy it
-        to a new file of the same name, in the directory made again, and go on
-        appending there.  If that fails the file is closed and OSError raised, so
-        the records not yet released are written again to a new file.
-        """
-        if self.fd is None or os.fstat(self.fd).st_nlink > 0:
-            return
-        assert self.current is not None
-        path = self.dir / self.current.name
-        new = None
-        try:
-            self._ensure_dir()
-            new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            src = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                copied = 0
-                while chunk := os.read(src, 1 << 20):
-                    while chunk:
-                        n = os.write(new, chunk)
-                        copied += n
-                        chunk = chunk[n:]
-            finally:
-                os.close(src)
-            if copied != self.size:
-                raise OSError(errno.EIO, f"copied {copied} of {self.size} bytes of the removed file")
-            if self.sealing is not None:
-                fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.fsync(new)
-            self._sync_dir()
-        except OSError as exc:
-            if new is not None:
-                os.close(new)
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            _say("removed_file_lost", file=str(path), bytes=self.size, error=exc.strerror)
-            self.abandon()
-            raise OSError(exc.errno or errno.ENOENT,
-                          f"log file {path} was removed while open and could not be restored") from exc
-        old, self.fd = self.fd, new
-        os.close(old)
-        _say("removed_file_restored", file=str(path), bytes=copied)
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _retain(self) -> None:
-        """Remove the oldest files beyond the count, age and total size kept (never the current one)."""
-        files = log_files(self.dir)
-        doomed = set(to_delete(files, self.keep))
-        now = time.monotonic()
-        offset_now = time.time() - now
-        sizes = {}
-        for f in files:
-            try:
-                st = os.stat(self.dir / f.name)
-            except FileNotFoundError:
-                continue
-            sizes[f] = st.st_size
-            if self.keep_age is not None and f != self.current:
-                written = self._closed_at.get(f)  # on the monotonic clock
-                if written is None:
-                    written = st.st_mtime - self._clock_offset.setdefault(f, offset_now)
-                if now - written > self.keep_age:
-                    doomed.add(f)
-        if self.keep_bytes is not None:
-            total = sum(sizes.values())
-            for f in files:  # oldest first
-                if total <= self.keep_bytes:
-                    break
-                doomed.add(f)
-                total -= sizes.get(f, 0)
-        for old in sorted(doomed):
-            if old != self.current:
-                try:
-                    os.unlink(self.dir / old.name)
-                except FileNotFoundError:
-                    pass
-                self._clock_offset.pop(old, None)
-                self._closed_at.pop(old, None)
-
-    def rotate_if_due(self, now: float) -> None:
-        if self.fd is not None and self.policy.due(self.size, self.opened, now):
-            self.close()
-
-    def write(self, data: bytes) -> None:
-        """Append lines, rotating between lines when a file reaches its size.
-
-        Each piece is appended whole or not at all.  If a piece fails,
-        `self.progress` tells how many bytes of data are safely in files.
-        """
-        self.progress = 0
-        limit = self.policy.max_bytes
-        pos = 0
-        while pos < len(data):
-            end = len(data)
-            if limit is not None and self.size + (end - pos) > limit:
-                cut = data.rfind(b"\n", pos, pos + max(limit - self.size, 0))
-                if cut < 0 and self.size > 0:
-                    self.close()  # not one more line fits: rotate first
-                    continue
-                end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
-            if self.sealing is not None:  # the seq and n of the piece's last line, for its chunk header
-                m = _SEQ_N.match(data, max(data.rfind(b"\n", pos, end - 1), pos - 1) + 1)
-                self._piece_last_seq = int(m.group(1)) if m else None
-                self._piece_next_n = int(m.group(2)) + 1 if m and m.group(2) is not None else self.next_n
-            self._append(memoryview(data)[pos:end])
-            self._check_linked()
-            pos = self.progress = end
-            if pos < len(data):
-                self.close()
-
-    def _append(self, view: memoryview) -> None:
-        if self.fd is None:
-            self._open()
-        if self.sealing is not None:
-            last_seq = self._piece_last_seq if self._piece_last_seq is not None else self._last_seq
-            chunk = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, view,
-                                      final=False, last_seq=last_seq, next_n=self._piece_next_n,
-                                      compressor=self._compressor, out=self._chunk_buf)
-            self._write_all(chunk)
-            self._chunks += 1
-            self._last_seq = last_seq
-            self.next_n = self._piece_next_n
-        else:
-            self._write_all(view)
-
-    def _write_all(self, view: memoryview) -> None:
-        """Append all of view or nothing (a failed write is cut back off)."""
-        assert self.fd is not None
-        done = 0
-        try:
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
-        except OSError:
-            if done:
-                try:
-                    os.ftruncate(self.fd, self.size)
-                except OSError:
-                    self.abandon()  # the next write starts a new file; this one ends torn
-            raise
-        self.size += done
-        self.dirty = True
-        if self.fsync == "batch":
-            os.fsync(self.fd)
-            self.dirty = False
-
-    def tick(self, now: float) -> None:
-        if self.fd is not None and now - self._checked_linked >= 0.5:
-            self._checked_linked = now
-            self._check_linked()
-        if self.dirty and self.fsync == "interval" and now - self.last_sync >= self.fsync_interval:
-            os.fsync(self.fd)  # type: ignore[arg-type]
-            self.dirty = False
-            self.last_sync = now
-
-    def close(self) -> None:
-        """Finish the current file (a sealed one with its final chunk) and close it.
-
-        If finishing fails, OSError is raised and the file stays open, so a later
-        close() can finish it; abandon() closes it as it is.
-        """
-        if self.fd is None:
-            return
-        self._check_linked()
-        if self.sealing is not None:
-            final = sealed.seal_chunk(self._aead, self._header.digest, self._chunks, b"", final=True,
-                                      last_seq=self._last_seq, next_n=self.next_n)
-            self._write_all(memoryview(final))
-            self.sealing.prev = (self._header.file_id, hashlib.sha256(final).digest(), self._chunks + 1, 0)
-        self._close_fd(strict=True)
-
-    def abandon(self) -> None:
-        """Close the current file as it is: a sealed one without its final chunk (the next
-        writer to start in this directory finishes it)."""
-        self._close_fd(strict=False)
-
-    def _close_fd(self, strict: bool) -> None:
-        """strict: raise a failed fsync (after closing)."""
-        if self.fd is None:
-            return
-        fd, self.fd = self.fd, None
-        try:
-            if self.fsync != "never":
-                os.fsync(fd)
-        except OSError:
-            if strict:
-                raise
-        finally:
-            os.close(fd)
-            self.dirty = False
-            self.size = 0
-            if self.current is not None:
-                self._closed_at[self.current] = time.monotonic()
 
 
 class Writer:
@@ -540,7 +145,7 @@ class Writer:
         self._say_ring_size(config)
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
-            config.keep, config.fsync, config.fsync_interval, sealing=self.sealing,
+            config.keep, config.fsync, config.fsync_interval, format_of(self.sealing),
             keep_age=config.keep_age, keep_bytes=config.keep_size)
         self.files.on_dir_recreated = self._relock_dir
         # what the files say of the stream: filled in by _resume_point
@@ -550,7 +155,7 @@ class Writer:
         self._crash_closed = False               # the newest sealed file had no final chunk
         self.resume_seq = self._resume_point()
         self.next_n, self.written_seq, n_from_ring = self._resume_stream()
-        self.files.next_n = self.next_n
+        self.files.format.next_n = self.next_n
         if self.sealing is not None and self.sealing.prev[3]:
             # its header vouches for where the previous file ended, and says what the writer
             # found at this start (a loss, a damaged file moved aside), now
@@ -697,7 +302,7 @@ class Writer:
         """The last seq of this ring that the files hold, repairing a torn newest file."""
         if self.sealing is not None:
             return self._resume_sealed()
-        files = [f for f in log_files(self.dir) if f.suffix == PLAIN_SUFFIX]
+        files = [f for f in log_files(self.dir) if f.suffix == PlainFormat.suffix]
         if files:
             self._newest = self.dir / files[-1].name
         resume, numbered = None, False

@@ -10,7 +10,7 @@ import pytest
 from logger_system.errors import ConfigError
 from logger_system.rotation import (LogFile, RotationPolicy, next_file, parse_duration, parse_size,
                                     to_delete)
-from logger_system.writer import last_seq_in
+from logger_system.files.rotating import last_seq_in
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 
@@ -162,12 +162,17 @@ def test_log_file_name_format():
 @pytest.mark.parametrize("f", [
     LogFile(1, "20240102T030405Z", RID, "jsonl"),
     LogFile(0, "19700101T000000Z", 0, "jsonl"),
-    LogFile(99999999, "99991231T235959Z", 2**64 - 1, "age"),
-    LogFile(123456789, "20240102T030405Z", 1, "x1"),
+    LogFile(99999999, "99991231T235959Z", 2**64 - 1, "lsx"),
+    LogFile(123456789, "20240102T030405Z", 1, "lsx"),
 ])
 def test_log_file_round_trip(f):
     assert LogFile.parse(f.name) == f
     assert LogFile.parse(f.name).name == f.name
+
+
+@pytest.mark.parametrize("suffix", ["age", "x1", "log", "jsonl.1", "JSONL", "lsx.bak"])
+def test_only_the_two_formats_the_writer_writes_are_log_file_names(suffix):
+    assert LogFile.parse(f"log-00000001-20240102T030405Z-0123456789abcdef.{suffix}") is None
 
 
 @pytest.mark.parametrize("name", [
