@@ -367,3 +367,78 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Consumer:
+    """The writer's side of a ring: it holds the ring's one writer place, drains committed
+    records in batches, releases what it has written (the totals and where its stream
+    stands move together with head), and steps over what a dead producer left.  With Ring,
+    the only code outside _native.py that calls the ring's C functions."""
+
+    def __init__(self, ring: Ring, records: int, nbytes: int) -> None:
+        check(lib.lsr_writer_acquire(ring.ptr), f"ring {ring.name!r}")
+        self.ring = ring
+        self._meta = ffi.new("lsr_meta[]", records)
+        self._buf = ffi.new("uint8_t[]", nbytes)
+        b = ffi.new("lsr_batch *")
+        b.meta, b.buf, b.max_records, b.buf_cap = self._meta, self._buf, records, nbytes
+        self._b = b
+        self._released = False
+
+    def head(self) -> int:
+        return lib.lsr_head(self.ring.ptr)
+
+    def heartbeat(self) -> None:
+        lib.lsr_heartbeat(self.ring.ptr)
+
+    def removed(self) -> bool:
+        return bool(lib.lsr_removed(self.ring.ptr))
+
+    def drain(self, cursor: int):
+        """The committed records from cursor: (meta, buf, end, malformed, abandoned), meta a
+        numpy view of the batch's META_DTYPE records and buf their bytes, both valid until
+        the next drain.  `stalled` then says whether a claim in flight stopped it."""
+        import numpy as np
+
+        from .record import META_DTYPE
+
+        b = self._b
+        check(lib.lsr_drain(self.ring.ptr, cursor, b), "drain")
+        n = b.n
+        meta = (np.frombuffer(ffi.buffer(self._meta, n * META_DTYPE.itemsize), META_DTYPE) if n
+                else np.empty(0, META_DTYPE))
+        return meta, ffi.buffer(self._buf, b.buf_len), b.end, b.malformed, b.abandoned
+
+    @property
+    def stalled(self) -> bool:
+        return bool(self._b.stalled)
+
+    def release(self, upto: int, totals, *, stream_tag: int, last_seq: int | None, next_n: int,
+                lost_mark: int) -> None:
+        """Release up to `upto`, adding totals (an object with the lsr_totals counts: written,
+        malformed, abandoned, filtered, sanitized, sanitize_dropped, denied) and publishing
+        where the writer's stream stands."""
+        d = ffi.new("lsr_totals *")
+        d.written, d.malformed, d.abandoned = totals.written, totals.malformed, totals.abandoned
+        d.filtered, d.sanitized, d.sanitize_dropped = totals.filtered, totals.sanitized, totals.sanitize_dropped
+        d.denied = totals.denied
+        d.stream_tag = stream_tag
+        d.last_seq = lib.LSR_NO_SEQ if last_seq is None else last_seq
+        d.next_n = next_n
+        d.lost_mark = lost_mark
+        check(lib.lsr_release(self.ring.ptr, upto, d), "release")
+
+    def recover(self, cursor: int) -> tuple[int, str] | None:
+        """Step over a dead producer's claim or garbage at cursor: (where to go on, "abandoned"
+        or "malformed"), or None if nothing there can be stepped over."""
+        skip_to = ffi.new("uint64_t *")
+        reason = ffi.new("int *")
+        if lib.lsr_recover(self.ring.ptr, cursor, 0, skip_to, reason) != 1:
+            return None
+        return skip_to[0], "abandoned" if reason[0] == 1 else "malformed"
+
+    def close(self) -> None:
+        """Give up the writer place (the ring itself stays open)."""
+        if not self._released and not self.ring._closed:
+            lib.lsr_writer_release(self.ring.ptr)
+        self._released = True

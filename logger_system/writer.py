@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import signal
 import stat
@@ -34,15 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from . import sealed
-from ._native import check, ffi, lib
 from .access import AccessFilter
 from .config import WriterConfig
+from .files import chain
 from .files.format import SEQ_N as _SEQ_N
-from .files.format import PlainFormat, Sealing
+from .files.format import Sealing
 from .files.format import of as format_of
-from .files.rotating import RotatingFiles, last_line_in, log_files, move_aside
+from .files.rotating import RotatingFiles
 from .health import WRITER_LOGGER, HealthMonitor, say as _say
-from .errors import ConfigError
+from .errors import ConfigError, RingError
 from .keys import load_keyring, parse_recipient
 from .pipeline import Batch, Delta, run
 from .pipeline.sanitize import Sanitize, counter_names
@@ -50,11 +49,9 @@ from .pipeline.stages import FormatJsonl, LevelFilter, SkipWritten
 from .policy import Policy
 from .policy import load as load_policy
 from .producer import Producer
-from .record import META_DTYPE
-from .ring import Ring
+from .ring import Consumer, Ring
 from .rotation import RotationPolicy
 
-_META_SIZE = META_DTYPE.itemsize
 
 
 def prepare_dir(path: Path) -> Path:
@@ -111,16 +108,6 @@ def _flock_holder(st: os.stat_result) -> int | None:
     return None
 
 
-def plain_stream_tag(directory: Path) -> int:
-    """A plaintext directory stream's tag in the ring: from its resolved path."""
-    tag = int.from_bytes(hashlib.sha256(str(Path(directory).resolve()).encode()).digest()[:8], "little")
-    return tag or 1
-
-
-def sealed_stream_tag(stream_id: bytes) -> int:
-    return int.from_bytes(stream_id[:8], "little") or 1
-
-
 class Writer:
     """Drain one ring into one directory until stopped."""
 
@@ -141,30 +128,23 @@ class Writer:
         self.dir = prepare_dir(config.dir)
         self._dir_lock = lock_dir(self.dir)
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
-        check(lib.lsr_writer_acquire(self.ring.ptr), f"ring {config.ring!r}")
+        self.consumer = Consumer(self.ring, config.batch_records, max(config.batch_bytes, self.ring.max_record))
         self._say_ring_size(config)
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
             config.keep, config.fsync, config.fsync_interval, format_of(self.sealing),
             keep_age=config.keep_age, keep_bytes=config.keep_size)
         self.files.on_dir_recreated = self._relock_dir
-        # what the files say of the stream: filled in by _resume_point
-        self._files_next_n: int | None = 0      # None: the files' numbers cannot be read
-        self._files_last: tuple[int, int] | None = None  # (ring id, seq) of the newest record
-        self._newest: Path | None = None        # the newest file, where a cut tail would be
-        self._crash_closed = False               # the newest sealed file had no final chunk
-        self.resume_seq = self._resume_point()
-        self.next_n, self.written_seq, n_from_ring = self._resume_stream()
+        self._resume()
         self.files.format.next_n = self.next_n
-        if self.sealing is not None and self.sealing.prev[3]:
+        if self.files.format.opens_at_start():
             # its header vouches for where the previous file ended, and says what the writer
             # found at this start (a loss, a damaged file moved aside), now
             self.files._open()
-        self.skip_written = SkipWritten(self.resume_seq, advance_n=n_from_ring)
+        self.skip_written = SkipWritten(self.resume_seq, advance_n=self._n_from_ring)
         self._publish()
         self._custom_stages = stages is not None
         self.stages = stages if stages is not None else self._build_stages()
-        self._alloc_batch(config.batch_records, max(config.batch_bytes, self.ring.max_record))
         # the writer's own warnings go through the ring like any record
         self._self_log = Producer(self.ring, name=WRITER_LOGGER, on_full="drop")
         self.health = self._health_of(config)
@@ -244,16 +224,9 @@ class Writer:
         except ConfigError as exc:
             _say("reload_failed", error=str(exc), kept="the running configuration")
             return False
-        old_sealing = self.sealing
         self.config, self.policy = new, policy
-        if sealing is not None and old_sealing is not None:
-            keys_changed = (sealing.keyring != old_sealing.keyring or
-                            sealing.recipients != old_sealing.recipients or
-                            sealing.compress != old_sealing.compress)
-            old_sealing.keyring, old_sealing.recipients = sealing.keyring, sealing.recipients
-            old_sealing.compress = sealing.compress
-            if keys_changed:
-                self.files.close()  # the next file is sealed with the new keys
+        if self.files.format.rekey(sealing):
+            self.files.close()  # the next file is sealed with the new keys
         f = self.files
         f.policy = RotationPolicy(new.rotate_size, new.rotate_interval)
         f.keep, f.keep_age, f.keep_bytes = new.keep, new.keep_age, new.keep_size
@@ -279,13 +252,6 @@ class Writer:
     def _count_hits(self, hits_by_rule: np.ndarray) -> None:
         self.ring.count_rule_hits(hits_by_rule[self._rule_ids])
 
-    def _alloc_batch(self, records: int, nbytes: int) -> None:
-        self._meta = ffi.new("lsr_meta[]", records)
-        self._buf = ffi.new("uint8_t[]", nbytes)
-        b = ffi.new("lsr_batch *")
-        b.meta, b.buf, b.max_records, b.buf_cap = self._meta, self._buf, records, nbytes
-        self._b = b
-
     @staticmethod
     def _sealing(config: WriterConfig) -> Sealing | None:
         """Key material first: a loose key file stops the writer before anything else."""
@@ -298,178 +264,54 @@ class Writer:
             raise ConfigError("compress applies to sealed files: give --key or --recipient")
         return None
 
-    def _resume_point(self) -> int | None:
-        """The last seq of this ring that the files hold, repairing a torn newest file."""
-        if self.sealing is not None:
-            return self._resume_sealed()
-        files = [f for f in log_files(self.dir) if f.suffix == PlainFormat.suffix]
-        if files:
-            self._newest = self.dir / files[-1].name
-        resume, numbered = None, False
-        for i, f in enumerate(reversed(files)):
-            seq, n = last_line_in(self.dir / f.name, repair=(i == 0))
-            if seq is None:
-                continue
-            if not numbered:  # the newest record: where the stream's numbers stand
-                numbered = True
-                self._files_next_n = n + 1 if n is not None else 0
-                self._files_last = (f.ring_id, seq)
-            if f.ring_id == self.ring.ring_id:
-                resume = seq
-            break  # older files hold older records; a record of another ring resumes nothing
-        return resume
-
-    def _resume_sealed(self) -> int | None:
-        """Continue the newest sealed file's sequence: cut a torn chunk, and if the file has no
-        final chunk (a crash), let the next file's header vouch for where it ends.  A newest
-        file that is damaged is moved aside (`<name>.damaged`) and the sequence goes on from
-        the last intact file before it."""
-        sl = self.sealing
-        assert sl is not None
-        files = [f for f in log_files(self.dir) if f.suffix == sealed.SUFFIX]
-        damaged = False
-        scan = data = None
-        while files:
-            path = self.dir / files[-1].name
-            data = path.read_bytes()
-            try:
-                scan = sealed.scan_chunks(data, str(path))
-                break
-            except sealed.SealError as exc:
-                files.pop()
-                if sealed.header_torn(data):
-                    # a crash while the header was written: no record ever went into this file
-                    _say("removed_torn_header", file=str(path), bytes=len(data))
-                    path.unlink()
-                    continue
-                moved = move_aside(path)
-                self.ring.count("damaged_files")
-                _say("moved_damaged_file", file=str(path), to=str(moved), error=str(exc))
-                damaged = True
-                # the damaged file's successor is numbered after it (self.files names the
-                # next file after the newest it saw at start, which the damaged one was)
-        flags = sealed.PREV_DAMAGED if damaged else 0
-        if scan is None or data is None:
-            if damaged:
-                sl.prev = (bytes(16), bytes(32), 0, flags)
-            return None
-        path = self.dir / files[-1].name
-        self._newest = path
-        if scan.torn_at is not None:
-            with open(path, "r+b") as f:
-                f.truncate(scan.torn_at)
-            _say("cut_torn_chunk", file=str(path), bytes=len(data) - scan.torn_at)
-            data = data[:scan.torn_at]
-        h = scan.header
-        if not scan.final:
-            flags |= sealed.PREV_RECOVERED
-            self._crash_closed = True
-            _say("closing_unfinished_file", file=str(path), chunks=len(scan.chunks))
-        sl.stream_id = h.stream_id
-        sl.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
-        # the newest file may hold no record yet (a crash right after it was opened):
-        # the resume point and the stream's numbers are then in the files before it
-        self._files_next_n = 0
-        for f in reversed(files):
-            older = self.dir / f.name
-            if older != path:
-                data = older.read_bytes()
-                try:
-                    scan = sealed.scan_chunks(data, str(older))
-                except sealed.SealError:
-                    self._files_next_n = None  # the numbers before it cannot be read
-                    return None
-            if scan.last_seq is None:
-                continue
-            self._files_last = (scan.header.ring_id, scan.last_seq)
-            self._files_next_n = self._sealed_next_n(data, scan, older)
-            return scan.last_seq if scan.header.ring_id == self.ring.ring_id else None
-        return None
-
-    @staticmethod
-    def _sealed_next_n(data: bytes, scan: sealed.Scan, path: Path) -> int:
-        """The n after the last record of a sealed file: its chunk headers say it, so this
-        needs no key (a writer sealing to recipients reads it too)."""
-        return scan.next_n or 0
-
-    def _stream_tag(self) -> int:
-        if self.sealing is not None:
-            return sealed_stream_tag(self.sealing.stream_id)
-        return plain_stream_tag(self.dir)
-
-    def _resume_stream(self) -> tuple[int, int | None, bool]:
-        """Where the stream's numbers go on: (next n, last seq written in this ring, whether
-        records skipped as written move the numbers on).  Compares what the ring published
-        at its last release with what the files hold: records the ring released past the
-        files' end are lost (a cut tail); they are counted and said, and the numbers go on
-        past them."""
-        self.stream_tag = self._stream_tag()
+    def _resume(self) -> None:
+        """Where the files end, against what the ring released (files/chain.py decides)."""
+        fmt = self.files.format
+        end = fmt.resume(self.dir, self.ring.ring_id)
+        for event, fields in end.events:
+            _say(event, **fields)
+        if end.damaged:
+            self.ring.count("damaged_files", end.damaged)
+        self.stream_tag = fmt.stream_tag(self.dir)
         st = self.ring.stats()
-        files_next = self._files_next_n
-        mine = st.stream_tag == self.stream_tag
-        # the ring fed this stream and says where it stood: the files' end is confirmed by it
-        told = mine and (st.next_n > 0 or st.last_seq is not None)
-        written_seq = self.resume_seq
-        lost, n_from_ring = 0, False
-        self._lost_mark = 0
-        if files_next is not None:
-            next_n = files_next
-            if mine and st.next_n > files_next:
-                next_n = st.next_n
-                self._lost_mark = files_next + 1
-                if st.lost_mark == self._lost_mark:
-                    # counted and said by a writer that then stopped before writing a record
-                    # (a sealed file it began records it in its header)
-                    _say("records_lost_before", first_n=files_next, count=st.next_n - files_next)
-                else:
-                    lost = st.next_n - files_next
-        elif mine:
-            # sealed to recipients: the files' numbers cannot be read, the ring's can; records
-            # written after its last release are skipped as written, and numbered past
-            next_n, n_from_ring = st.next_n, True
-            last = self._files_last
-            if st.last_seq is not None and (last is None or last[0] != self.ring.ring_id
-                                            or last[1] < st.last_seq):
-                told = False  # records the ring released are missing; how many cannot be known
-                _say("records_lost", file=str(self._newest) if self._newest else None,
-                     first_n=None, count=None, ring_last_seq=st.last_seq,
-                     files_last_seq=last[1] if last else None,
-                     note="sealed to recipients: the number lost cannot be read from the files")
-        else:
-            next_n = 0
-            if self._files_last is not None:
-                _say("numbering_restarted", dir=str(self.dir),
-                     note="sealed to recipients and the ring does not know this stream: "
-                          "its numbers start again at 0")
-        if lost:
-            self.ring.count("lost", lost)
-            _say("records_lost", file=str(self._newest) if self._newest else None,
-                 first_n=files_next, count=lost)
-            if self.sealing is not None:
-                prev = self.sealing.prev
-                self.sealing.prev = (*prev[:3], prev[3] | sealed.PREV_LOSS)
-                self.sealing.lost = min(lost, sealed.MAX_LOST)
-            # a plaintext writer starts a new file anyway: the loss sits at a file boundary
-        if self.sealing is not None and self._crash_closed and not told:
-            prev = self.sealing.prev
-            self.sealing.prev = (*prev[:3], prev[3] | sealed.PREV_UNCONFIRMED)
-        return next_n, written_seq, n_from_ring
+        r = chain.resume(end, chain.RingEnd(st.stream_tag, st.last_seq, st.next_n, st.lost_mark),
+                         self.stream_tag, self.ring.ring_id)
+        newest = str(end.newest) if end.newest else None
+        if r.lost:
+            self.ring.count("lost", r.lost)
+            _say("records_lost", file=newest, first_n=end.next_n, count=r.lost)
+            fmt.mark(sealed.PREV_LOSS, r.lost)  # plaintext: the gap in n at a new file says it
+        elif r.lost_before:
+            # counted and said by a writer that then stopped before writing a record
+            _say("records_lost_before", first_n=end.next_n, count=r.lost_before)
+        if r.unknown_loss:
+            _say("records_lost", file=newest, first_n=None, count=None, ring_last_seq=st.last_seq,
+                 files_last_seq=end.last[1] if end.last else None,
+                 note="the number lost cannot be read from the files")
+        if r.restarted:
+            _say("numbering_restarted", dir=str(self.dir),
+                 note="the files' numbers cannot be read and the ring does not know this stream: "
+                      "its numbers start again at 0")
+        if r.unconfirmed:
+            fmt.mark(sealed.PREV_UNCONFIRMED)
+        self.resume_seq = end.resume_seq
+        self.written_seq = end.resume_seq
+        self.next_n = r.next_n
+        self._lost_mark = r.lost_mark
+        self._n_from_ring = r.n_from_ring
 
     def stop(self, *_args) -> None:
         self._stop = True
 
     def drain_once(self, cursor: int) -> tuple[int, int]:
         """Drain, process, write and release one batch; returns (new cursor, records written)."""
-        b = self._b
-        check(lib.lsr_drain(self.ring.ptr, cursor, b), "drain")
-        n = b.n
-        if b.end == cursor:
+        meta, buf, end, malformed, abandoned = self.consumer.drain(cursor)
+        n = len(meta)
+        if end == cursor:
             return cursor, 0
-        meta = np.frombuffer(ffi.buffer(self._meta, n * _META_SIZE), META_DTYPE) if n else \
-            np.empty(0, META_DTYPE)
-        batch = Batch(meta=meta, buf=ffi.buffer(self._buf, b.buf_len), end=b.end, n=self.next_n)
-        batch.delta.malformed += b.malformed
-        batch.delta.abandoned += b.abandoned
+        batch = Batch(meta=meta, buf=buf, end=end, n=self.next_n)
+        batch.delta.malformed += malformed
+        batch.delta.abandoned += abandoned
         if n:
             batch = run(self.stages, batch)
             if self.health is not None:
@@ -512,19 +354,12 @@ class Writer:
             self.written_seq = seq
 
     def _release(self, upto: int, delta: Delta) -> None:
-        d = ffi.new("lsr_totals *")
-        d.written, d.malformed, d.abandoned = delta.written, delta.malformed, delta.abandoned
-        d.filtered, d.sanitized, d.sanitize_dropped = delta.filtered, delta.sanitized, delta.sanitize_dropped
-        d.denied = delta.denied
-        d.stream_tag = self.stream_tag
-        d.last_seq = lib.LSR_NO_SEQ if self.written_seq is None else self.written_seq
-        d.next_n = self.next_n
-        d.lost_mark = self._lost_mark
-        check(lib.lsr_release(self.ring.ptr, upto, d), "release")
+        self.consumer.release(upto, delta, stream_tag=self.stream_tag, last_seq=self.written_seq,
+                              next_n=self.next_n, lost_mark=self._lost_mark)
 
     def _publish(self) -> None:
         """Tell the ring where the stream stands now, moving nothing."""
-        self._release(lib.lsr_head(self.ring.ptr), Delta())
+        self._release(self.consumer.head(), Delta())
 
     # after `ring rm`, how long the removed ring must stay empty before the writer moves on:
     # a producer that read the mark's old value just before it was set may still commit
@@ -537,7 +372,7 @@ class Writer:
         cfg = self.config
         old = self.ring
         new = Ring(cfg.ring, capacity=cfg.capacity, max_record=cfg.max_record)
-        if lib.lsr_removed(new.ptr):
+        if new.removed():
             new.close()
             return cursor  # the same ring: its name is not gone yet; the next idle turn tries again
         try:
@@ -545,30 +380,30 @@ class Writer:
         except OSError:
             new.close()
             raise  # counted by the caller; the next idle turn tries again
-        rc = lib.lsr_writer_acquire(new.ptr)
-        if rc != 0:
+        try:
+            consumer = Consumer(new, cfg.batch_records, max(cfg.batch_bytes, new.max_record))
+        except RingError:
             new.close()
             _say("ring_removed", ring=cfg.ring, ring_id=f"{old.ring_id:016x}",
                  reason="another writer drains the new ring: stopping")
             self._stop = True
             return cursor
         self._self_log.close()
-        lib.lsr_writer_release(old.ptr)
+        self.consumer.close()
         old.close()
-        self.ring = new
+        self.ring, self.consumer = new, consumer
         self.files.ring_id = new.ring_id
         self.skip_written.last_seq = None  # the new ring's positions start again
         self.skip_written.advance_n = False
         self.written_seq = None
         if not self._custom_stages:
             self.stages = self._build_stages()
-        self._alloc_batch(cfg.batch_records, max(cfg.batch_bytes, new.max_record))
         self._self_log = Producer(new, name=WRITER_LOGGER, on_full="drop")
         self.health = self._health_of(cfg)
         self._publish()  # the stream goes on in the new ring: a writer starting on it knows where
         _say("ring_replaced", ring=cfg.ring, old_ring_id=f"{old.ring_id:016x}",
              ring_id=f"{new.ring_id:016x}")
-        return lib.lsr_head(new.ptr)
+        return consumer.head()
 
     def _failed(self, event: str, exc: OSError) -> None:
         """A disk error: counted in writer_errors and said on stderr with its errno."""
@@ -576,14 +411,13 @@ class Writer:
         _say(event, error=exc.strerror, errno=errno.errorcode.get(exc.errno, exc.errno))
 
     def _recover(self, cursor: int) -> int:
-        skip_to = ffi.new("uint64_t *")
-        reason = ffi.new("int *")
-        if lib.lsr_recover(self.ring.ptr, cursor, 0, skip_to, reason) != 1:
+        found = self.consumer.recover(cursor)
+        if found is None:
             return cursor
-        delta = Delta(abandoned=1) if reason[0] == 1 else Delta(malformed=1)
-        self._release(skip_to[0], delta)
-        _say("skipped", at=cursor, to=skip_to[0], reason="abandoned" if reason[0] == 1 else "malformed")
-        return skip_to[0]
+        skip_to, reason = found
+        self._release(skip_to, Delta(abandoned=1) if reason == "abandoned" else Delta(malformed=1))
+        _say("skipped", at=cursor, to=skip_to, reason=reason)
+        return skip_to
 
     def _say_ring_size(self, config: WriterConfig) -> None:
         """Sizes asked for apply only to a ring the writer creates: say so when they differ."""
@@ -598,7 +432,7 @@ class Writer:
 
     def run(self) -> int:
         cfg = self.config
-        cursor = lib.lsr_head(self.ring.ptr)
+        cursor = self.consumer.head()
         _say("started", ring=cfg.ring, dir=str(self.dir), pid=os.getpid(), resume_seq=self.resume_seq,
              ring_id=f"{self.ring.ring_id:016x}")
         idle = 0.0
@@ -607,7 +441,7 @@ class Writer:
         stop_deadline = None
         error_backoff = 0.0
         while True:
-            lib.lsr_heartbeat(self.ring.ptr)
+            self.consumer.heartbeat()
             now = time.monotonic()
             if self._reload:
                 self._reload = False
@@ -633,7 +467,7 @@ class Writer:
                 stalled_at = removed_since = None
                 continue
             # nothing new: a claim in flight, or an empty ring
-            if self._b.stalled:
+            if self.consumer.stalled:
                 if stalled_at != cursor:
                     stalled_at, stalled_since = cursor, now
                 elif now - stalled_since >= self.config.stall_grace:  # reload may change it
@@ -644,7 +478,7 @@ class Writer:
                         continue
             elif stop_deadline is not None:
                 break  # drained everything committed
-            elif lib.lsr_removed(self.ring.ptr):
+            elif self.consumer.removed():
                 if removed_since is None:
                     removed_since = now
                 elif now - removed_since >= self.REMOVED_GRACE:
@@ -682,7 +516,7 @@ class Writer:
             self.files.abandon()
         finally:
             if not self.ring._closed:
-                lib.lsr_writer_release(self.ring.ptr)
+                self.consumer.close()
                 self.ring.close()
             if self._dir_lock is not None:
                 os.close(self._dir_lock)

@@ -400,3 +400,64 @@ class Numbers:
                 return (f"{where}: {gap} (lost at a writer restart, or removed); once investigated, "
                         "accept it with --accept-loss")
         return f"{where}: {gap} (removed, or lost)"
+
+
+# ---- the writer's resume: what the files say against what the ring says -------------------
+
+@dataclass
+class FilesEnd:
+    """Where a directory's files end, as a starting writer reads them (its format's resume)."""
+
+    resume_seq: int | None = None          # the last seq of this writer's ring the files hold
+    next_n: int | None = 0                 # the n after the files' last record (None: unreadable)
+    last: tuple[int, int] | None = None    # (ring id, seq) of the newest record in the files
+    newest: Path | None = None             # the newest file: where a cut tail would be
+    crash_closed: bool = False             # the newest file had no final chunk
+    damaged: int = 0                       # damaged newest files moved aside
+    events: list[tuple[str, dict]] = field(default_factory=list)  # repairs, said on stderr
+
+
+@dataclass(frozen=True)
+class RingEnd:
+    """What the ring published at its writer's last release (lsr_totals)."""
+
+    stream_tag: int
+    last_seq: int | None
+    next_n: int
+    lost_mark: int
+
+
+@dataclass(frozen=True)
+class Resume:
+    next_n: int                 # where the numbers go on
+    lost: int = 0               # records released by the ring, missing from the files: count now
+    lost_before: int = 0        # such a loss, counted by a start that then wrote nothing
+    lost_mark: int = 0          # published with the next releases, until a record is written
+    n_from_ring: bool = False   # the files' numbers unreadable: records skipped move them on
+    unknown_loss: bool = False  # released records missing, how many not known
+    unconfirmed: bool = False   # a crash-closed file's end that the ring does not confirm
+    restarted: bool = False     # no one knows the numbers: they start again at 0
+
+
+def resume(files: FilesEnd, ring: RingEnd, tag: int, ring_id: int) -> Resume:
+    """The rule for a starting writer: the files are vouched for only as far as the ring
+    confirms.  Records the ring released past the files' end were written and then cut:
+    a loss, counted once (lost_mark), and the numbers go on past them so the gap in `n` is
+    exactly where they were."""
+    mine = ring.stream_tag == tag
+    told = mine and (ring.next_n > 0 or ring.last_seq is not None)
+    unconfirmed = files.crash_closed and not told
+    if files.next_n is not None:
+        if not (mine and ring.next_n > files.next_n):
+            return Resume(files.next_n, unconfirmed=unconfirmed)
+        mark = files.next_n + 1
+        if ring.lost_mark == mark:
+            return Resume(ring.next_n, lost_before=ring.next_n - files.next_n, lost_mark=mark,
+                          unconfirmed=unconfirmed)
+        return Resume(ring.next_n, lost=ring.next_n - files.next_n, lost_mark=mark, unconfirmed=unconfirmed)
+    if mine:
+        last = files.last
+        missing = ring.last_seq is not None and (last is None or last[0] != ring_id or last[1] < ring.last_seq)
+        return Resume(ring.next_n, n_from_ring=True, unknown_loss=missing,
+                      unconfirmed=files.crash_closed and (missing or not told))
+    return Resume(0, unconfirmed=unconfirmed, restarted=files.last is not None)

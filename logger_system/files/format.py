@@ -17,12 +17,14 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import sealed
 from ..keys import Keyring, Recipient
 from ..rotation import LogFile
+from .chain import FilesEnd
 
 # a line's seq and n; match() anchors it where it is asked to look
 SEQ_N = re.compile(rb'\{"seq":(\d+),(?:"n":(\d+),)?')
@@ -38,6 +40,13 @@ class Sealing:
     stream_id: bytes = field(default_factory=lambda: os.urandom(16))
     prev: tuple[bytes, bytes, int, int] = (bytes(16), bytes(32), 0, 0)  # id, digest, chunks, flags
     lost: int = 0  # records lost just before the next file (prev flags then hold PREV_LOSS)
+
+    def take_keys(self, other: "Sealing") -> bool:
+        """Seal the next files with other's keys; whether they differ from the current ones."""
+        changed = (other.keyring, other.recipients, other.compress) != (self.keyring, self.recipients,
+                                                                         self.compress)
+        self.keyring, self.recipients, self.compress = other.keyring, other.recipients, other.compress
+        return changed
 
     def mark(self, flags: int, lost: int = 0) -> None:
         """Add predecessor flags (and a loss) for the next file's header."""
@@ -68,6 +77,39 @@ class PlainFormat:
 
     def ended(self, tail: bytes) -> None:
         pass
+
+    def stream_tag(self, directory: Path) -> int:
+        """The stream's tag in the ring: from the directory's resolved path."""
+        digest = hashlib.sha256(str(Path(directory).resolve()).encode()).digest()
+        return int.from_bytes(digest[:8], "little") or 1
+
+    def rekey(self, sealing: Sealing | None) -> bool:
+        return False
+
+    def mark(self, flags: int, lost: int = 0) -> None:
+        pass  # a plaintext stream records a loss as the gap in n at a file boundary
+
+    def opens_at_start(self) -> bool:
+        return False
+
+    def resume(self, directory: Path, ring_id: int) -> FilesEnd:
+        """The newest record's seq and n; a torn last line is cut."""
+        from .rotating import last_line_in, log_files
+
+        end = FilesEnd()
+        files = [f for f in log_files(directory) if f.suffix == self.suffix]
+        if files:
+            end.newest = directory / files[-1].name
+        for i, f in enumerate(reversed(files)):
+            seq, n = last_line_in(directory / f.name, repair=(i == 0))
+            if seq is None:
+                continue
+            end.next_n = n + 1 if n is not None else 0
+            end.last = (f.ring_id, seq)
+            if f.ring_id == ring_id:
+                end.resume_seq = seq
+            break  # older files hold older records; a record of another ring resumes nothing
+        return end
 
 
 class SealedFormat:
@@ -122,6 +164,92 @@ class SealedFormat:
 
     def ended(self, tail: bytes) -> None:
         self.sealing.prev = (self._file_id, hashlib.sha256(tail).digest(), self._chunks + 1, 0)
+
+    def stream_tag(self, directory: Path) -> int:
+        return int.from_bytes(self.sealing.stream_id[:8], "little") or 1
+
+    def rekey(self, sealing: Sealing | None) -> bool:
+        """New keys from a reload: true when the current file must close for them."""
+        return sealing is not None and self.sealing.take_keys(sealing)
+
+    def mark(self, flags: int, lost: int = 0) -> None:
+        self.sealing.mark(flags, lost)
+
+    def opens_at_start(self) -> bool:
+        """A header with something to say (a crashed predecessor's end, a loss, a damaged
+        file) is written at once, before any record."""
+        return bool(self.sealing.prev[3])
+
+    def resume(self, directory: Path, ring_id: int) -> FilesEnd:
+        """Continue the newest sealed file's sequence, with no key: cut a torn chunk; a file
+        with no final chunk (a crash) is vouched for by the next header; a newest file that
+        is damaged is moved aside (`<name>.damaged`) and the sequence goes on from the last
+        intact file before it.  The numbers are in the chunk headers."""
+        from .rotating import log_files, move_aside
+
+        sl = self.sealing
+        end = FilesEnd()
+        files = [f for f in log_files(directory) if f.suffix == self.suffix]
+        flags = 0
+        scan = data = None
+        while files:
+            path = directory / files[-1].name
+            data = path.read_bytes()
+            try:
+                scan = sealed.scan_chunks(data, str(path))
+                break
+            except sealed.SealError as exc:
+                files.pop()
+                scan = None
+                if sealed.header_torn(data):
+                    # a crash while the header was written: no record ever went into this file
+                    end.events.append(("removed_torn_header", {"file": str(path), "bytes": len(data)}))
+                    path.unlink()
+                    continue
+                moved = move_aside(path)
+                end.damaged += 1
+                end.events.append(("moved_damaged_file", {"file": str(path), "to": str(moved),
+                                                          "error": str(exc)}))
+                flags = sealed.PREV_DAMAGED
+        if scan is None or data is None:
+            if flags:
+                sl.prev = (bytes(16), bytes(32), 0, flags)
+            return end
+        path = directory / files[-1].name
+        end.newest = path
+        if scan.torn_at is not None:
+            with open(path, "r+b") as f:
+                f.truncate(scan.torn_at)
+            end.events.append(("cut_torn_chunk", {"file": str(path), "bytes": len(data) - scan.torn_at}))
+            data = data[:scan.torn_at]
+        h = scan.header
+        if not scan.final:
+            flags |= sealed.PREV_RECOVERED
+            end.crash_closed = True
+            end.events.append(("closing_unfinished_file", {"file": str(path), "chunks": len(scan.chunks)}))
+        sl.stream_id = h.stream_id
+        sl.prev = (h.file_id, scan.digest_of_last(data), len(scan.chunks), flags)
+        # the newest file may hold no record yet (a crash right after it was opened): the
+        # resume point is then in the files before it; its chunk headers, if any, say n
+        end.next_n = scan.next_n
+        for f in reversed(files):
+            older = directory / f.name
+            if older != path:
+                try:
+                    scan = sealed.scan_chunks(older.read_bytes(), str(older))
+                except sealed.SealError:
+                    return end  # the numbers before it cannot be read, unless the newest said them
+            if end.next_n is None and scan.next_n is not None:
+                end.next_n = scan.next_n
+            if scan.last_seq is None:
+                continue
+            end.last = (scan.header.ring_id, scan.last_seq)
+            if scan.header.ring_id == ring_id:
+                end.resume_seq = scan.last_seq
+            break
+        if end.next_n is None:
+            end.next_n = 0
+        return end
 
 
 FileFormat = PlainFormat | SealedFormat
