@@ -103,7 +103,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .reader import verify
+    from .files.reader import verify
 
     verdict = verify([Path(p) for p in args.paths], **_keys(args), accept_loss=args.accept_loss)
     for line in verdict.report():
@@ -194,7 +194,7 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
 
 def _cat(args: argparse.Namespace) -> int:
     from .query import Query
-    from .reader import follow, iter_lines, render_text
+    from .files.reader import follow, iter_lines, render_text
 
     if args.text and args.output == "json":
         raise ConfigError("--text contradicts --output json: choose one")

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from .keys import keygen, load_keyring
-from .reader import iter_records, verify
+from .files.reader import iter_records, verify
 from .ring import Ring, unlink, writer_attached
 
 _PATHS = ["/api/v1/orders", "/api/v1/users/me", "/api/v1/search", "/checkout", "/login"]

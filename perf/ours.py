@@ -18,7 +18,7 @@ import uuid
 
 from pathlib import Path
 
-from logger_system.reader import iter_records
+from logger_system.files.reader import iter_records
 from logger_system.ring import Ring, unlink, writer_attached
 
 from perf.peers import DEFAULT_TIMEOUT, Result, _Producers, _result

@@ -35,7 +35,7 @@ def _test_the_installed_package() -> None:
 
 _test_the_installed_package()
 
-from logger_system.reader import iter_records  # noqa: E402
+from logger_system.files.reader import iter_records  # noqa: E402
 from logger_system.ring import Ring, unlink, writer_attached  # noqa: E402
 
 

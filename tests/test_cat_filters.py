@@ -30,7 +30,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import WriterProcess, stats, wait_for
-from logger_system import connect, reader, sealed
+from logger_system import connect, sealed
+from logger_system.files import reader
 from logger_system.errors import ConfigError
 from logger_system.keys import load_identity, load_keyring
 from logger_system.query import MARGIN_NS, Query, parse_time, plain_start_ns, record_level, record_ns

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logger_system import reader
+from logger_system.files import reader
 from logger_system.errors import CorruptRecordError
 from logger_system.keys import load_identity, load_keyring
 from logger_system.query import Query

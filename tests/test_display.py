@@ -18,7 +18,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import cli, stats, wait_for
 from logger_system import connect
-from logger_system.reader import display_line, render_text
+from logger_system.files.reader import display_line, render_text
 
 # every character that must never stand raw on the screen, found without the reader's own table
 FILLERS = "\u034f\u115f\u1160\u3164\uffa0"

@@ -46,7 +46,7 @@ from logger_system.errors import ConfigError, RingPermissionError
 from logger_system.handler import Logger
 from logger_system.keys import identity_keygen, keygen, load_identity, load_keyring
 from logger_system.policy import Policy
-from logger_system.reader import render_text
+from logger_system.files.reader import render_text
 from logger_system.record import FLAG_FORMAT_ERROR, FLAG_TRUNCATED
 from logger_system.ring import Ring
 from logger_system.rotation import LogFile

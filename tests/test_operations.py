@@ -439,7 +439,7 @@ def test_sighup_takes_a_rotated_key_and_new_access_rules(ring_name, writer_facto
 
 
 def read_records_sealed(directory, keyring) -> list[dict]:
-    from logger_system.reader import iter_records
+    from logger_system.files.reader import iter_records
 
     return list(iter_records([directory], keyring=keyring))
 

@@ -28,7 +28,7 @@ import pytest
 from conftest import wait_for
 from logger_system import connect
 from logger_system.keys import keygen, load_keyring
-from logger_system.reader import iter_records
+from logger_system.files.reader import iter_records
 from logger_system.ring import Ring
 from logger_system.files.rotating import log_files
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import sealed
-from .errors import CorruptRecordError, ConfigError
-from .files import chain
-from .rotation import LogFile
+from .. import sealed
+from ..errors import CorruptRecordError, ConfigError
+from ..rotation import LogFile
+from . import chain
 
 _REQUIRED = ("seq", "n", "ts", "level", "pid", "logger", "msg")
 
@@ -190,7 +190,7 @@ def _next_start_ns(e: chain.Entry, nxt: chain.Entry) -> int | None:
     is not known: then `e` is read.  See logger_system/query.py on why this bounds the
     records of `e`.  Only a later file of the same directory counts; a sealed one by the
     creation time in its header, which has authenticated (the chain judged it)."""
-    from .query import plain_start_ns
+    from ..query import plain_start_ns
 
     this, other = e.name, nxt.name
     if this is None or other is None or other.index <= this.index or e.path.parent != nxt.path.parent:
