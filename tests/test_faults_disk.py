@@ -36,7 +36,7 @@ from conftest import WriterProcess, proc_state, stats, wait_for
 from logger_system import connect
 from logger_system.keys import keygen, load_keyring
 from logger_system.files.reader import iter_records
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="needs tmpfs, mount(8) and /proc")

@@ -32,7 +32,7 @@ from conftest import read_records, stats, wait_for
 from logger_system import connect
 from logger_system.ring import Ring
 from logger_system.rotation import LogFile
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="needs /proc, fork and POSIX shared memory")

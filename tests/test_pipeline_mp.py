@@ -27,7 +27,7 @@ from conftest import proc_state, read_records, stats, wait_for
 from logger_system import connect
 from logger_system.errors import RingError
 from logger_system.ring import Ring, unlink
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="needs /proc and POSIX shared memory")

@@ -19,7 +19,7 @@ from conftest import WriterProcess, cli, stats, wait_for
 from logger_system import connect, sealed
 from logger_system.keys import load_identity, load_keyring
 from logger_system.ring import unlink
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 from test_faults_disk import small_disk  # noqa: F401  (a fixture: a small tmpfs)
 
 WRITER_LOGGER = "logger_system.writer"

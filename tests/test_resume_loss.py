@@ -18,7 +18,7 @@ import pytest
 
 from conftest import WriterProcess, stats, wait_for
 from logger_system import sealed
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 from test_record_numbers import Seal, drained, file_lines, log, producers_only, records
 
 

@@ -10,7 +10,7 @@ import pytest
 from logger_system.errors import ConfigError
 from logger_system.rotation import (LogFile, RotationPolicy, next_file, parse_duration, parse_size,
                                     to_delete)
-from logger_system.files.rotating import last_seq_in
+from logger_system.files.format import last_seq_in
 
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 

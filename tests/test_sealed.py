@@ -40,7 +40,7 @@ from logger_system import connect, sealed
 from logger_system.keys import Identity, Keyring, load_keyring
 from logger_system.ring import unlink, writer_attached
 from logger_system.rotation import LogFile
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="needs /proc, flock and POSIX shared memory")

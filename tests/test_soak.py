@@ -30,7 +30,7 @@ from logger_system import connect
 from logger_system.keys import keygen, load_keyring
 from logger_system.files.reader import iter_records
 from logger_system.ring import Ring
-from logger_system.files.rotating import log_files
+from logger_system.files.chain import log_files
 
 pytestmark = [pytest.mark.soak,
               pytest.mark.skipif(not sys.platform.startswith("linux"),

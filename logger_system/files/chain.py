@@ -112,6 +112,16 @@ def is_log_name(name: str) -> bool:
     return name.startswith("log-")
 
 
+def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
+    """The log files in a directory, in write order."""
+    found = []
+    for name in os.listdir(directory):
+        f = LogFile.parse(name)
+        if f is not None and (suffix is None or f.suffix == suffix):
+            found.append(f)
+    return sorted(found)
+
+
 def writer_holds(directory: Path) -> bool:
     """Whether a live writer holds the directory: writer.lock_dir keeps an exclusive flock on
     the directory itself for as long as the writer runs."""

@@ -22,9 +22,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import sealed
+from ..health import say
 from ..keys import Keyring, Recipient
 from ..rotation import LogFile
-from .chain import FilesEnd
+from .chain import FilesEnd, log_files
 
 # a line's seq and n; match() anchors it where it is asked to look
 SEQ_N = re.compile(rb'\{"seq":(\d+),(?:"n":(\d+),)?')
@@ -53,6 +54,54 @@ class Sealing:
         self.prev = (*self.prev[:3], self.prev[3] | flags)
         if lost:
             self.lost = min(lost, sealed.MAX_LOST)
+
+
+def _rfind_newline(f, before: int) -> int:
+    """Index of the last newline before `before`, or -1."""
+    pos = before
+    while pos > 0:
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        i = f.read(pos - start).rfind(b"\n")
+        if i >= 0:
+            return start + i
+        pos = start
+    return -1
+
+
+def last_seq_in(path: Path, repair: bool) -> int | None:
+    """The seq of the last complete line of a file; with repair, cut a torn tail."""
+    return last_line_in(path, repair)[0]
+
+
+def last_line_in(path: Path, repair: bool) -> tuple[int | None, int | None]:
+    """(seq, n) of the last complete line of a file (n None in a line written before
+    records were numbered); with repair, cut a torn tail."""
+    with open(path, "r+b" if repair else "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = _rfind_newline(f, size)
+        if repair and end + 1 < size:
+            f.truncate(end + 1)
+            say("cut_torn_tail", file=str(path), bytes=size - end - 1)
+        while end >= 0:
+            start = _rfind_newline(f, end) + 1
+            f.seek(start)
+            m = SEQ_N.match(f.read(min(64, end - start)))
+            if m:
+                return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
+            end = start - 1
+    return None, None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to `<name>.damaged` (never over another file); returns the new path."""
+    target = path.with_name(path.name + ".damaged")
+    k = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.damaged.{k}")
+        k += 1
+    os.rename(path, target)
+    return target
 
 
 class PlainFormat:
@@ -94,8 +143,6 @@ class PlainFormat:
 
     def resume(self, directory: Path, ring_id: int) -> FilesEnd:
         """The newest record's seq and n; a torn last line is cut."""
-        from .rotating import last_line_in, log_files
-
         end = FilesEnd()
         files = [f for f in log_files(directory) if f.suffix == self.suffix]
         if files:
@@ -185,8 +232,6 @@ class SealedFormat:
         with no final chunk (a crash) is vouched for by the next header; a newest file that
         is damaged is moved aside (`<name>.damaged`) and the sequence goes on from the last
         intact file before it.  The numbers are in the chunk headers."""
-        from .rotating import log_files, move_aside
-
         sl = self.sealing
         end = FilesEnd()
         files = [f for f in log_files(directory) if f.suffix == self.suffix]

@@ -1,6 +1,6 @@
 """The files a writer writes: the current one, rotation between lines, retention, fsync,
-a file removed while open restored, and what a restarted writer reads back from the
-newest file (its last record's seq and n, a torn tail cut).
+a file removed while open restored, ; what a restarted writer reads back from the files
+is their format's (files/format.py).
 
 Rotation and retention decide by the pure policy in rotation.py; what a file's bytes are
 (a plain line or a sealed chunk) is its format's business (files/format.py).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..health import say
 from ..rotation import LogFile, RotationPolicy, next_file, to_delete
-from .format import SEQ_N as _SEQ_N
+from .chain import log_files
 from .format import FileFormat
 
 
@@ -25,76 +25,6 @@ def path_of(directory: Path, f: LogFile) -> Path:
     return directory / f.name
 
 
-
-
-def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
-    """The log files in a directory, in write order."""
-    found = []
-    for name in os.listdir(directory):
-        f = LogFile.parse(name)
-        if f is not None and (suffix is None or f.suffix == suffix):
-            found.append(f)
-    return sorted(found)
-
-
-def _rfind_newline(f, before: int) -> int:
-    """Index of the last newline before `before`, or -1."""
-    pos = before
-    while pos > 0:
-        start = max(0, pos - (1 << 16))
-        f.seek(start)
-        i = f.read(pos - start).rfind(b"\n")
-        if i >= 0:
-            return start + i
-        pos = start
-    return -1
-
-
-def last_seq_in(path: Path, repair: bool) -> int | None:
-    """The seq of the last complete line of a file; with repair, cut a torn tail."""
-    return last_line_in(path, repair)[0]
-
-
-def last_line_in(path: Path, repair: bool) -> tuple[int | None, int | None]:
-    """(seq, n) of the last complete line of a file (n None in a line written before
-    records were numbered); with repair, cut a torn tail."""
-    with open(path, "r+b" if repair else "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = _rfind_newline(f, size)
-        if repair and end + 1 < size:
-            f.truncate(end + 1)
-            say("cut_torn_tail", file=str(path), bytes=size - end - 1)
-        while end >= 0:
-            start = _rfind_newline(f, end) + 1
-            f.seek(start)
-            m = _SEQ_N.match(f.read(min(64, end - start)))
-            if m:
-                return int(m.group(1)), (int(m.group(2)) if m.group(2) is not None else None)
-            end = start - 1
-    return None, None
-
-
-def n_of_last_line(text: bytes) -> int | None:
-    """The n of the last line in text (JSONL lines, each ending in a newline)."""
-    end = len(text) - 1 if text.endswith(b"\n") else len(text)
-    while end > 0:
-        start = text.rfind(b"\n", 0, end) + 1
-        m = _SEQ_N.match(text, start)
-        if m:
-            return int(m.group(2)) if m.group(2) is not None else None
-        end = start - 1
-    return None
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged file to `<name>.damaged` (never over another file); returns the new path."""
-    target = path.with_name(path.name + ".damaged")
-    k = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.damaged.{k}")
-        k += 1
-    os.rename(path, target)
-    return target
 
 
 class RotatingFiles:
