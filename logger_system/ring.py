@@ -391,9 +391,6 @@ class Consumer:
     def heartbeat(self) -> None:
         lib.lsr_heartbeat(self.ring.ptr)
 
-    def removed(self) -> bool:
-        return bool(lib.lsr_removed(self.ring.ptr))
-
     def drain(self, cursor: int):
         """The committed records from cursor: (meta, buf, end, malformed, abandoned), meta a
         numpy view of the batch's META_DTYPE records and buf their bytes, both valid until

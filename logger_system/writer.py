@@ -372,7 +372,7 @@ class Writer:
         cfg = self.config
         old = self.ring
         new = Ring(cfg.ring, capacity=cfg.capacity, max_record=cfg.max_record)
-        if new.removed():
+        if new.removed:
             new.close()
             return cursor  # the same ring: its name is not gone yet; the next idle turn tries again
         try:
@@ -478,7 +478,7 @@ class Writer:
                         continue
             elif stop_deadline is not None:
                 break  # drained everything committed
-            elif self.consumer.removed():
+            elif self.ring.removed:
                 if removed_since is None:
                     removed_since = now
                 elif now - removed_since >= self.REMOVED_GRACE:
