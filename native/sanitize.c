@@ -27,6 +27,9 @@ static uint8_t CLS[256];
 static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
 static uint8_t SCALAR_END[256]; /* what ends a JSON number or literal for skip_value: , } ] and a blank */
 static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, blanks, separators */
+static uint8_t KEYISH[256];   /* those, '-' and '.' (a key goes on with them): what may end a key's first word */
+static uint8_t PLAIN[256];    /* neither a word byte nor SPECIAL: the scan passes over it */
+static uint8_t FIRST[256];    /* e, A, g, x: the first letters of the JWT, AWS, GitHub and Slack rules */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -48,6 +51,9 @@ static void cls_init(void) {
         SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
         SCALAR_END[c] = c == ',' || c == '}' || c == ']' || c == ' ';
         KEY_NEXT[c] = c != 0 && strchr("\\\"' \t=:,", c) != NULL;
+        KEYISH[c] = KEY_NEXT[c] || c == '-' || c == '.';
+        PLAIN[c] = !(v & C_WORD) && !SPECIAL[c];
+        FIRST[c] = c == 'e' || c == 'A' || c == 'g' || c == 'x';
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -99,21 +105,32 @@ static void emit(scan_t *c, size_t start, size_t len, int rule) {
     s->repl_len = 0;
 }
 
-/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is */
-static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
 #if defined(__SSE2__)
+/* a bit per byte of v that is a word byte ([A-Za-z0-9_]) */
+static inline unsigned word_bits(__m128i v) {
     const __m128i bit5 = _mm_set1_epi8(0x20), under = _mm_set1_epi8('_');
     const __m128i a0 = _mm_set1_epi8((char)(128 - 'a')), a26 = _mm_set1_epi8((char)(-128 + 26));
     const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+    /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
+    __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
+    __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under)));
+}
+#endif
+
+/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is,
+ * the last few of a text with one load of its last sixteen bytes */
+static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
+#if defined(__SSE2__)
     while (n - e >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + e));
-        /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
-        __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
-        __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
-        __m128i w = _mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under));
-        unsigned other = (unsigned)_mm_movemask_epi8(w) ^ 0xFFFFu;
+        unsigned other = word_bits(_mm_loadu_si128((const __m128i *)(const void *)(s + e))) ^ 0xFFFFu;
         if (other) return e + (size_t)__builtin_ctz(other);
         e += 16;
+    }
+    if (e < n && n >= 16) {
+        size_t b = n - 16;
+        unsigned other = (word_bits(_mm_loadu_si128((const __m128i *)(const void *)(s + b))) ^ 0xFFFFu) >> (e - b);
+        return other ? e + (size_t)__builtin_ctz(other) : n;
     }
 #endif
     while (e < n && IS(s[e], C_WORD)) e++;
@@ -189,9 +206,9 @@ static int standard_groups(const uint8_t *gl, int ng) {
  * checks ("4111111111111111 2025" is a card followed by a year), and that has
  * a card context: printed groups, or a card word before it (*ctx, asked for
  * only when needed).  A bare run without a card word is not a card: random
- * 16-digit ids pass Luhn one time in ten and an issuer prefix often. */
-static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *), void *arg) {
-    size_t r = run_of(s, n, i, C_DIGIT, 20);
+ * 16-digit ids pass Luhn one time in ten and an issuer prefix often.  r is
+ * the length of the digit run at i, at most 20. */
+static size_t try_card(const uint8_t *s, size_t n, size_t i, size_t r, int (*ctx)(void *), void *arg) {
     if (r < 13) { /* a short run is a card only as the first group of one */
         uint8_t x = i + r < n ? s[i + r] : 0;
         if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
@@ -1024,32 +1041,41 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i++;
             continue;
         }
-        /* a word: [i, e) */
+        /* a word: [i, e), and x the byte after it */
         size_t e = word_end(s, n, i + 1);
+        /* where the scan goes on after a word that is nothing: past one separator that the
+         * scan would pass over anyway */
+        size_t after = e < n && PLAIN[s[e]] ? e + 1 : e;
         if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
-            i = e;
+            i = after;
             continue;
         }
+        size_t wl = e - i;
+        uint8_t x = e < n ? s[e] : 0;
         /* provider tokens first: a token that starts with digits is more than a number */
-        if (lsr_tok_maybe(s, n, i) && (m = lsr_tok_match(s, n, i, en, &rule)) && rule >= 0 && rule < 64) {
+        if (lsr_tok_maybe_word(s, n, i, wl, x) && (m = lsr_tok_match_checked(s, n, i, en, &rule)) &&
+            rule >= 0 && rule < 64) {
             emit(c, i, m, rule);
             i = last_end = i + m;
             continue;
         }
         rule = -1;
         if (IS(ch, C_DIGIT)) {
+            size_t r = 1; /* the digit run, up to 20 */
+            while (r < wl && r < 20 && IS(s[i + r], C_DIGIT)) r++;
             card_at at = {c, s, i};
-            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, card_context, &at)))
+            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, r, card_context, &at)))
                 rule = LSR_R_CREDIT_CARD;
-            else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
+            /* an SSN's area is three digits and then its separator */
+            else if (r == 3 && (en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
             /* an IPv4 address begins with 1-3 digits and a '.', where this word ends */
-            else if ((en >> LSR_R_IPV4 & 1) && e - i <= 3 && e < n && s[e] == '.' && (m = try_ipv4(s, n, i)))
+            else if (x == '.' && wl <= 3 && (en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i)))
                 rule = LSR_R_IPV4;
         }
-        if (rule < 0 && e < n && s[e] == ':' && e - i <= 4 && (en >> LSR_R_IPV6 & 1) &&
-            run_of(s, n, i, C_HEX, 5) == e - i && (m = try_ipv6(s, n, i)))
+        if (rule < 0 && x == ':' && wl <= 4 && (en >> LSR_R_IPV6 & 1) && run_of(s, n, i, C_HEX, 5) == wl &&
+            (m = try_ipv6(s, n, i)))
             rule = LSR_R_IPV6;
-        if (rule < 0 && IS(ch, C_ALPHA)) {
+        if (rule < 0 && FIRST[ch]) {
             if (ch == 'e' && (en >> LSR_R_JWT & 1) && (m = try_jwt(s, n, i))) rule = LSR_R_JWT;
             else if (ch == 'A' && (en >> LSR_R_AWS_KEY & 1) && (m = try_aws(s, n, i))) rule = LSR_R_AWS_KEY;
             else if (ch == 'g' && (en >> LSR_R_GITHUB_TOKEN & 1) && (m = try_github(s, n, i)))
@@ -1062,11 +1088,21 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i = last_end = i + m;
             continue;
         }
-        if (!IS(ch, C_ALPHA) || !(en & kv_rules)) {
-            i = e;
+        /* what may follow a key ("Bearer" and "Basic" are followed by a blank) */
+        if (!IS(ch, C_ALPHA) || !(en & kv_rules) || !KEYISH[x]) {
+            i = after;
             continue;
         }
-        size_t wl = e - i;
+        if (x == ' ' || x == '\t') {
+            /* after the blanks: a separator, or a word for "Bearer <token>" and "Basic <...>" */
+            size_t t = e + 1;
+            while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+            uint8_t y = t < n ? s[t] : 0;
+            if (y != '=' && y != ':' && y != ',' && !((wl == 6 || wl == 5) && x == ' ' && (en >> LSR_R_BEARER & 1))) {
+                i = after;
+                continue;
+            }
+        }
         /* "Bearer <token>", and a bare "Basic <base64 of user:password>" */
         if ((en >> LSR_R_BEARER & 1) && (wl == 6 || wl == 5) && e < n && s[e] == ' ') {
             size_t t = e;
@@ -1094,14 +1130,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i, adv;
         if (wlen < 3) {
-            i = e;
+            i = after;
             continue;
         }
         /* what the checks below ask of the bytes after it, in short: a closing quote (escaped
          * or not), blanks, or the separator itself; blanks then a word is no key either */
         if (w >= n || !KEY_NEXT[s[w]] ||
             ((s[w] == ' ' || s[w] == '\t') && w + 1 < n && IS(s[w + 1], C_WORD))) {
-            i = e;
+            i = after;
             continue;
         }
         /* its opening quote, if any (argument dashes before it: "--password") */
@@ -1127,7 +1163,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         uint8_t sep = p < n ? s[p] : 0;
         if (!(sep == '=' || sep == ':' || (sep == ',' && oq))) {
-            i = e;
+            i = after;
             continue;
         }
         size_t k = p + 1;
@@ -1149,7 +1185,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             while (b > 0 && qs - b < 8 && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
             int pair = b > 0 && (s[b - 1] == '[' || s[b - 1] == '(');
             if (!(pair || (ks < i && b > 0 && s[b - 1] == ','))) {
-                i = e;
+                i = after;
                 continue;
             }
         }
@@ -1192,24 +1228,24 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             }
         }
         if (!sn) {
-            i = e;
+            i = after;
             continue;
         }
     secret:
         if (auth && !(en >> LSR_R_BEARER & 1)) auth = 0; /* then it is the password rule's */
         if (!auth && !(en >> LSR_R_PASSWORD & 1)) {
-            i = e;
+            i = after;
             continue;
         }
         if (!read_value(s, n, k, esc, mode, &vs, &ve, &next)) {
-            i = e;
+            i = after;
             continue;
         }
         if (!auth) {
             uint8_t buf[64];
             size_t bl = decode_into(s, vs, ve, esc, buf, sizeof buf);
             if (bl <= sizeof buf && benign(buf, bl, sn == 2)) { /* left to the other rules */
-                i = e;
+                i = after;
                 continue;
             }
             /* "secret: false ok", "token: 512 for tenant acme": after ':' the value runs to the
@@ -1221,7 +1257,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 if (w < ve) {
                     bl = decode_into(s, vs, w, esc, buf, sizeof buf);
                     if (bl <= sizeof buf && benign(buf, bl, sn == 2)) {
-                        i = e;
+                        i = after;
                         continue;
                     }
                 }

@@ -590,6 +590,10 @@ size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int
     return dispatch(s, n, i, enabled, rule);
 }
 
+size_t lsr_tok_match_checked(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
+    return dispatch(s, n, i, enabled, rule);
+}
+
 size_t lsr_tok_scan(const uint8_t *s, size_t n, uint64_t enabled, uint64_t *hits) {
     size_t i = 0, matched = 0;
     while (i < n) {
