@@ -137,6 +137,34 @@ static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
     return e;
 }
 
+/* the word at i (s[i] is a word byte): returns its end, and the length of the digit run at i
+ * (0 when s[i] is a letter or '_') in *digits, counted up to 20 */
+static inline size_t word_at(const uint8_t *s, size_t n, size_t i, size_t *digits) {
+#if defined(__SSE2__)
+    if (n >= 16) {
+        size_t b = n - i >= 16 ? i : n - 16; /* the last sixteen bytes near the end of the text */
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + b));
+        unsigned sh = (unsigned)(i - b);
+        unsigned other = (word_bits(v) ^ 0xFFFFu) >> sh;
+        size_t r = 0;
+        if (IS(s[i], C_DIGIT)) {
+            const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+            unsigned nd = ((unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_add_epi8(v, d0), d10)) ^ 0xFFFFu) >> sh;
+            r = nd ? (size_t)__builtin_ctz(nd) : n - i < 16 ? n - i : 16;
+            if (r == 16)
+                while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
+        }
+        *digits = r;
+        if (other) return i + (size_t)__builtin_ctz(other);
+        return b == i ? word_end(s, n, i + 16) : n;
+    }
+#endif
+    size_t r = 0;
+    while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
+    *digits = r;
+    return word_end(s, n, i + 1);
+}
+
 static inline int lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 static int starts_ci(const uint8_t *s, size_t n, const char *lit) {
@@ -208,15 +236,19 @@ static int standard_groups(const uint8_t *gl, int ng) {
  * only when needed).  A bare run without a card word is not a card: random
  * 16-digit ids pass Luhn one time in ten and an issuer prefix often.  r is
  * the length of the digit run at i, at most 20. */
+static inline int card_may_start(const uint8_t *s, size_t n, size_t i, size_t r) {
+    if (r >= 13) return 1;
+    /* a short run is a card only as the first group of one */
+    uint8_t x = i + r < n ? s[i + r] : 0;
+    if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+    /* and only if a digit follows its separator (a double blank is one separator too) */
+    size_t q = i + r + 1;
+    if (x == ' ' && q < n && s[q] == ' ') q++;
+    return q < n && IS(s[q], C_DIGIT);
+}
+
 static size_t try_card(const uint8_t *s, size_t n, size_t i, size_t r, int (*ctx)(void *), void *arg) {
-    if (r < 13) { /* a short run is a card only as the first group of one */
-        uint8_t x = i + r < n ? s[i + r] : 0;
-        if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
-        /* and only if a digit follows its separator (a double blank is one separator too) */
-        size_t q = i + r + 1;
-        if (x == ' ' && q < n && s[q] == ' ') q++;
-        if (q >= n || !IS(s[q], C_DIGIT)) return 0;
-    }
+    if (!card_may_start(s, n, i, r)) return 0;
     uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
     int nd = 0, ng = 0, glen = 0, gat[20] = {0}; /* gat[k]: groups complete at k digits */
@@ -955,8 +987,16 @@ static inline int is_auth_header(const uint8_t *w, size_t len) {
 
 static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
 
+/* after a match: the scan goes on at pos, past the rest of a word the match ended in (only
+ * after a match can the scan stand inside a word) */
+#define RESUME(pos)                                                                                     \
+    do {                                                                                                \
+        i = last_end = (pos);                                                                           \
+        if (i < n && i > 0 && IS(s[i], C_WORD) && IS(s[i - 1], C_WORD)) i = word_end(s, n, i);          \
+    } while (0)
+
 static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
-    size_t i = 0, last_end = 0, word_floor = 0;
+    size_t i = 0, last_end = 0;
     int depth = 0, dq = 0; /* brackets open and double quotes seen on this line */
     const uint64_t en = c->cfg->enabled;
     const int esc = (c->flags & LSR_SPAN_IN_FIELDS) != 0;
@@ -974,7 +1014,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 size_t a, e;
                 if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, i + 1, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
-                    i = last_end = e;
+                    RESUME(e);
                     continue;
                 }
             } else if (ch == '%') { /* "user%40example.com" */
@@ -982,7 +1022,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 if (i + 2 < n && s[i + 1] == '4' && s[i + 2] == '0' && (en >> LSR_R_EMAIL & 1) &&
                     (e = try_email(s, n, i, i + 3, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
-                    i = last_end = e;
+                    RESUME(e);
                     continue;
                 }
             } else if (ch == ':') {
@@ -992,18 +1032,18 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     while (k < n && IS(s[k], C_USERINFO) && k - u < 256) colon |= s[k++] == ':';
                     if (k < n && s[k] == '@' && colon && k > u) {
                         emit(c, u, k - u, LSR_R_URL_CREDENTIALS);
-                        i = last_end = k + 1;
+                        RESUME(k + 1);
                         continue;
                     }
                 }
                 if (i + 1 < n && s[i + 1] == ':' && (en >> LSR_R_IPV6 & 1) && (m = try_ipv6(s, n, i))) {
                     emit(c, i, m, LSR_R_IPV6);
-                    i = last_end = i + m;
+                    RESUME(i + m);
                     continue;
                 }
             } else if (ch == '-' && (en >> LSR_R_PRIVATE_KEY & 1) && (m = try_pem(s, n, i))) {
                 emit(c, i, m, LSR_R_PRIVATE_KEY);
-                i = last_end = i + m;
+                RESUME(i + m);
                 continue;
             } else if (ch == '\\' && i + 1 < n) {
                 /* "\u0040" is an '@', and so is "\\u0040" (its escape in a JSON string, in
@@ -1015,7 +1055,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     size_t a, e;
                     if ((e = try_email(s, n, i, u + 6, last_end, &a))) {
                         emit(c, a, e - a, LSR_R_EMAIL);
-                        i = last_end = e;
+                        RESUME(e);
                         continue;
                     }
                 }
@@ -1026,7 +1066,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     else if (x == '"') dq ^= 1;
                     i += x == 'u' ? 6 : 2;
                     if (i > n) i = n;
-                    word_floor = last_end = i;
+                    last_end = i; /* and what follows starts a word */
                     continue;
                 }
             } else if (ch == '(' || ch == '[' || ch == '{') {
@@ -1042,29 +1082,25 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             continue;
         }
         /* a word: [i, e), and x the byte after it */
-        size_t e = word_end(s, n, i + 1);
-        /* where the scan goes on after a word that is nothing: past one separator that the
+        size_t r; /* the digit run at i, up to 20 */
+        size_t e = word_at(s, n, i, &r);
+        /* where the scan goes on after a word that is nothing: past a separator that the
          * scan would pass over anyway */
         size_t after = e < n && PLAIN[s[e]] ? e + 1 : e;
-        if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
-            i = after;
-            continue;
-        }
         size_t wl = e - i;
         uint8_t x = e < n ? s[e] : 0;
         /* provider tokens first: a token that starts with digits is more than a number */
         if (lsr_tok_maybe_word(s, n, i, wl, x) && (m = lsr_tok_match_checked(s, n, i, en, &rule)) &&
             rule >= 0 && rule < 64) {
             emit(c, i, m, rule);
-            i = last_end = i + m;
+            RESUME(i + m);
             continue;
         }
         rule = -1;
         if (IS(ch, C_DIGIT)) {
-            size_t r = 1; /* the digit run, up to 20 */
-            while (r < wl && r < 20 && IS(s[i + r], C_DIGIT)) r++;
             card_at at = {c, s, i};
-            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, r, card_context, &at)))
+            if ((en >> LSR_R_CREDIT_CARD & 1) && card_may_start(s, n, i, r) &&
+                (m = try_card(s, n, i, r, card_context, &at)))
                 rule = LSR_R_CREDIT_CARD;
             /* an SSN's area is three digits and then its separator */
             else if (r == 3 && (en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
@@ -1085,7 +1121,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         if (rule >= 0) {
             emit(c, i, m, rule);
-            i = last_end = i + m;
+            RESUME(i + m);
             continue;
         }
         /* what may follow a key ("Bearer" and "Basic" are followed by a blank) */
@@ -1114,12 +1150,12 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     k++;
                 if (k - t >= 8) {
                     emit(c, t, k - t, LSR_R_BEARER);
-                    i = last_end = k;
+                    RESUME(k);
                     continue;
                 }
             } else if (wl == 5 && starts_ci(s + i, 5, "basic") && (m = try_basic(s, n, t))) {
                 emit(c, t, m, LSR_R_BEARER);
-                i = last_end = t + m;
+                RESUME(t + m);
                 continue;
             }
         }
@@ -1264,9 +1300,11 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             }
         }
         emit(c, vs, ve - vs, auth ? LSR_R_BEARER : LSR_R_PASSWORD);
-        i = last_end = next;
+        RESUME(next);
     }
 }
+
+#undef RESUME
 
 int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg, lsr_span *spans,
                           uint32_t max_spans) {
