@@ -83,6 +83,7 @@ enum {
     NM_CLEAN = 128 /* the scan of the name itself (outside a card context) found nothing */
 };
 struct name_memo {
+    uint64_t lo, hi; /* see name_words8 */
     uint8_t len, flags;
     uint8_t key[MEMO_KEY];
 };
@@ -985,7 +986,7 @@ static inline int is_auth_header(const uint8_t *w, size_t len) {
     return name_is(w, len, "authorization") || name_is(w, len, "proxy-authorization");
 }
 
-static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
+static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
 
 /* after a match: the scan goes on at pos, past the rest of a word the match ended in (only
  * after a match can the scan stand inside a word) */
@@ -1317,12 +1318,30 @@ int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg,
 /* ---- fields: walk the JSON so that replacements keep it valid ----------- */
 
 /* past the JSON string at p: the first quote after an even run of backslashes */
+/* the first '"' at or after p, or n: sixteen bytes at a time where SSE2 is (fields strings are short) */
+static inline size_t find_quote(const uint8_t *s, size_t n, size_t p) {
+#if defined(__SSE2__)
+    const __m128i q = _mm_set1_epi8('"');
+    while (n - p >= 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + p)), q));
+        if (m) return p + (size_t)__builtin_ctz(m);
+        p += 16;
+    }
+    if (p < n && n >= 16) {
+        size_t b = n - 16;
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + b)), q)) >> (p - b);
+        return m ? p + (size_t)__builtin_ctz(m) : n;
+    }
+#endif
+    while (p < n && s[p] != '"') p++;
+    return p;
+}
+
 static size_t skip_string(const uint8_t *s, size_t n, size_t p) {
     size_t from = ++p; /* after the opening quote */
     while (p < n) {
-        const uint8_t *q = memchr(s + p, '"', n - p);
-        if (!q) return n;
-        size_t k = (size_t)(q - s), b = k;
+        size_t k = find_quote(s, n, p), b = k;
+        if (k >= n) return n;
         while (b > from && s[b - 1] == '\\') b--;
         if (((k - b) & 1) == 0) return k + 1;
         p = from = k + 1; /* an escaped quote: the backslashes before it are behind us */
@@ -1411,41 +1430,27 @@ static int secret_string_at(const uint8_t *s, size_t n, size_t p, size_t *end) {
     return nl <= sizeof nm ? secret_string(nm, nl) : 0;
 }
 
-/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
-static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
+/* A name's memo key: its first and last eight bytes (overlapping for 8-16 bytes), or for a
+ * shorter one its bytes packed in the low end of lo; with the length, the whole name when it
+ * is at most 16 long. */
+static inline void name_words8(const uint8_t *s, size_t a, size_t b, uint64_t *lo, uint64_t *hi) {
     size_t len = b - a;
-    struct name_memo *slot = NULL;
-    *out = NULL;
-    if (len <= MEMO_KEY && c->memo) {
-        /* the slot only saves work: the key is compared in full below */
-        uint64_t h = len;
-        if (len >= 8) {
-            uint64_t x, y;
-            memcpy(&x, s + a, 8);
-            memcpy(&y, s + b - 8, 8);
-            h = (h ^ x) * 0x9E3779B97F4A7C15ull;
-            h = (h ^ (h >> 29) ^ y) * 0xC2B2AE3D27D4EB4Full;
-        } else {
-            for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 0x100000001B3ull;
-        }
-        h ^= h >> 32;
-        slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
-        int same = (slot->flags & NM_VALID) && slot->len == len;
-        if (same && len >= 8 && len <= 16) { /* two 8-byte loads cover the key */
-            uint64_t x, y, u, v;
-            memcpy(&x, s + a, 8);
-            memcpy(&y, s + b - 8, 8);
-            memcpy(&u, slot->key, 8);
-            memcpy(&v, slot->key + len - 8, 8);
-            same = x == u && y == v;
-        } else if (same) {
-            same = memcmp(slot->key, s + a, len) == 0;
-        }
-        if (same) {
-            *out = slot;
-            return slot->flags;
-        }
+    uint64_t x = 0, y = 0;
+    if (len >= 8) {
+        memcpy(&x, s + a, 8);
+        memcpy(&y, s + b - 8, 8);
+    } else if (len && b >= 8) { /* the eight bytes that end the name, its own in the high end */
+        memcpy(&x, s + b - 8, 8);
+        x >>= 64 - 8 * len;
+    } else {
+        for (size_t t = len; t-- > 0;) x = x << 8 | s[a + t];
     }
+    *lo = x;
+    *hi = y;
+}
+
+/* judge_name past the memo: the name decoded and asked of each matcher */
+static unsigned judge_name_full(scan_t *c, const uint8_t *s, size_t a, size_t b) {
     uint8_t key[256];
     size_t kl = decode_into(s, a, b, 1, key, sizeof key);
     if (kl > sizeof key) kl = 0;
@@ -1456,9 +1461,33 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
     if (card_name(key, kl)) f |= NM_CARD;
     if (name_is(key, kl, "name")) f |= NM_NAME;
     if (name_is(key, kl, "value")) f |= NM_VALUE;
+    return f;
+}
+
+/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
+static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
+    size_t len = b - a;
+    struct name_memo *slot = NULL;
+    *out = NULL;
+    uint64_t lo = 0, hi = 0;
+    if (len <= MEMO_KEY && c->memo) {
+        /* the slot only saves work: the key is compared in full below */
+        name_words8(s, a, b, &lo, &hi);
+        uint64_t h = (lo ^ len) * 0x9E3779B97F4A7C15ull;
+        h = (h ^ (h >> 29) ^ hi) * 0xC2B2AE3D27D4EB4Full;
+        slot = &c->memo[(h >> 40) % MEMO_SLOTS];
+        if ((slot->flags & NM_VALID) && slot->len == len && slot->lo == lo && slot->hi == hi &&
+            (len <= 16 || memcmp(slot->key, s + a, len) == 0)) {
+            *out = slot;
+            return slot->flags;
+        }
+    }
+    unsigned f = judge_name_full(c, s, a, b);
     if (slot) {
         slot->len = (uint8_t)len;
         slot->flags = (uint8_t)f;
+        slot->lo = lo;
+        slot->hi = hi;
         memcpy(slot->key, s + a, len);
         *out = slot;
     }
