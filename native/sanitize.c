@@ -245,7 +245,16 @@ static inline int card_may_start(const uint8_t *s, size_t n, size_t i, size_t r)
     /* and only if a digit follows its separator (a double blank is one separator too) */
     size_t q = i + r + 1;
     if (x == ' ' && q < n && s[q] == ' ') q++;
-    return q < n && IS(s[q], C_DIGIT);
+    if (q >= n || !IS(s[q], C_DIGIT)) return 0;
+    /* and a card has 13 digits or more: count them up to the first byte that is neither a
+     * digit nor a separator (try_card stops there or sooner) */
+    size_t nd = r;
+    for (size_t j = q; j < n && nd < 13; j++) {
+        uint8_t b = s[j];
+        if (IS(b, C_DIGIT)) nd++;
+        else if (b != ' ' && b != '-' && b != '.' && b != '_' && b != '/') break;
+    }
+    return nd >= 13;
 }
 
 static size_t try_card(const uint8_t *s, size_t n, size_t i, size_t r, int (*ctx)(void *), void *arg) {
@@ -1337,7 +1346,7 @@ static inline size_t find_quote(const uint8_t *s, size_t n, size_t p) {
     return p;
 }
 
-static size_t skip_string(const uint8_t *s, size_t n, size_t p) {
+static inline size_t skip_string(const uint8_t *s, size_t n, size_t p) {
     size_t from = ++p; /* after the opening quote */
     while (p < n) {
         size_t k = find_quote(s, n, p), b = k;
@@ -1576,11 +1585,12 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
     }
     /* a number or a literal: a match must stand for the whole token, quoted;
      * only the integer digits are a candidate (4111111111111111.0 is a card) */
-    size_t e = skip_value(s, n, p);
     if (IS(ch, C_DIGIT) || ch == '-') {
         uint32_t before = c->n;
         size_t a = ch == '-' ? p + 1 : p, z = a;
-        while (z < e && IS(s[z], C_DIGIT)) z++;
+        while (z < n && IS(s[z], C_DIGIT)) z++;
+        size_t e = z; /* the rest of the token, as skip_value finds it */
+        while (e < n && !SCALAR_END[s[e]]) e++;
         if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
         scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
         if (c->n > before) {
@@ -1588,8 +1598,9 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
             c->spans[before].start = c->base + (uint32_t)p;
             c->spans[before].len = (uint32_t)(e - p);
         }
+        return e;
     }
-    return e;
+    return skip_value(s, n, p);
 }
 
 int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,

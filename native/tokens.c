@@ -472,12 +472,6 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
     const uint8_t *p = s + i, c1 = p[1], c2 = p[2], c3 = p[3];
     unsigned key = p[0] | (unsigned)c1 << 8;
     int pfx = (int)(lsr_tok_pairs[key >> 6] >> (key & 63) & 1);
-    uint32_t a;
-    uint64_t w;
-    memcpy(&a, p + 2, 4);
-    int azure_ok = lsr_tok_has_byte(a, '~'), terraform_ok = p[14] == '.' && p[15] == 'a';
-    memcpy(&w, p + 6, 8);
-    int telegram_ok = (unsigned)p[0] - 0x31u < 9u && lsr_tok_has_byte(w, ':');
 #define TRY(id, fn)                                                                                      \
     do {                                                                                                 \
         if (r < 0 && (enabled >> (id) & 1) && (m = fn(s, n, i)) != 0) r = (id);                          \
@@ -576,9 +570,15 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
     case '1': TRY(LSR_R_GOOGLE_OAUTH, google_oauth); break; /* 1//0 */
     default: break;
     }
-    if (r < 0 && telegram_ok) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
-    if (r < 0 && azure_ok) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
-    if (r < 0 && terraform_ok) TRY(LSR_R_HASHICORP_TOKEN, terraform);
+    if (r < 0) { /* the formats without a prefix, looked for only now */
+        uint32_t a;
+        uint64_t w;
+        memcpy(&w, p + 6, 8);
+        if ((unsigned)p[0] - 0x31u < 9u && lsr_tok_has_byte(w, ':')) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
+        memcpy(&a, p + 2, 4);
+        if (r < 0 && lsr_tok_has_byte(a, '~')) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
+        if (r < 0 && p[14] == '.' && p[15] == 'a') TRY(LSR_R_HASHICORP_TOKEN, terraform);
+    }
 #undef TRY
     if (r < 0) return 0;
     *rule = r;
