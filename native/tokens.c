@@ -450,6 +450,7 @@ static size_t azure(const uint8_t *s, size_t n, size_t i) {
  * bytes in (Terraform); only then the formats of that pair are tried. */
 
 uint64_t lsr_tok_pairs[1024];
+uint32_t lsr_tok_head_mask[256], lsr_tok_head_bits[256];
 
 static void pair(uint8_t a, uint8_t b) {
     unsigned k = a | (unsigned)b << 8;
@@ -463,6 +464,43 @@ __attribute__((constructor)) static void pairs_init(void) {
     for (size_t t = 0; t < sizeof P / sizeof P[0]; t++) pair((uint8_t)P[t][0], (uint8_t)P[t][1]);
     for (const char *a = "MNO"; *a; a++) /* Discord: base64 of a decimal id begins so */
         for (const char *b = "DTjz"; *b; b++) pair((uint8_t)*a, (uint8_t)*b);
+    /* The first four bytes of the prefix formats, '?' where any byte may stand, every
+     * spelling that dispatch takes.  Per first byte, the bits on which all of its spellings
+     * agree make a mask: a word whose first four bytes differ from them there is none of
+     * them ("api" and "app" are not "api_", "docs" not "dop_"). */
+    static const char *const H[] = {
+        "AIza", "ATAT", "AGE-", "EAAA", "GOCS", "GR13", "HRKU", "HTTP", "Http", "PMAK", "SG.?", "SK??",
+        "api_", "dop_", "doo_", "dor_", "dapi", "dp.p", "dp.s", "dp.c", "dp.a", "glpa", "gldt", "glrt",
+        "glpt", "glcb", "glft", "glim", "glag", "gloa", "glso", "glff", "glwt", "hf_?", "hvs.", "hvb.",
+        "hvr.", "http", "hTTP", "key-", "npm_", "pypi", "rk_l", "rk_t", "sk_l", "sk_t", "sk-?", "shpa",
+        "shps", "shpc", "shpp", "sq0a", "sq0c", "whse", "xapp", "xoxe", "ya29", "1//0", "M???", "N???",
+        "O???"};
+    uint32_t seen_and[256], seen_or[256], any[256];
+    memset(any, 0, sizeof any);
+    for (size_t t = 0; t < sizeof H / sizeof H[0]; t++) {
+        uint8_t f = (uint8_t)H[t][0];
+        uint32_t bits = 0, wild = 0;
+        for (int k = 0; k < 4; k++) {
+            uint8_t ch = (uint8_t)H[t][k];
+            if (ch == '?') wild |= 0xFFu << (8 * k);
+            else bits |= (uint32_t)ch << (8 * k);
+        }
+        if (!any[f]) {
+            seen_and[f] = bits;
+            seen_or[f] = bits;
+            lsr_tok_head_mask[f] = ~wild;
+            any[f] = 1;
+        } else {
+            seen_and[f] &= bits;
+            seen_or[f] |= bits;
+            lsr_tok_head_mask[f] &= ~wild;
+        }
+    }
+    for (int f = 0; f < 256; f++) {
+        if (!any[f]) continue; /* no prefix format begins with f: the pairs turn it away */
+        lsr_tok_head_mask[f] &= ~(seen_and[f] ^ seen_or[f]); /* the bits where spellings agree */
+        lsr_tok_head_bits[f] = seen_and[f] & lsr_tok_head_mask[f];
+    }
 }
 
 /* the formats that may begin at i (lsr_tok_maybe said some may) */

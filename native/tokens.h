@@ -27,6 +27,9 @@ size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int
  * format can begin at i (most word starts), so the call can be skipped.  It
  * reads s[i..i+15] only when n - i >= 16. */
 extern uint64_t lsr_tok_pairs[1024] __attribute__((visibility("hidden"))); /* 2-byte prefixes */
+/* what the first four bytes of a prefix format are, per first byte: (load & mask) == bits */
+extern uint32_t lsr_tok_head_mask[256] __attribute__((visibility("hidden")));
+extern uint32_t lsr_tok_head_bits[256] __attribute__((visibility("hidden")));
 
 static inline int lsr_tok_has_byte(uint64_t w, uint8_t b) { /* some byte of w is b */
     w ^= 0x0101010101010101ull * b;
@@ -44,7 +47,10 @@ static inline int lsr_tok_maybe_word(const uint8_t *s, size_t n, size_t i, size_
     if (i >= n || n - i < 16) return 0; /* no format is shorter */
     const uint8_t *p = s + i;
     unsigned key = p[0] | (unsigned)p[1] << 8;
-    if (lsr_tok_pairs[key >> 6] >> (key & 63) & 1) return 1; /* a prefix format */
+    if (lsr_tok_pairs[key >> 6] >> (key & 63) & 1) { /* a prefix format, if its next bytes agree */
+        uint32_t h = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        if ((h & lsr_tok_head_mask[p[0]]) == lsr_tok_head_bits[p[0]]) return 1;
+    }
     if (x == ':') return wl >= 6 && wl <= 12 && (unsigned)p[0] - 0x31u < 9u;
     if (x == '.' && wl == 14 && p[15] == 'a') return 1;
     if (wl > 5 || (x != '~' && x != '.' && x != '-')) return 0;
