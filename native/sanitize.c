@@ -90,12 +90,7 @@ struct name_memo {
 
 static inline int enabled(const scan_t *c, int rule) { return (int)((c->cfg->enabled >> rule) & 1u); }
 
-static void emit(scan_t *c, size_t start, size_t len, int rule) {
-    if (c->n >= c->max) {
-        c->overflow = 1;
-        return;
-    }
-    lsr_span *s = &c->spans[c->n++];
+static inline void fill_span(const scan_t *c, lsr_span *s, size_t start, size_t len, int rule) {
     s->rec = c->rec;
     s->start = c->base + (uint32_t)start;
     s->len = (uint32_t)len;
@@ -104,6 +99,14 @@ static void emit(scan_t *c, size_t start, size_t len, int rule) {
     s->flags = c->flags;
     s->repl_off = UINT32_MAX;
     s->repl_len = 0;
+}
+
+static void emit(scan_t *c, size_t start, size_t len, int rule) {
+    if (c->n >= c->max) {
+        c->overflow = 1;
+        return;
+    }
+    fill_span(c, &c->spans[c->n++], start, len, rule);
 }
 
 #if defined(__SSE2__)
@@ -997,6 +1000,51 @@ static inline int is_auth_header(const uint8_t *w, size_t len) {
 
 static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
 
+/* past the blanks, a ',' and the blanks after it from t; n when there is no ',' */
+static size_t after_comma(const uint8_t *s, size_t n, size_t t) {
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    if (t >= n || s[t] != ',') return n;
+    t++;
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    return t;
+}
+
+/* a quoted key lit at t, blanks and ':'; *after: past the ':'.  Either quote, JSON-escaped in
+ * fields, and escaped as deep as the JSON around it in text ({\"name\": ...} inside a string):
+ * as many backslashes before the closing quote as before the opening one. */
+static int quoted_key_at(const uint8_t *s, size_t n, size_t t, int esc, const char *lit, size_t *after) {
+    size_t adv = 1, len = strlen(lit), depth = 0;
+    uint32_t q = t < n ? dch(s, n, t, esc, &adv) : 0;
+    while (q == '\\' && depth < 15 && t + adv < n) { /* the escapes of the opening quote */
+        t += adv;
+        depth++;
+        q = dch(s, n, t, esc, &adv);
+    }
+    if (q != '"' && q != '\'') return 0;
+    t += adv;
+    if (t + len >= n || !starts_ci(s + t, len, lit)) return 0;
+    t += len;
+    for (size_t k = 0; k <= depth; k++) {
+        if (t >= n || dch(s, n, t, esc, &adv) != (k < depth ? '\\' : q)) return 0;
+        t += adv;
+    }
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    if (t >= n || s[t] != ':') return 0;
+    *after = t + 1;
+    return 1;
+}
+
+/* the value [a, b) of a HAR "name" key: whether it is a secret name (secret_name's 1 or 2), and
+ * in *auth whether it is an Authorization header */
+static int har_secret_name(const uint8_t *s, size_t a, size_t b, int esc, int *auth) {
+    uint8_t nm[MAX_NAME];
+    size_t nl = decode_into(s, a, b, esc, nm, sizeof nm);
+    if (nl > sizeof nm) return 0;
+    *auth = is_auth_header(nm, nl);
+    return secret_string(nm, nl);
+}
+
+
 /* after a match: the scan goes on at pos, past the rest of a word the match ended in (only
  * after a match can the scan stand inside a word) */
 #define RESUME(pos)                                                                                     \
@@ -1244,31 +1292,27 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             sn = secret_name(key, wlen);
         }
         if (!sn && (mode & V_QUERY) && (name_is(key, wlen, "key") || name_is(key, wlen, "code"))) sn = 1;
-        /* HAR-style {"name": "password", "value": "..."} */
-        if (!sn && oq && sep == ':' && name_is(key, wlen, "name") && (en & kv_rules)) {
-            size_t ns, ne, nn;
-            if (read_value(s, n, k, esc, V_QUOTED, &ns, &ne, &nn)) {
-                uint8_t nm[MAX_NAME];
-                size_t nl = decode_into(s, ns, ne, esc, nm, sizeof nm);
-                if (nl <= sizeof nm && (auth = is_auth_header(nm, nl), sn = secret_string(nm, nl))) {
-                    size_t t = nn;
-                    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                    if (t < n && s[t] == ',') {
-                        t++;
-                        while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                        uint32_t q1 = t < n ? dch(s, n, t, esc, &adv) : 0;
-                        size_t v0 = t + adv;
-                        if ((q1 == '"' || q1 == '\'') && v0 + 5 < n && starts_ci(s + v0, 5, "value") &&
-                            dch(s, n, v0 + 5, esc, &adv) == q1) {
-                            t = v0 + 5 + adv;
-                            while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                            if (t < n && s[t] == ':') {
-                                k = t + 1;
-                                mode = V_JSON | (mode & V_INBR);
-                                goto secret;
-                            }
-                        }
-                    }
+        /* HAR-style {"name": "password", "value": "..."}, in either order: the value of a
+         * "value" key is the secret when the object's "name" is a secret name */
+        if (!sn && oq && sep == ':' && (en & kv_rules)) {
+            if (name_is(key, wlen, "name")) {
+                size_t ns, ne, nn, t;
+                if (read_value(s, n, k, esc, V_QUOTED, &ns, &ne, &nn) &&
+                    (sn = har_secret_name(s, ns, ne, esc, &auth)) && (t = after_comma(s, n, nn)) < n &&
+                    quoted_key_at(s, n, t, esc, "value", &t)) {
+                    k = t;
+                    mode = V_JSON | (mode & V_INBR);
+                    goto secret;
+                }
+                sn = 0;
+            } else if (name_is(key, wlen, "value")) {
+                size_t t, ns, ne, nn;
+                unsigned vmode = V_JSON | (mode & V_INBR);
+                if (read_value(s, n, k, esc, vmode, &vs, &ve, &next) && (t = after_comma(s, n, next)) < n &&
+                    quoted_key_at(s, n, t, esc, "name", &t) && read_value(s, n, t, esc, V_QUOTED, &ns, &ne, &nn) &&
+                    (sn = har_secret_name(s, ns, ne, esc, &auth))) {
+                    mode = vmode;
+                    goto secret;
                 }
                 sn = 0;
             }
@@ -1511,6 +1555,23 @@ static void emit_whole(scan_t *c, size_t p, size_t e, int rule) {
     c->flags = f;
 }
 
+/* the spans [first, end) (those a value's walk made) replaced by one for the whole value [p, e),
+ * the spans after them kept in order */
+static void replace_whole(scan_t *c, uint32_t first, uint32_t end, size_t p, size_t e, int rule) {
+    if (e <= p || c->overflow) return;
+    if (first == end && c->n >= c->max) { /* no room for one more: the caller retries with more */
+        c->overflow = 1;
+        return;
+    }
+    uint32_t tail = c->n - end;
+    if (first + 1 != end) memmove(&c->spans[first + 1], &c->spans[end], (size_t)tail * sizeof(lsr_span));
+    c->n = first + 1 + tail;
+    uint8_t f = c->flags;
+    c->flags = f | LSR_SPAN_QUOTE;
+    fill_span(c, &c->spans[first], p, e - p, rule);
+    c->flags = f;
+}
+
 static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
     p = ws(s, n, p);
     if (p >= n || depth > 64) return n;
@@ -1524,6 +1585,10 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
     if (ch == '{' || ch == '[') {
         int har = 0;  /* this object had "name": <a secret name>: its "value" is the secret */
         int pair = 0; /* in a list, the last item was a secret name: the next is its value */
+        /* this object's "value" before its "name": where it is and the spans its walk made */
+        size_t hv_at = 0, hv_end = 0;
+        uint32_t hv_span = 0, hv_spans_end = 0;
+        int hv = 0;
         p++;
         for (;;) {
             p = ws(s, n, p);
@@ -1533,7 +1598,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 p++;
                 continue;
             }
-            int card = c->card_ctx, sn = 0, is_name = 0;
+            int card = c->card_ctx, sn = 0, is_name = 0, is_value = 0;
             if (ch == '{') {
                 if (s[p] != '"') return n;
                 size_t ke = skip_string(s, n, p);
@@ -1555,6 +1620,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 }
                 sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
                 if (!sn && har && (nm & NM_VALUE)) sn = 1;
+                is_value = !sn && !har && !hv && (nm & NM_VALUE);
                 is_name = (nm & NM_NAME) != 0;
                 card = card || (nm & NM_CARD);
             } else if (pair) {
@@ -1575,11 +1641,21 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 int name = secret_string_at(s, n, p, &se);
                 if (is_name) har |= name != 0;
                 else pair = name;
+                if (is_name && name && hv && pw_on && secret_value(s, hv_at, hv_end, 0))
+                    replace_whole(c, hv_span, hv_spans_end, hv_at, hv_end, LSR_R_PASSWORD);
             }
             int saved = c->card_ctx;
             c->card_ctx = card;
+            uint32_t spans_before = c->n;
             size_t next = walk(c, s, n, p, depth + 1);
             c->card_ctx = saved;
+            if (is_value && !c->overflow) {
+                hv = 1;
+                hv_at = p;
+                hv_end = next > n ? n : next;
+                hv_span = spans_before;
+                hv_spans_end = c->n;
+            }
             p = next > p ? next : p + 1; /* always forward, whatever the bytes */
         }
     }

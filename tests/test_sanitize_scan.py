@@ -235,6 +235,11 @@ BASIC = "Basic dXNlcjpwYXNzd29yZA=="
     ('[["X-Api-Key", "k-Zq8pL2vX9m"]]', "k-Zq8pL2vX9m"),
     ('{"name": "password", "value": "hunter2hunter"}', "hunter2hunter"),
     ('{"name":"Authorization","value":"Bearer abcdefghijklmnop"}', "abcdefghijklmnop"),
+    ('{"value": "hunter2hunter", "name": "password"}', "hunter2hunter"),
+    ("{'value': 'hunter2hunter', 'name': 'db_password', 'x': 1}", "hunter2hunter"),
+    ('{"value":"Bearer abcdefghijklmnop","name":"Authorization"}', "abcdefghijklmnop"),
+    ('note="{\\"value\\": \\"hunter2hunter\\", \\"name\\": \\"password\\"}"', "hunter2hunter"),
+    ('{"note": "{\\"name\\": \\"password\\", \\"value\\": \\"hunter2hunter\\"}"}', "hunter2hunter"),
     ('har {"headers": [{"name": "Cookie", "value": "sid=Zq8pL2vX9m"}]}', "Zq8pL2vX9m"),
     ("argv ['app', '--password', 'Zq8pL2vX9m', '-v']", "Zq8pL2vX9m"),
 ])
@@ -261,6 +266,24 @@ def test_structured_secrets_in_fields_at_any_depth():
     assert f["request"]["headers"] == [["Authorization", "[REDACTED:password]"], ["Accept", "*/*"]]
     assert f["request"]["har"][1] == {"name": "Accept", "value": "text/html"}
     assert f["argv"] == ["app", "--password", "[REDACTED:password]", "-v"]
+
+
+def test_name_value_objects_with_the_value_first():
+    fields = {
+        "har": [{"value": "bob", "name": "user"}, {"value": "hunter2hunter", "name": "password"}],
+        "deep": {"a": [[{"value": {"k": "k-Zq8pL2vX9m", "mail": "ann@example.com"}, "other": "bo@example.org",
+                         "name": "X-Api-Key"}]]},
+        "benign": [{"value": True, "name": "password"}, {"value": 42, "name": "token"}],
+        "many": [{"value": f"v{i}-Zq8pL2vX9m", "name": "secret"} for i in range(3)],
+    }
+    (obj,) = sanitize([("m", fields)]).objs
+    assert_gone("hunter2hunter", strings(obj))
+    assert_gone("Zq8pL2vX9m", strings(obj))
+    f = obj["fields"]
+    assert f["har"] == [{"value": "bob", "name": "user"}, {"value": "[REDACTED:password]", "name": "password"}]
+    assert f["deep"]["a"][0][0] == {"value": "[REDACTED:password]", "other": "[REDACTED:email]", "name": "X-Api-Key"}
+    assert f["benign"] == fields["benign"]
+    assert f["many"] == [{"value": "[REDACTED:password]", "name": "secret"}] * 3
 
 
 # ---------------------------------------------------------------------------
@@ -515,7 +538,7 @@ def test_property_no_fragment_of_a_secret_survives_in_text(name, secret, sep, be
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(SECRET_NAMES), secret=SECRETS,
-       depth=st.integers(0, 4), form=st.sampled_from(["field", "text", "json", "pair", "har"]))
+       depth=st.integers(0, 4), form=st.sampled_from(["field", "text", "json", "pair", "har", "har_value_first"]))
 def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth, form):
     if form == "field":
         value = {name: secret}
@@ -525,6 +548,8 @@ def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth
         value = {"body": json.dumps({name: secret, "n": 1})}
     elif form == "pair":
         value = {"headers": [[name, secret]]}
+    elif form == "har_value_first":
+        value = {"entries": [{"value": secret, "name": name}]}
     else:
         value = {"entries": [{"name": name, "value": secret}]}
     for k in range(depth):
