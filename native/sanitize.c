@@ -488,8 +488,11 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
  * - "key" alone and "code" are secret only as URL query parameters (?key= is
  *   an API key, ?code= an OAuth code), which the caller decides; "key=" in
  *   text is too common to mean a secret;
- * - "session" alone is not ("session: started"); session id, session key,
- *   sessionid, session_token are;
+ * - "session" alone is, like session id, session key, sessionid and
+ *   session_token: "session=<id>" and {"session": "<id>"} hold the session
+ *   itself (a field named "session" is replaced whole by default, and a key
+ *   in text is judged by this same matcher); a value that is a literal or a
+ *   number stays (see benign);
  * - card verification codes (cvv, cvc) are password-like: their values are
  *   short numbers, and secret;
  * - "authorization" is (its values are credentials), "auth" too, but not
@@ -505,7 +508,7 @@ static const word_t SECRET_WORDS[] = {
     W("pin", 1),       W("otp", 1),         W("cvv", 1),        W("cvc", 1),        W("pass", 0),       W("secret", 0),     W("secrets", 0),
     W("token", 0),     W("apikey", 0),      W("cookie", 0),     W("cookies", 0),    W("auth", 0),
     W("authorization", 0), W("credential", 0), W("credentials", 0), W("creds", 0), W("signature", 0),
-    W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
+    W("sig", 0),       W("session", 0),     W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
     W("privatekey", 0),
     W("accesskey", 0), W("secretkey", 0),   W("authkey", 0),
 };

@@ -118,6 +118,9 @@ LEAKS = [
     Leak("har_value_first_auth", json.dumps({"value": "Bearer Hv7Qm2Xk9Lp4Wz8R", "name": "Authorization"}),
          ("Hv7Qm2Xk9Lp4Wz8R",), "headers",
          [{"value": "text/html", "name": "Accept"}, {"value": "Bearer Hv7Qm2Xk9Lp4Wz8R", "name": "Authorization"}]),
+    # "session" alone names the session like sessionId does
+    Leak("session_eq", "session=abc123def456", ("abc123def456",), "session", "abc123def456"),
+    Leak("session_json", '{"session": "s3ss10nV4lue99"}', ("s3ss10nV4lue99",), "session", "s3ss10nV4lue99"),
     # encodings
     Leak("email_non_ascii_local", "contact josé.ramírez@example.com", ("josé.ramírez@example.com", "josé")),
     Leak("email_idn_domain", "contact kim.lee@exämple.de", ("kim.lee@exämple.de", "kim.lee@")),
@@ -159,6 +162,7 @@ NEGATIVES = [
     Negative("words", "passport check passed; bypass=true; compass heading 270"),
     Negative("har_value_first_plain", json.dumps({"value": "bob", "name": "user"}), "params",
              [{"value": "bob", "name": "user"}, {"value": "text/html", "name": "Accept"}]),
+    Negative("session_prose", "session started for bob; sessions=3; session: true"),
 ]
 
 

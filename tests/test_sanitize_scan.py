@@ -85,7 +85,7 @@ SECRET_NAMES = [
 ]
 NOT_SECRET_NAMES = [
     "token_count", "max_tokens", "tokens", "passport", "bypass", "compass", "tokenizer", "password_hint",
-    "secret_name", "token_type", "aws_access_key_id", "author", "authentication", "session", "passwords",
+    "secret_name", "token_type", "aws_access_key_id", "author", "authentication", "sessions", "passwords",
     "key", "monkey", "hotkey", "password_policy", "secretary", "spin", "pinned", "xpassword", "signed",
     "token_expires_in", "code",
 ]
@@ -110,6 +110,23 @@ def test_names_that_are_not_secret_names_leave_values(name):
         assert scan(text) == text
 
 
+def test_session_alone_is_a_secret_name_in_text_and_in_fields():
+    """One matcher: "session" in text like sessionId; as a field name it is also a default
+    redact_fields entry, and without that the password rule takes its value."""
+    for form in TEXT_FORMS:
+        text = "before " + form.format(k="session", v="abc123def456")
+        out = scan(text)
+        assert_gone("abc123def456", out, text)
+        assert "session" in out and "[REDACTED:password]" in out, (text, out)
+    for text in ("session started for bob", "new session: true", "sessions=3", "session_count=4 ok"):
+        assert scan(text) == text
+    (f,) = sanitize([("m", {"session": "abc123def456", "a": [{"session": 7}]})]).fields
+    assert f == {"session": "[REDACTED:field]", "a": [{"session": "[REDACTED:field]"}]}
+    p = parse({"redact_fields": ["card_ref"]})
+    (f,) = sanitize([("m", {"session": "abc123def456", "a": {"user_session": "s3ss10nV4lue"}, "b": 7})], p).fields
+    assert f == {"session": "[REDACTED:password]", "a": {"user_session": "[REDACTED:password]"}, "b": 7}
+
+
 def test_key_and_code_are_secret_as_url_query_parameters():
     for name in ("key", "code"):
         assert scan(f"GET /v1/x?{name}=AIzaSyD3k9 200") == "GET /v1/x?" + name + "=[REDACTED:password] 200"
@@ -130,7 +147,7 @@ def test_secret_names_as_field_names_at_any_depth(name):
     assert f["plain"] == "ok"
 
 
-@pytest.mark.parametrize("name", [n for n in NOT_SECRET_NAMES if n != "session"])  # session: a default field
+@pytest.mark.parametrize("name", NOT_SECRET_NAMES)
 def test_not_secret_field_names_keep_their_values(name):
     fields = {name: "abc123xyz", "n": {name: 7}}
     (f,) = sanitize([("m", fields)]).fields
