@@ -1575,17 +1575,41 @@ static void replace_whole(scan_t *c, uint32_t first, uint32_t end, size_t p, siz
     c->flags = f;
 }
 
-static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
-    p = ws(s, n, p);
-    if (p >= n || depth > 64) return n;
+/* a value at p that is not an object or a list: a string, a number or a literal */
+static inline size_t walk_scalar(scan_t *c, const uint8_t *s, size_t n, size_t p) {
     uint8_t ch = s[p];
-    const int pw_on = enabled(c, LSR_R_PASSWORD);
     if (ch == '"') {
         size_t e = skip_string(s, n, p);
         if (e - p >= 2) scan_sub(c, s, p + 1, e - 1, 0);
         return e;
     }
-    if (ch == '{' || ch == '[') {
+    /* a number or a literal: a match must stand for the whole token, quoted;
+     * only the integer digits are a candidate (4111111111111111.0 is a card) */
+    if (IS(ch, C_DIGIT) || ch == '-') {
+        uint32_t before = c->n;
+        size_t a = ch == '-' ? p + 1 : p, z = a;
+        while (z < n && IS(s[z], C_DIGIT)) z++;
+        size_t e = z; /* the rest of the token, as skip_value finds it */
+        while (e < n && !SCALAR_END[s[e]]) e++;
+        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
+        scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
+        if (c->n > before) {
+            c->n = before + 1;
+            c->spans[before].start = c->base + (uint32_t)p;
+            c->spans[before].len = (uint32_t)(e - p);
+        }
+        return e;
+    }
+    return skip_value(s, n, p);
+}
+
+static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
+    p = ws(s, n, p);
+    if (p >= n || depth > 64) return n;
+    uint8_t ch = s[p];
+    const int pw_on = enabled(c, LSR_R_PASSWORD);
+    if (ch != '{' && ch != '[') return walk_scalar(c, s, n, p);
+    {
         int har = 0;  /* this object had "name": <a secret name>: its "value" is the secret */
         int pair = 0; /* in a list, the last item was a secret name: the next is its value */
         /* this object's "value" before its "name": where it is and the spans its walk made */
@@ -1650,7 +1674,9 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
             int saved = c->card_ctx;
             c->card_ctx = card;
             uint32_t spans_before = c->n;
-            size_t next = walk(c, s, n, p, depth + 1);
+            /* a string or a number here and now; an object or a list one level down */
+            size_t next = s[p] != '{' && s[p] != '[' && depth < 64 ? walk_scalar(c, s, n, p)
+                                                                    : walk(c, s, n, p, depth + 1);
             c->card_ctx = saved;
             if (is_value && !c->overflow) {
                 hv = 1;
@@ -1662,24 +1688,6 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
             p = next > p ? next : p + 1; /* always forward, whatever the bytes */
         }
     }
-    /* a number or a literal: a match must stand for the whole token, quoted;
-     * only the integer digits are a candidate (4111111111111111.0 is a card) */
-    if (IS(ch, C_DIGIT) || ch == '-') {
-        uint32_t before = c->n;
-        size_t a = ch == '-' ? p + 1 : p, z = a;
-        while (z < n && IS(s[z], C_DIGIT)) z++;
-        size_t e = z; /* the rest of the token, as skip_value finds it */
-        while (e < n && !SCALAR_END[s[e]]) e++;
-        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
-        scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
-        if (c->n > before) {
-            c->n = before + 1;
-            c->spans[before].start = c->base + (uint32_t)p;
-            c->spans[before].len = (uint32_t)(e - p);
-        }
-        return e;
-    }
-    return skip_value(s, n, p);
 }
 
 int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
