@@ -30,6 +30,7 @@ static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, b
 static uint8_t KEYISH[256];   /* those, '-' and '.' (a key goes on with them): what may end a key's first word */
 static uint8_t PLAIN[256];    /* neither a word byte nor SPECIAL: the scan passes over it */
 static uint8_t FIRST[256];    /* e, A, g, x: the first letters of the JWT, AWS, GitHub and Slack rules */
+static uint8_t CARD_SEP[256]; /* the separators of a card's digit groups: ' ', '-', '.', '_', '/' */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -54,6 +55,7 @@ static void cls_init(void) {
         KEYISH[c] = KEY_NEXT[c] || c == '-' || c == '.';
         PLAIN[c] = !(v & C_WORD) && !SPECIAL[c];
         FIRST[c] = c == 'e' || c == 'A' || c == 'g' || c == 'x';
+        CARD_SEP[c] = c == ' ' || c == '-' || c == '.' || c == '_' || c == '/';
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -146,18 +148,17 @@ static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
 static inline size_t word_at(const uint8_t *s, size_t n, size_t i, size_t *digits) {
 #if defined(__SSE2__)
     if (n >= 16) {
+        const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
         size_t b = n - i >= 16 ? i : n - 16; /* the last sixteen bytes near the end of the text */
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + b));
         unsigned sh = (unsigned)(i - b);
         unsigned other = (word_bits(v) ^ 0xFFFFu) >> sh;
-        size_t r = 0;
-        if (IS(s[i], C_DIGIT)) {
-            const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
-            unsigned nd = ((unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_add_epi8(v, d0), d10)) ^ 0xFFFFu) >> sh;
-            r = nd ? (size_t)__builtin_ctz(nd) : n - i < 16 ? n - i : 16;
-            if (r == 16)
-                while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
-        }
+        /* the digit run, for every word: a branch on the first byte here would be a coin toss */
+        unsigned nd = (((unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_add_epi8(v, d0), d10)) ^ 0xFFFFu) >> sh) |
+                      (1u << (16 - sh)); /* past the text (or the load): no digit */
+        size_t r = (size_t)__builtin_ctz(nd);
+        if (__builtin_expect(r == 16, 0))
+            while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
         *digits = r;
         if (other) return i + (size_t)__builtin_ctz(other);
         return b == i ? word_end(s, n, i + 16) : n;
@@ -244,7 +245,7 @@ static inline int card_may_start(const uint8_t *s, size_t n, size_t i, size_t r)
     if (r >= 13) return 1;
     /* a short run is a card only as the first group of one */
     uint8_t x = i + r < n ? s[i + r] : 0;
-    if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
+    if (!((r >= 3) & CARD_SEP[x])) return 0;
     /* and only if a digit follows its separator (a double blank is one separator too) */
     size_t q = i + r + 1;
     if (x == ' ' && q < n && s[q] == ' ') q++;
@@ -1062,6 +1063,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
     const uint64_t en = c->cfg->enabled;
     const int esc = (c->flags & LSR_SPAN_IN_FIELDS) != 0;
     const uint64_t kv_rules = (1ull << LSR_R_BEARER) | (1ull << LSR_R_PASSWORD);
+    const uint8_t kv_on = (en & kv_rules) != 0;
     while (i < n) {
         uint8_t ch = s[i];
         size_t m = 0;
@@ -1159,14 +1161,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         rule = -1;
         if (IS(ch, C_DIGIT)) {
-            card_at at = {c, s, i};
-            if ((en >> LSR_R_CREDIT_CARD & 1) && card_may_start(s, n, i, r) &&
-                (m = try_card(s, n, i, r, card_context, &at)))
-                rule = LSR_R_CREDIT_CARD;
+            if ((en >> LSR_R_CREDIT_CARD & 1) && card_may_start(s, n, i, r)) {
+                card_at at = {c, s, i};
+                if ((m = try_card(s, n, i, r, card_context, &at))) rule = LSR_R_CREDIT_CARD;
+            }
             /* an SSN's area is three digits and then its separator */
-            else if (r == 3 && (en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
+            if (rule < 0 && r == 3 && (en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
             /* an IPv4 address begins with 1-3 digits and a '.', where this word ends */
-            else if (x == '.' && wl <= 3 && (en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i)))
+            else if (rule < 0 && x == '.' && wl <= 3 && (en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i)))
                 rule = LSR_R_IPV4;
         }
         if (rule < 0 && x == ':' && wl <= 4 && (en >> LSR_R_IPV6 & 1) && run_of(s, n, i, C_HEX, 5) == wl &&
@@ -1186,7 +1188,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             continue;
         }
         /* what may follow a key ("Bearer" and "Basic" are followed by a blank) */
-        if (!IS(ch, C_ALPHA) || !(en & kv_rules) || !KEYISH[x]) {
+        if (!((IS(ch, C_ALPHA) != 0) & KEYISH[x] & kv_on)) {
             i = after;
             continue;
         }
@@ -1587,11 +1589,11 @@ static inline size_t walk_scalar(scan_t *c, const uint8_t *s, size_t n, size_t p
      * only the integer digits are a candidate (4111111111111111.0 is a card) */
     if (IS(ch, C_DIGIT) || ch == '-') {
         uint32_t before = c->n;
-        size_t a = ch == '-' ? p + 1 : p, z = a;
-        while (z < n && IS(s[z], C_DIGIT)) z++;
-        size_t e = z; /* the rest of the token, as skip_value finds it */
-        while (e < n && !SCALAR_END[s[e]]) e++;
-        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
+        size_t a = ch == '-' ? p + 1 : p, e = a, z = a;
+        while (e < n && !SCALAR_END[s[e]]) e++; /* the token's end, as skip_value finds it */
+        if (e - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
+        while (z < e && IS(s[z], C_DIGIT)) z++;
+        if (z - a < 13) return e;
         scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
         if (c->n > before) {
             c->n = before + 1;

@@ -451,6 +451,7 @@ static size_t azure(const uint8_t *s, size_t n, size_t i) {
 
 uint64_t lsr_tok_pairs[1024];
 uint32_t lsr_tok_head_mask[256], lsr_tok_head_bits[256];
+uint8_t lsr_tok_after[256];
 
 static void pair(uint8_t a, uint8_t b) {
     unsigned k = a | (unsigned)b << 8;
@@ -475,6 +476,9 @@ __attribute__((constructor)) static void pairs_init(void) {
         "hvr.", "http", "hTTP", "key-", "npm_", "pypi", "rk_l", "rk_t", "sk_l", "sk_t", "sk-?", "shpa",
         "shps", "shpc", "shpp", "sq0a", "sq0c", "whse", "xapp", "xoxe", "ya29", "1//0", "M???", "N???",
         "O???"};
+    lsr_tok_after[':'] = LSR_TOK_AFTER_TELEGRAM;
+    lsr_tok_after['.'] = LSR_TOK_AFTER_TERRAFORM | LSR_TOK_AFTER_AZURE;
+    lsr_tok_after['-'] = lsr_tok_after['~'] = LSR_TOK_AFTER_AZURE;
     uint32_t seen_and[256], seen_or[256], any[256];
     memset(any, 0, sizeof any);
     for (size_t t = 0; t < sizeof H / sizeof H[0]; t++) {

@@ -27,6 +27,9 @@ size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int
  * format can begin at i (most word starts), so the call can be skipped.  It
  * reads s[i..i+15] only when n - i >= 16. */
 extern uint64_t lsr_tok_pairs[1024] __attribute__((visibility("hidden"))); /* 2-byte prefixes */
+/* what the byte after a word may be when a format without a prefix begins at the word */
+enum { LSR_TOK_AFTER_TELEGRAM = 1, LSR_TOK_AFTER_TERRAFORM = 2, LSR_TOK_AFTER_AZURE = 4 };
+extern uint8_t lsr_tok_after[256] __attribute__((visibility("hidden")));
 /* what the first four bytes of a prefix format are, per first byte: (load & mask) == bits */
 extern uint32_t lsr_tok_head_mask[256] __attribute__((visibility("hidden")));
 extern uint32_t lsr_tok_head_bits[256] __attribute__((visibility("hidden")));
@@ -51,9 +54,11 @@ static inline int lsr_tok_maybe_word(const uint8_t *s, size_t n, size_t i, size_
         uint32_t h = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         if ((h & lsr_tok_head_mask[p[0]]) == lsr_tok_head_bits[p[0]]) return 1;
     }
-    if (x == ':') return wl >= 6 && wl <= 12 && (unsigned)p[0] - 0x31u < 9u;
-    if (x == '.' && wl == 14 && p[15] == 'a') return 1;
-    if (wl > 5 || (x != '~' && x != '.' && x != '-')) return 0;
+    unsigned xa = lsr_tok_after[x];
+    if (!xa) return 0; /* most words: none of the three */
+    if (xa & LSR_TOK_AFTER_TELEGRAM) return wl >= 6 && wl <= 12 && (unsigned)p[0] - 0x31u < 9u;
+    if ((xa & LSR_TOK_AFTER_TERRAFORM) && wl == 14 && p[15] == 'a') return 1;
+    if (wl > 5) return 0; /* the Azure bit is set for every byte left */
     uint32_t a;
     memcpy(&a, p + 2, 4);
     return lsr_tok_has_byte(a, '~');
