@@ -1771,6 +1771,11 @@ static uint8_t *copy_region(uint8_t *o, const uint8_t *buf, uint32_t a, uint32_t
     return put(o, buf + p, b - p);
 }
 
+/* the record's message, logger name and fields follow one another in buf, in that order */
+static inline int laid_out_whole(const lsr_meta *m) {
+    return m->msg_off + m->msg_len == m->logger_off && m->logger_off + m->logger_len == m->fields_off;
+}
+
 int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, uint8_t *keep,
                         const lsr_span *spans, uint32_t nspans, const uint8_t *names,
                         const uint32_t *name_off, uint32_t nnames, const uint8_t *repl,
@@ -1789,8 +1794,28 @@ int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, ui
     for (uint32_t i = 0; i < n; i++) {
         const lsr_meta *m = &meta[i];
         lsr_meta *mo = &meta_out[i];
-        *mo = *m;
         while (si < nspans && spans[si].start < m->msg_off) si++;
+        uint32_t end = m->fields_off + m->fields_len;
+        if (keep[i] && laid_out_whole(m) && (si >= nspans || spans[si].start >= end)) {
+            /* records that no span touches, one after the other in buf: one copy for the run */
+            uint32_t j = i, start = m->msg_off;
+            while (j + 1 < n && keep[j + 1] && laid_out_whole(&meta[j + 1]) && meta[j + 1].msg_off == end &&
+                   (si >= nspans || spans[si].start >= meta[j + 1].fields_off + meta[j + 1].fields_len)) {
+                j++;
+                end = meta[j].fields_off + meta[j].fields_len;
+            }
+            int64_t delta = (int64_t)(o - out) - (int64_t)start;
+            for (uint32_t k = i; k <= j; k++) {
+                meta_out[k] = meta[k];
+                meta_out[k].msg_off = (uint32_t)((int64_t)meta[k].msg_off + delta);
+                meta_out[k].logger_off = (uint32_t)((int64_t)meta[k].logger_off + delta);
+                meta_out[k].fields_off = (uint32_t)((int64_t)meta[k].fields_off + delta);
+            }
+            o = put(o, buf + start, end - start);
+            i = j;
+            continue;
+        }
+        *mo = *m;
         if (!keep[i]) {
             mo->msg_len = mo->logger_len = mo->fields_len = 0;
             mo->msg_off = mo->logger_off = mo->fields_off = (uint32_t)(o - out);

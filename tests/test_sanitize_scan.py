@@ -154,6 +154,24 @@ def test_not_secret_field_names_keep_their_values(name):
     assert f == fields
 
 
+def test_a_batch_is_rewritten_as_its_records_are_one_by_one():
+    """The rewrite copies runs of records that no span touches at once: the records around
+    them (secrets, records dropped by a rule, empty fields) come out as they do alone."""
+    p = parse({"rules": [{"name": "ticket", "pattern": "DROPME-[0-9]+", "action": "drop"}]})
+    rng = random.Random(4)
+    records = []
+    for i in range(300):
+        kind = rng.choice(["clean", "clean", "clean", "secret", "field", "drop", "bare"])
+        msg = {"clean": f"GET /api/v1/orders/{i} took {i % 97}ms", "secret": f"login password=Zq8pL2vX{i}w",
+               "field": f"order {i}", "drop": f"job DROPME-{i} failed", "bare": f"tick {i}"}[kind]
+        fields = {} if kind == "bare" else {"n": i, "who": "ann@example.com" if kind == "field" else "bob"}
+        records.append((msg, fields))
+    together = sanitize(records, p).objs
+    alone = [o for rec in records for o in sanitize([rec], p).objs]
+    assert [(o["msg"], o.get("fields")) for o in together] == [(o["msg"], o.get("fields")) for o in alone]
+    assert len(together) < len(records)  # the drop rule took some
+
+
 def test_field_name_hits_count_as_the_password_rule_and_follow_its_action(tmp_path):
     key = tmp_path / "k"
     key.write_bytes(b"k" * 32)
