@@ -1531,8 +1531,7 @@ static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t 
     if (len <= MEMO_KEY && c->memo) {
         /* the slot only saves work: the key is compared in full below */
         name_words8(s, a, b, &lo, &hi);
-        uint64_t h = (lo ^ len) * 0x9E3779B97F4A7C15ull;
-        h = (h ^ (h >> 29) ^ hi) * 0xC2B2AE3D27D4EB4Full;
+        uint64_t h = (lo ^ (hi << 1) ^ len) * 0x9E3779B97F4A7C15ull;
         slot = &c->memo[(h >> 40) % MEMO_SLOTS];
         if ((slot->flags & NM_VALID) && slot->len == len && slot->lo == lo && slot->hi == hi &&
             (len <= 16 || memcmp(slot->key, s + a, len) == 0)) {
@@ -1647,11 +1646,13 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                     p = ve;
                     continue;
                 }
-                sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
-                if (!sn && har && (nm & NM_VALUE)) sn = 1;
-                is_value = !sn && !har && !hv && (nm & NM_VALUE);
-                is_name = (nm & NM_NAME) != 0;
-                card = card || (nm & NM_CARD);
+                if (nm & (NM_SECRET | NM_CARD | NM_NAME | NM_VALUE)) { /* most names are none of them */
+                    sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
+                    if (!sn && har && (nm & NM_VALUE)) sn = 1;
+                    is_value = !sn && !har && !hv && (nm & NM_VALUE);
+                    is_name = (nm & NM_NAME) != 0;
+                    card = card || (nm & NM_CARD);
+                }
             } else if (pair) {
                 sn = pair;
             }
@@ -1665,7 +1666,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 }
             }
             if (p >= n) return n; /* a key with nothing after its ':' */
-            if (s[p] == '"' && (is_name || ch == '[')) {
+            if ((is_name || ch == '[') && s[p] == '"') {
                 size_t se;
                 int name = secret_string_at(s, n, p, &se);
                 if (is_name) har |= name != 0;
