@@ -27,6 +27,10 @@ static uint8_t CLS[256];
 static uint8_t SPECIAL[256]; /* the bytes outside words that the scan looks at */
 static uint8_t SCALAR_END[256]; /* what ends a JSON number or literal for skip_value: , } ] and a blank */
 static uint8_t KEY_NEXT[256]; /* the bytes that may follow a key name: quotes, blanks, separators */
+static uint8_t KEYISH[256];   /* those, '-' and '.' (a key goes on with them): what may end a key's first word */
+static uint8_t PLAIN[256];    /* neither a word byte nor SPECIAL: the scan passes over it */
+static uint8_t FIRST[256];    /* e, A, g, x: the first letters of the JWT, AWS, GitHub and Slack rules */
+static uint8_t CARD_SEP[256]; /* the separators of a card's digit groups: ' ', '-', '.', '_', '/' */
 static int cls_ready;
 
 static void cls_init(void) {
@@ -48,6 +52,10 @@ static void cls_init(void) {
         SPECIAL[c] = c != 0 && strchr("@%:-\\()[]{}\"\n", c) != NULL;
         SCALAR_END[c] = c == ',' || c == '}' || c == ']' || c == ' ';
         KEY_NEXT[c] = c != 0 && strchr("\\\"' \t=:,", c) != NULL;
+        KEYISH[c] = KEY_NEXT[c] || c == '-' || c == '.';
+        PLAIN[c] = !(v & C_WORD) && !SPECIAL[c];
+        FIRST[c] = c == 'e' || c == 'A' || c == 'g' || c == 'x';
+        CARD_SEP[c] = c == ' ' || c == '-' || c == '.' || c == '_' || c == '/';
     }
     __atomic_store_n(&cls_ready, 1, __ATOMIC_RELEASE);
 }
@@ -77,18 +85,14 @@ enum {
     NM_CLEAN = 128 /* the scan of the name itself (outside a card context) found nothing */
 };
 struct name_memo {
+    uint64_t lo, hi; /* see name_words8 */
     uint8_t len, flags;
     uint8_t key[MEMO_KEY];
 };
 
 static inline int enabled(const scan_t *c, int rule) { return (int)((c->cfg->enabled >> rule) & 1u); }
 
-static void emit(scan_t *c, size_t start, size_t len, int rule) {
-    if (c->n >= c->max) {
-        c->overflow = 1;
-        return;
-    }
-    lsr_span *s = &c->spans[c->n++];
+static inline void fill_span(const scan_t *c, lsr_span *s, size_t start, size_t len, int rule) {
     s->rec = c->rec;
     s->start = c->base + (uint32_t)start;
     s->len = (uint32_t)len;
@@ -99,25 +103,71 @@ static void emit(scan_t *c, size_t start, size_t len, int rule) {
     s->repl_len = 0;
 }
 
-/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is */
-static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
+static void emit(scan_t *c, size_t start, size_t len, int rule) {
+    if (c->n >= c->max) {
+        c->overflow = 1;
+        return;
+    }
+    fill_span(c, &c->spans[c->n++], start, len, rule);
+}
+
 #if defined(__SSE2__)
+/* a bit per byte of v that is a word byte ([A-Za-z0-9_]) */
+static inline unsigned word_bits(__m128i v) {
     const __m128i bit5 = _mm_set1_epi8(0x20), under = _mm_set1_epi8('_');
     const __m128i a0 = _mm_set1_epi8((char)(128 - 'a')), a26 = _mm_set1_epi8((char)(-128 + 26));
     const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+    /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
+    __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
+    __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under)));
+}
+#endif
+
+/* the end of the word bytes ([A-Za-z0-9_], C_WORD) from e: sixteen at a time where SSE2 is,
+ * the last few of a text with one load of its last sixteen bytes */
+static inline size_t word_end(const uint8_t *s, size_t n, size_t e) {
+#if defined(__SSE2__)
     while (n - e >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + e));
-        /* a letter: (v | 0x20) in 'a'..'z'; a digit: v in '0'..'9' (signed compares after a shift) */
-        __m128i al = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, bit5), a0), a26);
-        __m128i dg = _mm_cmplt_epi8(_mm_add_epi8(v, d0), d10);
-        __m128i w = _mm_or_si128(_mm_or_si128(al, dg), _mm_cmpeq_epi8(v, under));
-        unsigned other = (unsigned)_mm_movemask_epi8(w) ^ 0xFFFFu;
+        unsigned other = word_bits(_mm_loadu_si128((const __m128i *)(const void *)(s + e))) ^ 0xFFFFu;
         if (other) return e + (size_t)__builtin_ctz(other);
         e += 16;
+    }
+    if (e < n && n >= 16) {
+        size_t b = n - 16;
+        unsigned other = (word_bits(_mm_loadu_si128((const __m128i *)(const void *)(s + b))) ^ 0xFFFFu) >> (e - b);
+        return other ? e + (size_t)__builtin_ctz(other) : n;
     }
 #endif
     while (e < n && IS(s[e], C_WORD)) e++;
     return e;
+}
+
+/* the word at i (s[i] is a word byte): returns its end, and the length of the digit run at i
+ * (0 when s[i] is a letter or '_') in *digits, counted up to 20 */
+static inline size_t word_at(const uint8_t *s, size_t n, size_t i, size_t *digits) {
+#if defined(__SSE2__)
+    if (n >= 16) {
+        const __m128i d0 = _mm_set1_epi8((char)(128 - '0')), d10 = _mm_set1_epi8((char)(-128 + 10));
+        size_t b = n - i >= 16 ? i : n - 16; /* the last sixteen bytes near the end of the text */
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + b));
+        unsigned sh = (unsigned)(i - b);
+        unsigned other = (word_bits(v) ^ 0xFFFFu) >> sh;
+        /* the digit run, for every word: a branch on the first byte here would be a coin toss */
+        unsigned nd = (((unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(_mm_add_epi8(v, d0), d10)) ^ 0xFFFFu) >> sh) |
+                      (1u << (16 - sh)); /* past the text (or the load): no digit */
+        size_t r = (size_t)__builtin_ctz(nd);
+        if (__builtin_expect(r == 16, 0))
+            while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
+        *digits = r;
+        if (other) return i + (size_t)__builtin_ctz(other);
+        return b == i ? word_end(s, n, i + 16) : n;
+    }
+#endif
+    size_t r = 0;
+    while (r < 20 && i + r < n && IS(s[i + r], C_DIGIT)) r++;
+    *digits = r;
+    return word_end(s, n, i + 1);
 }
 
 static inline int lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
@@ -189,17 +239,30 @@ static int standard_groups(const uint8_t *gl, int ng) {
  * checks ("4111111111111111 2025" is a card followed by a year), and that has
  * a card context: printed groups, or a card word before it (*ctx, asked for
  * only when needed).  A bare run without a card word is not a card: random
- * 16-digit ids pass Luhn one time in ten and an issuer prefix often. */
-static size_t try_card(const uint8_t *s, size_t n, size_t i, int (*ctx)(void *), void *arg) {
-    size_t r = run_of(s, n, i, C_DIGIT, 20);
-    if (r < 13) { /* a short run is a card only as the first group of one */
-        uint8_t x = i + r < n ? s[i + r] : 0;
-        if (r < 3 || (x != ' ' && x != '-' && x != '.' && x != '_' && x != '/')) return 0;
-        /* and only if a digit follows its separator (a double blank is one separator too) */
-        size_t q = i + r + 1;
-        if (x == ' ' && q < n && s[q] == ' ') q++;
-        if (q >= n || !IS(s[q], C_DIGIT)) return 0;
+ * 16-digit ids pass Luhn one time in ten and an issuer prefix often.  r is
+ * the length of the digit run at i, at most 20. */
+static inline int card_may_start(const uint8_t *s, size_t n, size_t i, size_t r) {
+    if (r >= 13) return 1;
+    /* a short run is a card only as the first group of one */
+    uint8_t x = i + r < n ? s[i + r] : 0;
+    if (!((r >= 3) & CARD_SEP[x])) return 0;
+    /* and only if a digit follows its separator (a double blank is one separator too) */
+    size_t q = i + r + 1;
+    if (x == ' ' && q < n && s[q] == ' ') q++;
+    if (q >= n || !IS(s[q], C_DIGIT)) return 0;
+    /* and a card has 13 digits or more: count them up to the first byte that is neither a
+     * digit nor a separator (try_card stops there or sooner) */
+    size_t nd = r;
+    for (size_t j = q; j < n && nd < 13; j++) {
+        uint8_t b = s[j];
+        if (IS(b, C_DIGIT)) nd++;
+        else if (b != ' ' && b != '-' && b != '.' && b != '_' && b != '/') break;
     }
+    return nd >= 13;
+}
+
+static size_t try_card(const uint8_t *s, size_t n, size_t i, size_t r, int (*ctx)(void *), void *arg) {
+    if (!card_may_start(s, n, i, r)) return 0;
     uint8_t d[20] = {0}, gl[20] = {0};
     size_t ends[20];
     int nd = 0, ng = 0, glen = 0, gat[20] = {0}; /* gat[k]: groups complete at k digits */
@@ -426,8 +489,11 @@ static size_t try_pem(const uint8_t *s, size_t n, size_t i) {
  * - "key" alone and "code" are secret only as URL query parameters (?key= is
  *   an API key, ?code= an OAuth code), which the caller decides; "key=" in
  *   text is too common to mean a secret;
- * - "session" alone is not ("session: started"); session id, session key,
- *   sessionid, session_token are;
+ * - "session" alone is, like session id, session key, sessionid and
+ *   session_token: "session=<id>" and {"session": "<id>"} hold the session
+ *   itself (a field named "session" is replaced whole by default, and a key
+ *   in text is judged by this same matcher); a value that is a literal or a
+ *   number stays (see benign);
  * - card verification codes (cvv, cvc) are password-like: their values are
  *   short numbers, and secret;
  * - "authorization" is (its values are credentials), "auth" too, but not
@@ -443,7 +509,7 @@ static const word_t SECRET_WORDS[] = {
     W("pin", 1),       W("otp", 1),         W("cvv", 1),        W("cvc", 1),        W("pass", 0),       W("secret", 0),     W("secrets", 0),
     W("token", 0),     W("apikey", 0),      W("cookie", 0),     W("cookies", 0),    W("auth", 0),
     W("authorization", 0), W("credential", 0), W("credentials", 0), W("creds", 0), W("signature", 0),
-    W("sig", 0),       W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
+    W("sig", 0),       W("session", 0),     W("sessionid", 0),   W("sessid", 0),     W("jsessionid", 0), W("accountkey", 0),
     W("privatekey", 0),
     W("accesskey", 0), W("secretkey", 0),   W("authkey", 0),
 };
@@ -936,14 +1002,68 @@ static inline int is_auth_header(const uint8_t *w, size_t len) {
     return name_is(w, len, "authorization") || name_is(w, len, "proxy-authorization");
 }
 
-static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
+static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out);
+
+/* past the blanks, a ',' and the blanks after it from t; n when there is no ',' */
+static size_t after_comma(const uint8_t *s, size_t n, size_t t) {
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    if (t >= n || s[t] != ',') return n;
+    t++;
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    return t;
+}
+
+/* a quoted key lit at t, blanks and ':'; *after: past the ':'.  Either quote, JSON-escaped in
+ * fields, and escaped as deep as the JSON around it in text ({\"name\": ...} inside a string):
+ * as many backslashes before the closing quote as before the opening one. */
+static int quoted_key_at(const uint8_t *s, size_t n, size_t t, int esc, const char *lit, size_t *after) {
+    size_t adv = 1, len = strlen(lit), depth = 0;
+    uint32_t q = t < n ? dch(s, n, t, esc, &adv) : 0;
+    while (q == '\\' && depth < 15 && t + adv < n) { /* the escapes of the opening quote */
+        t += adv;
+        depth++;
+        q = dch(s, n, t, esc, &adv);
+    }
+    if (q != '"' && q != '\'') return 0;
+    t += adv;
+    if (t + len >= n || !starts_ci(s + t, len, lit)) return 0;
+    t += len;
+    for (size_t k = 0; k <= depth; k++) {
+        if (t >= n || dch(s, n, t, esc, &adv) != (k < depth ? '\\' : q)) return 0;
+        t += adv;
+    }
+    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+    if (t >= n || s[t] != ':') return 0;
+    *after = t + 1;
+    return 1;
+}
+
+/* the value [a, b) of a HAR "name" key: whether it is a secret name (secret_name's 1 or 2), and
+ * in *auth whether it is an Authorization header */
+static int har_secret_name(const uint8_t *s, size_t a, size_t b, int esc, int *auth) {
+    uint8_t nm[MAX_NAME];
+    size_t nl = decode_into(s, a, b, esc, nm, sizeof nm);
+    if (nl > sizeof nm) return 0;
+    *auth = is_auth_header(nm, nl);
+    return secret_string(nm, nl);
+}
+
+
+/* after a match: the scan goes on at pos, past the rest of a word the match ended in (only
+ * after a match can the scan stand inside a word) */
+#define RESUME(pos)                                                                                     \
+    do {                                                                                                \
+        i = last_end = (pos);                                                                           \
+        if (i < n && i > 0 && IS(s[i], C_WORD) && IS(s[i - 1], C_WORD)) i = word_end(s, n, i);          \
+    } while (0)
 
 static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
-    size_t i = 0, last_end = 0, word_floor = 0;
+    size_t i = 0, last_end = 0;
     int depth = 0, dq = 0; /* brackets open and double quotes seen on this line */
     const uint64_t en = c->cfg->enabled;
     const int esc = (c->flags & LSR_SPAN_IN_FIELDS) != 0;
     const uint64_t kv_rules = (1ull << LSR_R_BEARER) | (1ull << LSR_R_PASSWORD);
+    const uint8_t kv_on = (en & kv_rules) != 0;
     while (i < n) {
         uint8_t ch = s[i];
         size_t m = 0;
@@ -957,7 +1077,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 size_t a, e;
                 if ((en >> LSR_R_EMAIL & 1) && (e = try_email(s, n, i, i + 1, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
-                    i = last_end = e;
+                    RESUME(e);
                     continue;
                 }
             } else if (ch == '%') { /* "user%40example.com" */
@@ -965,7 +1085,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 if (i + 2 < n && s[i + 1] == '4' && s[i + 2] == '0' && (en >> LSR_R_EMAIL & 1) &&
                     (e = try_email(s, n, i, i + 3, last_end, &a))) {
                     emit(c, a, e - a, LSR_R_EMAIL);
-                    i = last_end = e;
+                    RESUME(e);
                     continue;
                 }
             } else if (ch == ':') {
@@ -975,18 +1095,18 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     while (k < n && IS(s[k], C_USERINFO) && k - u < 256) colon |= s[k++] == ':';
                     if (k < n && s[k] == '@' && colon && k > u) {
                         emit(c, u, k - u, LSR_R_URL_CREDENTIALS);
-                        i = last_end = k + 1;
+                        RESUME(k + 1);
                         continue;
                     }
                 }
                 if (i + 1 < n && s[i + 1] == ':' && (en >> LSR_R_IPV6 & 1) && (m = try_ipv6(s, n, i))) {
                     emit(c, i, m, LSR_R_IPV6);
-                    i = last_end = i + m;
+                    RESUME(i + m);
                     continue;
                 }
             } else if (ch == '-' && (en >> LSR_R_PRIVATE_KEY & 1) && (m = try_pem(s, n, i))) {
                 emit(c, i, m, LSR_R_PRIVATE_KEY);
-                i = last_end = i + m;
+                RESUME(i + m);
                 continue;
             } else if (ch == '\\' && i + 1 < n) {
                 /* "\u0040" is an '@', and so is "\\u0040" (its escape in a JSON string, in
@@ -998,7 +1118,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     size_t a, e;
                     if ((e = try_email(s, n, i, u + 6, last_end, &a))) {
                         emit(c, a, e - a, LSR_R_EMAIL);
-                        i = last_end = e;
+                        RESUME(e);
                         continue;
                     }
                 }
@@ -1009,7 +1129,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     else if (x == '"') dq ^= 1;
                     i += x == 'u' ? 6 : 2;
                     if (i > n) i = n;
-                    word_floor = last_end = i;
+                    last_end = i; /* and what follows starts a word */
                     continue;
                 }
             } else if (ch == '(' || ch == '[' || ch == '{') {
@@ -1024,32 +1144,37 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             i++;
             continue;
         }
-        /* a word: [i, e) */
-        size_t e = word_end(s, n, i + 1);
-        if (i > word_floor && IS(s[i - 1], C_WORD)) { /* the rest of a word a match ended in */
-            i = e;
-            continue;
-        }
+        /* a word: [i, e), and x the byte after it */
+        size_t r; /* the digit run at i, up to 20 */
+        size_t e = word_at(s, n, i, &r);
+        /* where the scan goes on after a word that is nothing: past a separator that the
+         * scan would pass over anyway */
+        size_t after = e < n && PLAIN[s[e]] ? e + 1 : e;
+        size_t wl = e - i;
+        uint8_t x = e < n ? s[e] : 0;
         /* provider tokens first: a token that starts with digits is more than a number */
-        if (lsr_tok_maybe(s, n, i) && (m = lsr_tok_match(s, n, i, en, &rule)) && rule >= 0 && rule < 64) {
+        if (lsr_tok_maybe_word(s, n, i, wl, x) && (m = lsr_tok_match_checked(s, n, i, en, &rule)) &&
+            rule >= 0 && rule < 64) {
             emit(c, i, m, rule);
-            i = last_end = i + m;
+            RESUME(i + m);
             continue;
         }
         rule = -1;
         if (IS(ch, C_DIGIT)) {
-            card_at at = {c, s, i};
-            if ((en >> LSR_R_CREDIT_CARD & 1) && (m = try_card(s, n, i, card_context, &at)))
-                rule = LSR_R_CREDIT_CARD;
-            else if ((en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
+            if ((en >> LSR_R_CREDIT_CARD & 1) && card_may_start(s, n, i, r)) {
+                card_at at = {c, s, i};
+                if ((m = try_card(s, n, i, r, card_context, &at))) rule = LSR_R_CREDIT_CARD;
+            }
+            /* an SSN's area is three digits and then its separator */
+            if (rule < 0 && r == 3 && (en >> LSR_R_SSN & 1) && (m = try_ssn(s, n, i))) rule = LSR_R_SSN;
             /* an IPv4 address begins with 1-3 digits and a '.', where this word ends */
-            else if ((en >> LSR_R_IPV4 & 1) && e - i <= 3 && e < n && s[e] == '.' && (m = try_ipv4(s, n, i)))
+            else if (rule < 0 && x == '.' && wl <= 3 && (en >> LSR_R_IPV4 & 1) && (m = try_ipv4(s, n, i)))
                 rule = LSR_R_IPV4;
         }
-        if (rule < 0 && e < n && s[e] == ':' && e - i <= 4 && (en >> LSR_R_IPV6 & 1) &&
-            run_of(s, n, i, C_HEX, 5) == e - i && (m = try_ipv6(s, n, i)))
+        if (rule < 0 && x == ':' && wl <= 4 && (en >> LSR_R_IPV6 & 1) && run_of(s, n, i, C_HEX, 5) == wl &&
+            (m = try_ipv6(s, n, i)))
             rule = LSR_R_IPV6;
-        if (rule < 0 && IS(ch, C_ALPHA)) {
+        if (rule < 0 && FIRST[ch]) {
             if (ch == 'e' && (en >> LSR_R_JWT & 1) && (m = try_jwt(s, n, i))) rule = LSR_R_JWT;
             else if (ch == 'A' && (en >> LSR_R_AWS_KEY & 1) && (m = try_aws(s, n, i))) rule = LSR_R_AWS_KEY;
             else if (ch == 'g' && (en >> LSR_R_GITHUB_TOKEN & 1) && (m = try_github(s, n, i)))
@@ -1059,14 +1184,24 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         }
         if (rule >= 0) {
             emit(c, i, m, rule);
-            i = last_end = i + m;
+            RESUME(i + m);
             continue;
         }
-        if (!IS(ch, C_ALPHA) || !(en & kv_rules)) {
-            i = e;
+        /* what may follow a key ("Bearer" and "Basic" are followed by a blank) */
+        if (!((IS(ch, C_ALPHA) != 0) & KEYISH[x] & kv_on)) {
+            i = after;
             continue;
         }
-        size_t wl = e - i;
+        if (x == ' ' || x == '\t') {
+            /* after the blanks: a separator, or a word for "Bearer <token>" and "Basic <...>" */
+            size_t t = e + 1;
+            while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
+            uint8_t y = t < n ? s[t] : 0;
+            if (y != '=' && y != ':' && y != ',' && !((wl == 6 || wl == 5) && x == ' ' && (en >> LSR_R_BEARER & 1))) {
+                i = after;
+                continue;
+            }
+        }
         /* "Bearer <token>", and a bare "Basic <base64 of user:password>" */
         if ((en >> LSR_R_BEARER & 1) && (wl == 6 || wl == 5) && e < n && s[e] == ' ') {
             size_t t = e;
@@ -1078,12 +1213,12 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                     k++;
                 if (k - t >= 8) {
                     emit(c, t, k - t, LSR_R_BEARER);
-                    i = last_end = k;
+                    RESUME(k);
                     continue;
                 }
             } else if (wl == 5 && starts_ci(s + i, 5, "basic") && (m = try_basic(s, n, t))) {
                 emit(c, t, m, LSR_R_BEARER);
-                i = last_end = t + m;
+                RESUME(t + m);
                 continue;
             }
         }
@@ -1094,14 +1229,14 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         while (w > e && (s[w - 1] == '-' || s[w - 1] == '.')) w--;
         size_t wlen = w - i, adv;
         if (wlen < 3) {
-            i = e;
+            i = after;
             continue;
         }
         /* what the checks below ask of the bytes after it, in short: a closing quote (escaped
          * or not), blanks, or the separator itself; blanks then a word is no key either */
         if (w >= n || !KEY_NEXT[s[w]] ||
             ((s[w] == ' ' || s[w] == '\t') && w + 1 < n && IS(s[w + 1], C_WORD))) {
-            i = e;
+            i = after;
             continue;
         }
         /* its opening quote, if any (argument dashes before it: "--password") */
@@ -1127,7 +1262,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
         while (p < n && (s[p] == ' ' || s[p] == '\t')) p++;
         uint8_t sep = p < n ? s[p] : 0;
         if (!(sep == '=' || sep == ':' || (sep == ',' && oq))) {
-            i = e;
+            i = after;
             continue;
         }
         size_t k = p + 1;
@@ -1149,7 +1284,7 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             while (b > 0 && qs - b < 8 && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
             int pair = b > 0 && (s[b - 1] == '[' || s[b - 1] == '(');
             if (!(pair || (ks < i && b > 0 && s[b - 1] == ','))) {
-                i = e;
+                i = after;
                 continue;
             }
         }
@@ -1162,54 +1297,50 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
             sn = secret_name(key, wlen);
         }
         if (!sn && (mode & V_QUERY) && (name_is(key, wlen, "key") || name_is(key, wlen, "code"))) sn = 1;
-        /* HAR-style {"name": "password", "value": "..."} */
-        if (!sn && oq && sep == ':' && name_is(key, wlen, "name") && (en & kv_rules)) {
-            size_t ns, ne, nn;
-            if (read_value(s, n, k, esc, V_QUOTED, &ns, &ne, &nn)) {
-                uint8_t nm[MAX_NAME];
-                size_t nl = decode_into(s, ns, ne, esc, nm, sizeof nm);
-                if (nl <= sizeof nm && (auth = is_auth_header(nm, nl), sn = secret_string(nm, nl))) {
-                    size_t t = nn;
-                    while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                    if (t < n && s[t] == ',') {
-                        t++;
-                        while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                        uint32_t q1 = t < n ? dch(s, n, t, esc, &adv) : 0;
-                        size_t v0 = t + adv;
-                        if ((q1 == '"' || q1 == '\'') && v0 + 5 < n && starts_ci(s + v0, 5, "value") &&
-                            dch(s, n, v0 + 5, esc, &adv) == q1) {
-                            t = v0 + 5 + adv;
-                            while (t < n && (s[t] == ' ' || s[t] == '\t')) t++;
-                            if (t < n && s[t] == ':') {
-                                k = t + 1;
-                                mode = V_JSON | (mode & V_INBR);
-                                goto secret;
-                            }
-                        }
-                    }
+        /* HAR-style {"name": "password", "value": "..."}, in either order: the value of a
+         * "value" key is the secret when the object's "name" is a secret name */
+        if (!sn && oq && sep == ':' && (en & kv_rules)) {
+            if (name_is(key, wlen, "name")) {
+                size_t ns, ne, nn, t;
+                if (read_value(s, n, k, esc, V_QUOTED, &ns, &ne, &nn) &&
+                    (sn = har_secret_name(s, ns, ne, esc, &auth)) && (t = after_comma(s, n, nn)) < n &&
+                    quoted_key_at(s, n, t, esc, "value", &t)) {
+                    k = t;
+                    mode = V_JSON | (mode & V_INBR);
+                    goto secret;
+                }
+                sn = 0;
+            } else if (name_is(key, wlen, "value")) {
+                size_t t, ns, ne, nn;
+                unsigned vmode = V_JSON | (mode & V_INBR);
+                if (read_value(s, n, k, esc, vmode, &vs, &ve, &next) && (t = after_comma(s, n, next)) < n &&
+                    quoted_key_at(s, n, t, esc, "name", &t) && read_value(s, n, t, esc, V_QUOTED, &ns, &ne, &nn) &&
+                    (sn = har_secret_name(s, ns, ne, esc, &auth))) {
+                    mode = vmode;
+                    goto secret;
                 }
                 sn = 0;
             }
         }
         if (!sn) {
-            i = e;
+            i = after;
             continue;
         }
     secret:
         if (auth && !(en >> LSR_R_BEARER & 1)) auth = 0; /* then it is the password rule's */
         if (!auth && !(en >> LSR_R_PASSWORD & 1)) {
-            i = e;
+            i = after;
             continue;
         }
         if (!read_value(s, n, k, esc, mode, &vs, &ve, &next)) {
-            i = e;
+            i = after;
             continue;
         }
         if (!auth) {
             uint8_t buf[64];
             size_t bl = decode_into(s, vs, ve, esc, buf, sizeof buf);
             if (bl <= sizeof buf && benign(buf, bl, sn == 2)) { /* left to the other rules */
-                i = e;
+                i = after;
                 continue;
             }
             /* "secret: false ok", "token: 512 for tenant acme": after ':' the value runs to the
@@ -1221,16 +1352,18 @@ static void scan_text(scan_t *c, const uint8_t *s, size_t n) {
                 if (w < ve) {
                     bl = decode_into(s, vs, w, esc, buf, sizeof buf);
                     if (bl <= sizeof buf && benign(buf, bl, sn == 2)) {
-                        i = e;
+                        i = after;
                         continue;
                     }
                 }
             }
         }
         emit(c, vs, ve - vs, auth ? LSR_R_BEARER : LSR_R_PASSWORD);
-        i = last_end = next;
+        RESUME(next);
     }
 }
+
+#undef RESUME
 
 int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg, lsr_span *spans,
                           uint32_t max_spans) {
@@ -1243,12 +1376,30 @@ int64_t lsr_san_scan_text(const uint8_t *s, size_t n, const lsr_san_config *cfg,
 /* ---- fields: walk the JSON so that replacements keep it valid ----------- */
 
 /* past the JSON string at p: the first quote after an even run of backslashes */
-static size_t skip_string(const uint8_t *s, size_t n, size_t p) {
+/* the first '"' at or after p, or n: sixteen bytes at a time where SSE2 is (fields strings are short) */
+static inline size_t find_quote(const uint8_t *s, size_t n, size_t p) {
+#if defined(__SSE2__)
+    const __m128i q = _mm_set1_epi8('"');
+    while (n - p >= 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + p)), q));
+        if (m) return p + (size_t)__builtin_ctz(m);
+        p += 16;
+    }
+    if (p < n && n >= 16) {
+        size_t b = n - 16;
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(s + b)), q)) >> (p - b);
+        return m ? p + (size_t)__builtin_ctz(m) : n;
+    }
+#endif
+    while (p < n && s[p] != '"') p++;
+    return p;
+}
+
+static inline size_t skip_string(const uint8_t *s, size_t n, size_t p) {
     size_t from = ++p; /* after the opening quote */
     while (p < n) {
-        const uint8_t *q = memchr(s + p, '"', n - p);
-        if (!q) return n;
-        size_t k = (size_t)(q - s), b = k;
+        size_t k = find_quote(s, n, p), b = k;
+        if (k >= n) return n;
         while (b > from && s[b - 1] == '\\') b--;
         if (((k - b) & 1) == 0) return k + 1;
         p = from = k + 1; /* an escaped quote: the backslashes before it are behind us */
@@ -1337,41 +1488,27 @@ static int secret_string_at(const uint8_t *s, size_t n, size_t p, size_t *end) {
     return nl <= sizeof nm ? secret_string(nm, nl) : 0;
 }
 
-/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
-static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
+/* A name's memo key: its first and last eight bytes (overlapping for 8-16 bytes), or for a
+ * shorter one its bytes packed in the low end of lo; with the length, the whole name when it
+ * is at most 16 long. */
+static inline void name_words8(const uint8_t *s, size_t a, size_t b, uint64_t *lo, uint64_t *hi) {
     size_t len = b - a;
-    struct name_memo *slot = NULL;
-    *out = NULL;
-    if (len <= MEMO_KEY && c->memo) {
-        /* the slot only saves work: the key is compared in full below */
-        uint64_t h = len;
-        if (len >= 8) {
-            uint64_t x, y;
-            memcpy(&x, s + a, 8);
-            memcpy(&y, s + b - 8, 8);
-            h = (h ^ x) * 0x9E3779B97F4A7C15ull;
-            h = (h ^ (h >> 29) ^ y) * 0xC2B2AE3D27D4EB4Full;
-        } else {
-            for (size_t t = a; t < b; t++) h = (h ^ s[t]) * 0x100000001B3ull;
-        }
-        h ^= h >> 32;
-        slot = &c->memo[(h ^ (h >> 15)) % MEMO_SLOTS];
-        int same = (slot->flags & NM_VALID) && slot->len == len;
-        if (same && len >= 8 && len <= 16) { /* two 8-byte loads cover the key */
-            uint64_t x, y, u, v;
-            memcpy(&x, s + a, 8);
-            memcpy(&y, s + b - 8, 8);
-            memcpy(&u, slot->key, 8);
-            memcpy(&v, slot->key + len - 8, 8);
-            same = x == u && y == v;
-        } else if (same) {
-            same = memcmp(slot->key, s + a, len) == 0;
-        }
-        if (same) {
-            *out = slot;
-            return slot->flags;
-        }
+    uint64_t x = 0, y = 0;
+    if (len >= 8) {
+        memcpy(&x, s + a, 8);
+        memcpy(&y, s + b - 8, 8);
+    } else if (len && b >= 8) { /* the eight bytes that end the name, its own in the high end */
+        memcpy(&x, s + b - 8, 8);
+        x >>= 64 - 8 * len;
+    } else {
+        for (size_t t = len; t-- > 0;) x = x << 8 | s[a + t];
     }
+    *lo = x;
+    *hi = y;
+}
+
+/* judge_name past the memo: the name decoded and asked of each matcher */
+static unsigned judge_name_full(scan_t *c, const uint8_t *s, size_t a, size_t b) {
     uint8_t key[256];
     size_t kl = decode_into(s, a, b, 1, key, sizeof key);
     if (kl > sizeof key) kl = 0;
@@ -1382,9 +1519,32 @@ static unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, stru
     if (card_name(key, kl)) f |= NM_CARD;
     if (name_is(key, kl, "name")) f |= NM_NAME;
     if (name_is(key, kl, "value")) f |= NM_VALUE;
+    return f;
+}
+
+/* what a field name [a, b) (raw JSON string contents) is: NM_* bits */
+static inline unsigned judge_name(scan_t *c, const uint8_t *s, size_t a, size_t b, struct name_memo **out) {
+    size_t len = b - a;
+    struct name_memo *slot = NULL;
+    *out = NULL;
+    uint64_t lo = 0, hi = 0;
+    if (len <= MEMO_KEY && c->memo) {
+        /* the slot only saves work: the key is compared in full below */
+        name_words8(s, a, b, &lo, &hi);
+        uint64_t h = (lo ^ (hi << 1) ^ len) * 0x9E3779B97F4A7C15ull;
+        slot = &c->memo[(h >> 40) % MEMO_SLOTS];
+        if ((slot->flags & NM_VALID) && slot->len == len && slot->lo == lo && slot->hi == hi &&
+            (len <= 16 || memcmp(slot->key, s + a, len) == 0)) {
+            *out = slot;
+            return slot->flags;
+        }
+    }
+    unsigned f = judge_name_full(c, s, a, b);
     if (slot) {
         slot->len = (uint8_t)len;
         slot->flags = (uint8_t)f;
+        slot->lo = lo;
+        slot->hi = hi;
         memcpy(slot->key, s + a, len);
         *out = slot;
     }
@@ -1399,19 +1559,64 @@ static void emit_whole(scan_t *c, size_t p, size_t e, int rule) {
     c->flags = f;
 }
 
-static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
-    p = ws(s, n, p);
-    if (p >= n || depth > 64) return n;
+/* the spans [first, end) (those a value's walk made) replaced by one for the whole value [p, e),
+ * the spans after them kept in order */
+static void replace_whole(scan_t *c, uint32_t first, uint32_t end, size_t p, size_t e, int rule) {
+    if (e <= p || c->overflow) return;
+    if (first == end && c->n >= c->max) { /* no room for one more: the caller retries with more */
+        c->overflow = 1;
+        return;
+    }
+    uint32_t tail = c->n - end;
+    if (first + 1 != end) memmove(&c->spans[first + 1], &c->spans[end], (size_t)tail * sizeof(lsr_span));
+    c->n = first + 1 + tail;
+    uint8_t f = c->flags;
+    c->flags = f | LSR_SPAN_QUOTE;
+    fill_span(c, &c->spans[first], p, e - p, rule);
+    c->flags = f;
+}
+
+/* a value at p that is not an object or a list: a string, a number or a literal */
+static inline size_t walk_scalar(scan_t *c, const uint8_t *s, size_t n, size_t p) {
     uint8_t ch = s[p];
-    const int pw_on = enabled(c, LSR_R_PASSWORD);
     if (ch == '"') {
         size_t e = skip_string(s, n, p);
         if (e - p >= 2) scan_sub(c, s, p + 1, e - 1, 0);
         return e;
     }
-    if (ch == '{' || ch == '[') {
+    /* a number or a literal: a match must stand for the whole token, quoted;
+     * only the integer digits are a candidate (4111111111111111.0 is a card) */
+    if (IS(ch, C_DIGIT) || ch == '-') {
+        uint32_t before = c->n;
+        size_t a = ch == '-' ? p + 1 : p, e = a, z = a;
+        while (e < n && !SCALAR_END[s[e]]) e++; /* the token's end, as skip_value finds it */
+        if (e - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
+        while (z < e && IS(s[z], C_DIGIT)) z++;
+        if (z - a < 13) return e;
+        scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
+        if (c->n > before) {
+            c->n = before + 1;
+            c->spans[before].start = c->base + (uint32_t)p;
+            c->spans[before].len = (uint32_t)(e - p);
+        }
+        return e;
+    }
+    return skip_value(s, n, p);
+}
+
+static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
+    p = ws(s, n, p);
+    if (p >= n || depth > 64) return n;
+    uint8_t ch = s[p];
+    const int pw_on = enabled(c, LSR_R_PASSWORD);
+    if (ch != '{' && ch != '[') return walk_scalar(c, s, n, p);
+    {
         int har = 0;  /* this object had "name": <a secret name>: its "value" is the secret */
         int pair = 0; /* in a list, the last item was a secret name: the next is its value */
+        /* this object's "value" before its "name": where it is and the spans its walk made */
+        size_t hv_at = 0, hv_end = 0;
+        uint32_t hv_span = 0, hv_spans_end = 0;
+        int hv = 0;
         p++;
         for (;;) {
             p = ws(s, n, p);
@@ -1421,7 +1626,7 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 p++;
                 continue;
             }
-            int card = c->card_ctx, sn = 0, is_name = 0;
+            int card = c->card_ctx, sn = 0, is_name = 0, is_value = 0;
             if (ch == '{') {
                 if (s[p] != '"') return n;
                 size_t ke = skip_string(s, n, p);
@@ -1441,10 +1646,13 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                     p = ve;
                     continue;
                 }
-                sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
-                if (!sn && har && (nm & NM_VALUE)) sn = 1;
-                is_name = (nm & NM_NAME) != 0;
-                card = card || (nm & NM_CARD);
+                if (nm & (NM_SECRET | NM_CARD | NM_NAME | NM_VALUE)) { /* most names are none of them */
+                    sn = nm & NM_PASSWORD ? 2 : nm & NM_SECRET ? 1 : 0;
+                    if (!sn && har && (nm & NM_VALUE)) sn = 1;
+                    is_value = !sn && !har && !hv && (nm & NM_VALUE);
+                    is_name = (nm & NM_NAME) != 0;
+                    card = card || (nm & NM_CARD);
+                }
             } else if (pair) {
                 sn = pair;
             }
@@ -1458,35 +1666,31 @@ static size_t walk(scan_t *c, const uint8_t *s, size_t n, size_t p, int depth) {
                 }
             }
             if (p >= n) return n; /* a key with nothing after its ':' */
-            if (s[p] == '"' && (is_name || ch == '[')) {
+            if ((is_name || ch == '[') && s[p] == '"') {
                 size_t se;
                 int name = secret_string_at(s, n, p, &se);
                 if (is_name) har |= name != 0;
                 else pair = name;
+                if (is_name && name && hv && pw_on && secret_value(s, hv_at, hv_end, 0))
+                    replace_whole(c, hv_span, hv_spans_end, hv_at, hv_end, LSR_R_PASSWORD);
             }
             int saved = c->card_ctx;
             c->card_ctx = card;
-            size_t next = walk(c, s, n, p, depth + 1);
+            uint32_t spans_before = c->n;
+            /* a string or a number here and now; an object or a list one level down */
+            size_t next = s[p] != '{' && s[p] != '[' && depth < 64 ? walk_scalar(c, s, n, p)
+                                                                    : walk(c, s, n, p, depth + 1);
             c->card_ctx = saved;
+            if (is_value && !c->overflow) {
+                hv = 1;
+                hv_at = p;
+                hv_end = next > n ? n : next;
+                hv_span = spans_before;
+                hv_spans_end = c->n;
+            }
             p = next > p ? next : p + 1; /* always forward, whatever the bytes */
         }
     }
-    /* a number or a literal: a match must stand for the whole token, quoted;
-     * only the integer digits are a candidate (4111111111111111.0 is a card) */
-    size_t e = skip_value(s, n, p);
-    if (IS(ch, C_DIGIT) || ch == '-') {
-        uint32_t before = c->n;
-        size_t a = ch == '-' ? p + 1 : p, z = a;
-        while (z < e && IS(s[z], C_DIGIT)) z++;
-        if (z - a < 13) return e; /* no rule finds anything in fewer digits than a card has */
-        scan_sub(c, s, a, z, LSR_SPAN_QUOTE);
-        if (c->n > before) {
-            c->n = before + 1;
-            c->spans[before].start = c->base + (uint32_t)p;
-            c->spans[before].len = (uint32_t)(e - p);
-        }
-    }
-    return e;
 }
 
 int64_t lsr_san_scan(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *keep,
@@ -1568,6 +1772,11 @@ static uint8_t *copy_region(uint8_t *o, const uint8_t *buf, uint32_t a, uint32_t
     return put(o, buf + p, b - p);
 }
 
+/* the record's message, logger name and fields follow one another in buf, in that order */
+static inline int laid_out_whole(const lsr_meta *m) {
+    return m->msg_off + m->msg_len == m->logger_off && m->logger_off + m->logger_len == m->fields_off;
+}
+
 int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, uint8_t *keep,
                         const lsr_span *spans, uint32_t nspans, const uint8_t *names,
                         const uint32_t *name_off, uint32_t nnames, const uint8_t *repl,
@@ -1586,8 +1795,28 @@ int64_t lsr_san_rewrite(const lsr_meta *meta, uint32_t n, const uint8_t *buf, ui
     for (uint32_t i = 0; i < n; i++) {
         const lsr_meta *m = &meta[i];
         lsr_meta *mo = &meta_out[i];
-        *mo = *m;
         while (si < nspans && spans[si].start < m->msg_off) si++;
+        uint32_t end = m->fields_off + m->fields_len;
+        if (keep[i] && laid_out_whole(m) && (si >= nspans || spans[si].start >= end)) {
+            /* records that no span touches, one after the other in buf: one copy for the run */
+            uint32_t j = i, start = m->msg_off;
+            while (j + 1 < n && keep[j + 1] && laid_out_whole(&meta[j + 1]) && meta[j + 1].msg_off == end &&
+                   (si >= nspans || spans[si].start >= meta[j + 1].fields_off + meta[j + 1].fields_len)) {
+                j++;
+                end = meta[j].fields_off + meta[j].fields_len;
+            }
+            int64_t delta = (int64_t)(o - out) - (int64_t)start;
+            for (uint32_t k = i; k <= j; k++) {
+                meta_out[k] = meta[k];
+                meta_out[k].msg_off = (uint32_t)((int64_t)meta[k].msg_off + delta);
+                meta_out[k].logger_off = (uint32_t)((int64_t)meta[k].logger_off + delta);
+                meta_out[k].fields_off = (uint32_t)((int64_t)meta[k].fields_off + delta);
+            }
+            o = put(o, buf + start, end - start);
+            i = j;
+            continue;
+        }
+        *mo = *m;
         if (!keep[i]) {
             mo->msg_len = mo->logger_len = mo->fields_len = 0;
             mo->msg_off = mo->logger_off = mo->fields_off = (uint32_t)(o - out);

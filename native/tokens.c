@@ -450,6 +450,8 @@ static size_t azure(const uint8_t *s, size_t n, size_t i) {
  * bytes in (Terraform); only then the formats of that pair are tried. */
 
 uint64_t lsr_tok_pairs[1024];
+uint32_t lsr_tok_head_mask[256], lsr_tok_head_bits[256];
+uint8_t lsr_tok_after[256];
 
 static void pair(uint8_t a, uint8_t b) {
     unsigned k = a | (unsigned)b << 8;
@@ -463,6 +465,46 @@ __attribute__((constructor)) static void pairs_init(void) {
     for (size_t t = 0; t < sizeof P / sizeof P[0]; t++) pair((uint8_t)P[t][0], (uint8_t)P[t][1]);
     for (const char *a = "MNO"; *a; a++) /* Discord: base64 of a decimal id begins so */
         for (const char *b = "DTjz"; *b; b++) pair((uint8_t)*a, (uint8_t)*b);
+    /* The first four bytes of the prefix formats, '?' where any byte may stand, every
+     * spelling that dispatch takes.  Per first byte, the bits on which all of its spellings
+     * agree make a mask: a word whose first four bytes differ from them there is none of
+     * them ("api" and "app" are not "api_", "docs" not "dop_"). */
+    static const char *const H[] = {
+        "AIza", "ATAT", "AGE-", "EAAA", "GOCS", "GR13", "HRKU", "HTTP", "Http", "PMAK", "SG.?", "SK??",
+        "api_", "dop_", "doo_", "dor_", "dapi", "dp.p", "dp.s", "dp.c", "dp.a", "glpa", "gldt", "glrt",
+        "glpt", "glcb", "glft", "glim", "glag", "gloa", "glso", "glff", "glwt", "hf_?", "hvs.", "hvb.",
+        "hvr.", "http", "hTTP", "key-", "npm_", "pypi", "rk_l", "rk_t", "sk_l", "sk_t", "sk-?", "shpa",
+        "shps", "shpc", "shpp", "sq0a", "sq0c", "whse", "xapp", "xoxe", "ya29", "1//0", "M???", "N???",
+        "O???"};
+    lsr_tok_after[':'] = LSR_TOK_AFTER_TELEGRAM;
+    lsr_tok_after['.'] = LSR_TOK_AFTER_TERRAFORM | LSR_TOK_AFTER_AZURE;
+    lsr_tok_after['-'] = lsr_tok_after['~'] = LSR_TOK_AFTER_AZURE;
+    uint32_t seen_and[256], seen_or[256], any[256];
+    memset(any, 0, sizeof any);
+    for (size_t t = 0; t < sizeof H / sizeof H[0]; t++) {
+        uint8_t f = (uint8_t)H[t][0];
+        uint32_t bits = 0, wild = 0;
+        for (int k = 0; k < 4; k++) {
+            uint8_t ch = (uint8_t)H[t][k];
+            if (ch == '?') wild |= 0xFFu << (8 * k);
+            else bits |= (uint32_t)ch << (8 * k);
+        }
+        if (!any[f]) {
+            seen_and[f] = bits;
+            seen_or[f] = bits;
+            lsr_tok_head_mask[f] = ~wild;
+            any[f] = 1;
+        } else {
+            seen_and[f] &= bits;
+            seen_or[f] |= bits;
+            lsr_tok_head_mask[f] &= ~wild;
+        }
+    }
+    for (int f = 0; f < 256; f++) {
+        if (!any[f]) continue; /* no prefix format begins with f: the pairs turn it away */
+        lsr_tok_head_mask[f] &= ~(seen_and[f] ^ seen_or[f]); /* the bits where spellings agree */
+        lsr_tok_head_bits[f] = seen_and[f] & lsr_tok_head_mask[f];
+    }
 }
 
 /* the formats that may begin at i (lsr_tok_maybe said some may) */
@@ -472,12 +514,6 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
     const uint8_t *p = s + i, c1 = p[1], c2 = p[2], c3 = p[3];
     unsigned key = p[0] | (unsigned)c1 << 8;
     int pfx = (int)(lsr_tok_pairs[key >> 6] >> (key & 63) & 1);
-    uint32_t a;
-    uint64_t w;
-    memcpy(&a, p + 2, 4);
-    int azure_ok = lsr_tok_has_byte(a, '~'), terraform_ok = p[14] == '.' && p[15] == 'a';
-    memcpy(&w, p + 6, 8);
-    int telegram_ok = (unsigned)p[0] - 0x31u < 9u && lsr_tok_has_byte(w, ':');
 #define TRY(id, fn)                                                                                      \
     do {                                                                                                 \
         if (r < 0 && (enabled >> (id) & 1) && (m = fn(s, n, i)) != 0) r = (id);                          \
@@ -576,9 +612,15 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
     case '1': TRY(LSR_R_GOOGLE_OAUTH, google_oauth); break; /* 1//0 */
     default: break;
     }
-    if (r < 0 && telegram_ok) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
-    if (r < 0 && azure_ok) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
-    if (r < 0 && terraform_ok) TRY(LSR_R_HASHICORP_TOKEN, terraform);
+    if (r < 0) { /* the formats without a prefix, looked for only now */
+        uint32_t a;
+        uint64_t w;
+        memcpy(&w, p + 6, 8);
+        if ((unsigned)p[0] - 0x31u < 9u && lsr_tok_has_byte(w, ':')) TRY(LSR_R_TELEGRAM_BOT_TOKEN, telegram);
+        memcpy(&a, p + 2, 4);
+        if (r < 0 && lsr_tok_has_byte(a, '~')) TRY(LSR_R_AZURE_CLIENT_SECRET, azure);
+        if (r < 0 && p[14] == '.' && p[15] == 'a') TRY(LSR_R_HASHICORP_TOKEN, terraform);
+    }
 #undef TRY
     if (r < 0) return 0;
     *rule = r;
@@ -587,6 +629,10 @@ static size_t dispatch(const uint8_t *s, size_t n, size_t i, uint64_t enabled, i
 
 size_t lsr_tok_match(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
     if (!lsr_tok_maybe(s, n, i)) return 0;
+    return dispatch(s, n, i, enabled, rule);
+}
+
+size_t lsr_tok_match_checked(const uint8_t *s, size_t n, size_t i, uint64_t enabled, int *rule) {
     return dispatch(s, n, i, enabled, rule);
 }
 

@@ -112,6 +112,15 @@ LEAKS = [
          "headers", [["Authorization", f"Basic {B64_SVC}"], ["Accept", "*/*"]]),
     Leak("har_name_value", json.dumps({"name": "password", "value": "Pa55-w0rd-HAR-77"}), ("Pa55-w0rd-HAR-77",),
          "params", [{"name": "user", "value": "bob"}, {"name": "password", "value": "Pa55-w0rd-HAR-77"}]),
+    # the value before the name: the object is the same
+    Leak("har_value_first", json.dumps({"value": "hunter2xyz", "name": "password"}), ("hunter2xyz",),
+         "params", [{"value": "bob", "name": "user"}, {"value": "hunter2xyz", "name": "password"}]),
+    Leak("har_value_first_auth", json.dumps({"value": "Bearer Hv7Qm2Xk9Lp4Wz8R", "name": "Authorization"}),
+         ("Hv7Qm2Xk9Lp4Wz8R",), "headers",
+         [{"value": "text/html", "name": "Accept"}, {"value": "Bearer Hv7Qm2Xk9Lp4Wz8R", "name": "Authorization"}]),
+    # "session" alone names the session like sessionId does
+    Leak("session_eq", "session=abc123def456", ("abc123def456",), "session", "abc123def456"),
+    Leak("session_json", '{"session": "s3ss10nV4lue99"}', ("s3ss10nV4lue99",), "session", "s3ss10nV4lue99"),
     # encodings
     Leak("email_non_ascii_local", "contact josé.ramírez@example.com", ("josé.ramírez@example.com", "josé")),
     Leak("email_idn_domain", "contact kim.lee@exämple.de", ("kim.lee@exämple.de", "kim.lee@")),
@@ -151,6 +160,9 @@ NEGATIVES = [
     Negative("version", "upgraded 1.2.3 to v10.0.1"),
     Negative("timestamp", "at 2026-03-04T05:06:07.123456Z took 350ms"),
     Negative("words", "passport check passed; bypass=true; compass heading 270"),
+    Negative("har_value_first_plain", json.dumps({"value": "bob", "name": "user"}), "params",
+             [{"value": "bob", "name": "user"}, {"value": "text/html", "name": "Accept"}]),
+    Negative("session_prose", "session started for bob; sessions=3; session: true"),
 ]
 
 

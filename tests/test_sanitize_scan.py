@@ -85,7 +85,7 @@ SECRET_NAMES = [
 ]
 NOT_SECRET_NAMES = [
     "token_count", "max_tokens", "tokens", "passport", "bypass", "compass", "tokenizer", "password_hint",
-    "secret_name", "token_type", "aws_access_key_id", "author", "authentication", "session", "passwords",
+    "secret_name", "token_type", "aws_access_key_id", "author", "authentication", "sessions", "passwords",
     "key", "monkey", "hotkey", "password_policy", "secretary", "spin", "pinned", "xpassword", "signed",
     "token_expires_in", "code",
 ]
@@ -110,6 +110,23 @@ def test_names_that_are_not_secret_names_leave_values(name):
         assert scan(text) == text
 
 
+def test_session_alone_is_a_secret_name_in_text_and_in_fields():
+    """One matcher: "session" in text like sessionId; as a field name it is also a default
+    redact_fields entry, and without that the password rule takes its value."""
+    for form in TEXT_FORMS:
+        text = "before " + form.format(k="session", v="abc123def456")
+        out = scan(text)
+        assert_gone("abc123def456", out, text)
+        assert "session" in out and "[REDACTED:password]" in out, (text, out)
+    for text in ("session started for bob", "new session: true", "sessions=3", "session_count=4 ok"):
+        assert scan(text) == text
+    (f,) = sanitize([("m", {"session": "abc123def456", "a": [{"session": 7}]})]).fields
+    assert f == {"session": "[REDACTED:field]", "a": [{"session": "[REDACTED:field]"}]}
+    p = parse({"redact_fields": ["card_ref"]})
+    (f,) = sanitize([("m", {"session": "abc123def456", "a": {"user_session": "s3ss10nV4lue"}, "b": 7})], p).fields
+    assert f == {"session": "[REDACTED:password]", "a": {"user_session": "[REDACTED:password]"}, "b": 7}
+
+
 def test_key_and_code_are_secret_as_url_query_parameters():
     for name in ("key", "code"):
         assert scan(f"GET /v1/x?{name}=AIzaSyD3k9 200") == "GET /v1/x?" + name + "=[REDACTED:password] 200"
@@ -130,11 +147,29 @@ def test_secret_names_as_field_names_at_any_depth(name):
     assert f["plain"] == "ok"
 
 
-@pytest.mark.parametrize("name", [n for n in NOT_SECRET_NAMES if n != "session"])  # session: a default field
+@pytest.mark.parametrize("name", NOT_SECRET_NAMES)
 def test_not_secret_field_names_keep_their_values(name):
     fields = {name: "abc123xyz", "n": {name: 7}}
     (f,) = sanitize([("m", fields)]).fields
     assert f == fields
+
+
+def test_a_batch_is_rewritten_as_its_records_are_one_by_one():
+    """The rewrite copies runs of records that no span touches at once: the records around
+    them (secrets, records dropped by a rule, empty fields) come out as they do alone."""
+    p = parse({"rules": [{"name": "ticket", "pattern": "DROPME-[0-9]+", "action": "drop"}]})
+    rng = random.Random(4)
+    records = []
+    for i in range(300):
+        kind = rng.choice(["clean", "clean", "clean", "secret", "field", "drop", "bare"])
+        msg = {"clean": f"GET /api/v1/orders/{i} took {i % 97}ms", "secret": f"login password=Zq8pL2vX{i}w",
+               "field": f"order {i}", "drop": f"job DROPME-{i} failed", "bare": f"tick {i}"}[kind]
+        fields = {} if kind == "bare" else {"n": i, "who": "ann@example.com" if kind == "field" else "bob"}
+        records.append((msg, fields))
+    together = sanitize(records, p).objs
+    alone = [o for rec in records for o in sanitize([rec], p).objs]
+    assert [(o["msg"], o.get("fields")) for o in together] == [(o["msg"], o.get("fields")) for o in alone]
+    assert len(together) < len(records)  # the drop rule took some
 
 
 def test_field_name_hits_count_as_the_password_rule_and_follow_its_action(tmp_path):
@@ -235,6 +270,11 @@ BASIC = "Basic dXNlcjpwYXNzd29yZA=="
     ('[["X-Api-Key", "k-Zq8pL2vX9m"]]', "k-Zq8pL2vX9m"),
     ('{"name": "password", "value": "hunter2hunter"}', "hunter2hunter"),
     ('{"name":"Authorization","value":"Bearer abcdefghijklmnop"}', "abcdefghijklmnop"),
+    ('{"value": "hunter2hunter", "name": "password"}', "hunter2hunter"),
+    ("{'value': 'hunter2hunter', 'name': 'db_password', 'x': 1}", "hunter2hunter"),
+    ('{"value":"Bearer abcdefghijklmnop","name":"Authorization"}', "abcdefghijklmnop"),
+    ('note="{\\"value\\": \\"hunter2hunter\\", \\"name\\": \\"password\\"}"', "hunter2hunter"),
+    ('{"note": "{\\"name\\": \\"password\\", \\"value\\": \\"hunter2hunter\\"}"}', "hunter2hunter"),
     ('har {"headers": [{"name": "Cookie", "value": "sid=Zq8pL2vX9m"}]}', "Zq8pL2vX9m"),
     ("argv ['app', '--password', 'Zq8pL2vX9m', '-v']", "Zq8pL2vX9m"),
 ])
@@ -261,6 +301,24 @@ def test_structured_secrets_in_fields_at_any_depth():
     assert f["request"]["headers"] == [["Authorization", "[REDACTED:password]"], ["Accept", "*/*"]]
     assert f["request"]["har"][1] == {"name": "Accept", "value": "text/html"}
     assert f["argv"] == ["app", "--password", "[REDACTED:password]", "-v"]
+
+
+def test_name_value_objects_with_the_value_first():
+    fields = {
+        "har": [{"value": "bob", "name": "user"}, {"value": "hunter2hunter", "name": "password"}],
+        "deep": {"a": [[{"value": {"k": "k-Zq8pL2vX9m", "mail": "ann@example.com"}, "other": "bo@example.org",
+                         "name": "X-Api-Key"}]]},
+        "benign": [{"value": True, "name": "password"}, {"value": 42, "name": "token"}],
+        "many": [{"value": f"v{i}-Zq8pL2vX9m", "name": "secret"} for i in range(3)],
+    }
+    (obj,) = sanitize([("m", fields)]).objs
+    assert_gone("hunter2hunter", strings(obj))
+    assert_gone("Zq8pL2vX9m", strings(obj))
+    f = obj["fields"]
+    assert f["har"] == [{"value": "bob", "name": "user"}, {"value": "[REDACTED:password]", "name": "password"}]
+    assert f["deep"]["a"][0][0] == {"value": "[REDACTED:password]", "other": "[REDACTED:email]", "name": "X-Api-Key"}
+    assert f["benign"] == fields["benign"]
+    assert f["many"] == [{"value": "[REDACTED:password]", "name": "secret"}] * 3
 
 
 # ---------------------------------------------------------------------------
@@ -515,7 +573,7 @@ def test_property_no_fragment_of_a_secret_survives_in_text(name, secret, sep, be
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(SECRET_NAMES), secret=SECRETS,
-       depth=st.integers(0, 4), form=st.sampled_from(["field", "text", "json", "pair", "har"]))
+       depth=st.integers(0, 4), form=st.sampled_from(["field", "text", "json", "pair", "har", "har_value_first"]))
 def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth, form):
     if form == "field":
         value = {name: secret}
@@ -525,6 +583,8 @@ def test_property_no_fragment_of_a_secret_survives_in_fields(name, secret, depth
         value = {"body": json.dumps({name: secret, "n": 1})}
     elif form == "pair":
         value = {"headers": [[name, secret]]}
+    elif form == "har_value_first":
+        value = {"entries": [{"value": secret, "name": name}]}
     else:
         value = {"entries": [{"name": name, "value": secret}]}
     for k in range(depth):
