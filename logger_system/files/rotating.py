@@ -69,10 +69,17 @@ class RotatingFiles:
         path = self.dir / f.name
         self._ensure_dir()
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        before = self._last
         self.current = self._last = f
         self.size = 0
         self.opened = time.monotonic()
-        self._begin(f)
+        try:
+            self._begin(f)
+        except OSError:
+            # the file was removed again: its index is not used up, or the sequence would
+            # show a missing file where none ever held a record
+            self.current, self._last = None, before
+            raise
         self._sync_dir()
         self._retain()
 
