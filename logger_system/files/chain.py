@@ -34,7 +34,6 @@ the tail).  That needs the chain's head off the host.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,19 +123,8 @@ def log_files(directory: Path, suffix: str | None = None) -> list[LogFile]:
 
 def writer_holds(directory: Path) -> bool:
     """Whether a live writer holds the directory: writer.lock_dir keeps an exclusive flock on
-    the directory itself for as long as the writer runs."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    the directory itself for as long as the writer runs (the same test as for a file)."""
+    return sealed.file_locked(directory)
 
 
 def listing(directory: Path, accept_loss: bool = False) -> tuple[list[Path], list[str]]:
@@ -283,16 +271,14 @@ def _links(entries: list[Entry], notes: list[str], accept_loss: bool) -> None:
             before, unknown = None, True
             continue
         ids[h.file_id] = e
-        if h.prev_flags & sealed.PREV_LOSS:
-            msg = (f"{h.lost} record(s) lost just before this file: at a restart the writer found "
-                   "records that the ring had released missing from the files (a cut tail)")
-            if accept_loss:
-                notes.append(f"{e.path}: accepted: {msg}")
-            else:
-                e.fault(msg + "; once investigated, accept it with --accept-loss")
-        if h.prev_flags & sealed.PREV_DAMAGED:
-            msg = (f"file {h.index - 1} was damaged and moved aside by the writer "
-                   "(<its name>.damaged); its records are not readable")
+        recorded = {
+            sealed.PREV_LOSS: f"{h.lost} record(s) lost just before this file: at a restart the writer "
+                              "found records that the ring had released missing from the files (a cut tail)",
+            sealed.PREV_DAMAGED: f"file {h.index - 1} was damaged and moved aside by the writer "
+                                 "(<its name>.damaged); its records are not readable"}
+        for flag, msg in recorded.items():
+            if not h.prev_flags & flag:
+                continue
             if accept_loss:
                 notes.append(f"{e.path}: accepted: {msg}")
             else:
