@@ -65,7 +65,7 @@ def _apply(d: Path, files: list[Path], edit: str, i: int, j: int, where: float) 
 
 def _follow_faults(d: Path, keys: dict) -> list[str]:
     faults: list[str] = []
-    q = Query.build(until="1s", now_ns=time.time_ns())  # one pass, then the end
+    q = Query.build(until="10s", now_ns=time.time_ns())  # past the margin: one pass, then the end
     for _ in reader.follow(d, query=q, interval=0.01, on_fault=faults.append, **keys):
         pass
     return faults
