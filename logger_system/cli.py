@@ -19,7 +19,9 @@ def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
         args.config, ring=args.ring, dir=args.dir, plaintext=True if args.plaintext else None,
         key=args.key, recipient=",".join(args.recipient) if args.recipient else None,
         rotate_size=args.rotate_size, rotate_interval=args.rotate_interval, keep=args.keep,
-        keep_age=args.keep_age, keep_size=args.keep_size, compress=True if args.compress else None,
+        keep_age=args.keep_age, keep_size=args.keep_size, keep_min_age=args.keep_min_age,
+        keep_young=True if args.keep_young else None, keep_ceiling=args.keep_ceiling,
+        compress=True if args.compress else None,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
         max_record=args.max_record, policy=args.policy, metrics=args.metrics,
         sanitize=False if args.no_sanitize else None)
@@ -271,6 +273,15 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--compress", action="store_true", help="zstd-compress each chunk before sealing")
     w.add_argument("--keep-age", default=None, help="remove files older than this, e.g. 30d")
     w.add_argument("--keep-size", default=None, help="keep at most this many bytes of files, e.g. 10GiB")
+    w.add_argument("--keep-min-age", default=None,
+                   help="warn when --keep or --keep-size removes a file younger than this "
+                        "(default 1h; 0: never)")
+    w.add_argument("--keep-young", action="store_true",
+                   help="keep files younger than --keep-min-age beyond --keep/--keep-size, "
+                        "up to --keep-ceiling")
+    w.add_argument("--keep-ceiling", default=None,
+                   help="most bytes of files kept with --keep-young (default 4x --keep-size, "
+                        "else 4x --keep full files)")
     w.add_argument("--rotate-size", default=None, help="rotate at this size, e.g. 64MiB")
     w.add_argument("--rotate-interval", default=None, help="rotate after this long, e.g. 1h")
     w.add_argument("--keep", type=int, default=None, help="rotated files kept")
