@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingError
+from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingError, RingPermissionError
 from .ring import DROP_REASONS, Ring, ring_name, unlink
 
 
@@ -124,6 +124,13 @@ def _stats(args: argparse.Namespace) -> int:
     name = ring_name(args.ring)
     try:
         ring = Ring(name, create=False)
+    except RingPermissionError as exc:
+        try:
+            st = os.stat(f"/dev/shm/{name}")
+        except OSError:
+            raise exc from None
+        raise RingError(f"{exc} (segment /dev/shm/{name}: mode {st.st_mode & 0o777:04o}, uid {st.st_uid})"
+                        ) from None
     except RingError as exc:
         raise RingError(f"{exc} (is a writer or producer running for ring {name!r}?)") from None
     prev: tuple[float, dict] | None = None
@@ -131,6 +138,9 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         while True:
             d = ring.stats().as_dict()
+            mode = ring.segment_mode
+            d["mode"] = None if mode is None else f"{mode:04o}"
+            d["open_to_others"] = bool(mode is not None and mode & 0o066)
             now = time.monotonic()
             if args.json:
                 print(json.dumps(d), flush=True)
@@ -179,6 +189,13 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
              f"  writer    {writer}",
              f"  used      [{bar:<{width}}] {d['utilization'] * 100:5.1f}%  "
              f"{d['used_bytes']}/{d['capacity_bytes']} bytes, high water {d['high_water_bytes']}"]
+    if d.get("mode"):
+        mode = f"  mode      {d['mode']}"
+        if d.get("open_to_others"):
+            mode += (f", open to group or others: they can read records not yet sanitized; "
+                     f"chmod 600 /dev/shm/{d['name']}, or `ring rm {d['name']}` and let producers "
+                     "create it again")
+        lines.append(mode)
     for key in _STAT_ROWS:
         rate = ""
         if since is not None and since[0] > 0 and key != "in_ring":

@@ -130,6 +130,7 @@ class Writer:
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         self.consumer = Consumer(self.ring, config.batch_records, max(config.batch_bytes, self.ring.max_record))
         self._say_ring_size(config)
+        self._say_ring_mode()
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
             config.keep, config.fsync, config.fsync_interval, format_of(self.sealing),
@@ -406,6 +407,7 @@ class Writer:
         self.consumer.close()
         old.close()
         self.ring, self.consumer = new, consumer
+        self._say_ring_mode()
         self.files.ring_id = new.ring_id
         self.skip_written.last_seq = None  # the new ring's positions start again
         self.skip_written.advance_n = False
@@ -443,6 +445,18 @@ class Writer:
                  asked_capacity=config.capacity, asked_max_record=config.max_record,
                  note=f"the ring existed already and keeps its size; to resize it, stop its producers "
                       f"and writer and run `logger-system ring rm {config.ring}`")
+
+    def _say_ring_mode(self) -> None:
+        """A ring whose segment others may read (or write) holds records not yet sanitized."""
+        mode = self.ring.segment_mode
+        if mode is None or not mode & 0o066:
+            return
+        name = self.ring.name
+        _say("ring_mode_open", ring=name, segment=self.ring.segment_path, mode=f"{mode:04o}",
+             note=f"group or others can {'read and write' if mode & 0o022 else 'read'} the ring, and "
+                  f"records in it are not sanitized yet: run `chmod 600 {self.ring.segment_path}`, "
+                  f"or stop the producers, run `logger-system ring rm {name}` and let them create "
+                  "it again (mode 0600)")
 
     def run(self) -> int:
         cfg = self.config
