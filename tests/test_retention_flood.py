@@ -247,3 +247,31 @@ def test_keep_min_age_zero_is_the_old_retention(ring_name, writer_factory, tmp_p
     assert w.stop() == 0, w.stderr()
     assert len(list((tmp_path / "logs").iterdir())) == 3
     assert not _events(w, "young_file_removed")
+
+
+@pytest.mark.slow
+def test_a_reload_takes_on_keep_young(ring_name, writer_factory, tmp_path):
+    import signal
+
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[writer]\nrotate_size = "20KB"\nkeep = 3\nkeep_min_age = 0\n')
+    w = writer_factory("--config", cfg).start()
+    _evidence_then_flood(ring_name, 500)
+    assert stats(ring_name)["warnings"] == 0
+    cfg.write_text('[writer]\nrotate_size = "20KB"\nkeep = 3\nkeep_min_age = "10m"\nkeep_young = true\n'
+                   'keep_ceiling = "20MB"\n')
+    w.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: _events(w, "reloaded"), timeout=20, what="the reload")
+    log = logger_system.connect(ring_name, name="evidence")
+    for i in range(20, 40):
+        assert log.warning("before the second flood %d", i, i=i)
+    wait_for(lambda: stats(ring_name)["in_ring"] == 0, what="the evidence written")
+    p = subprocess.run([sys.executable, "-c", FLOOD, ring_name, "2000"], timeout=120,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: stats(ring_name)["in_ring"] == 0, timeout=60, what="the flood written")
+    assert w.stop() == 0, w.stderr()
+    evidence = [r["fields"]["i"] for r in read_records(tmp_path / "logs") if r["logger"] == "evidence"]
+    assert list(range(20, 40)) == [i for i in evidence if i >= 20]
+    said = _events(w, "young_file_kept")
+    assert said and said[0]["keep_min_age_s"] == 600 and said[0]["keep_ceiling"] == 20_000_000
