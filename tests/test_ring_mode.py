@@ -45,7 +45,8 @@ def test_a_ring_others_can_read_is_said_at_start_and_shown_by_stats(mode, ring_n
     path = _make(ring_name, mode)
     assert path == f"/dev/shm/{ring_name}"
     w = writer_factory().start()
-    said = wait_for(lambda: _events(w, "ring_mode_open"), timeout=10, what="ring_mode_open")
+    wait_for(lambda: _events(w, "started"), timeout=20, what="started")  # attached before it says so
+    said = _events(w, "ring_mode_open")
     assert said[0]["mode"] == f"{mode:04o}" and said[0]["segment"] == path
     assert "chmod 600" in said[0]["note"] and f"ring rm {ring_name}" in said[0]["note"]
     assert "not sanitized" in said[0]["note"]
