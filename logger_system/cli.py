@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingError
+from .errors import ConfigError, CorruptRecordError, LoggerSystemError, RingError, RingPermissionError
 from .ring import DROP_REASONS, Ring, ring_name, unlink
 
 
@@ -19,7 +19,9 @@ def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
         args.config, ring=args.ring, dir=args.dir, plaintext=True if args.plaintext else None,
         key=args.key, recipient=",".join(args.recipient) if args.recipient else None,
         rotate_size=args.rotate_size, rotate_interval=args.rotate_interval, keep=args.keep,
-        keep_age=args.keep_age, keep_size=args.keep_size, compress=True if args.compress else None,
+        keep_age=args.keep_age, keep_size=args.keep_size, keep_min_age=args.keep_min_age,
+        keep_young=True if args.keep_young else None, keep_ceiling=args.keep_ceiling,
+        compress=True if args.compress else None,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
         max_record=args.max_record, policy=args.policy, metrics=args.metrics,
         sanitize=False if args.no_sanitize else None)
@@ -122,6 +124,13 @@ def _stats(args: argparse.Namespace) -> int:
     name = ring_name(args.ring)
     try:
         ring = Ring(name, create=False)
+    except RingPermissionError as exc:
+        try:
+            st = os.stat(f"/dev/shm/{name}")
+        except OSError:
+            raise exc from None
+        raise RingError(f"{exc} (segment /dev/shm/{name}: mode {st.st_mode & 0o777:04o}, uid {st.st_uid})"
+                        ) from None
     except RingError as exc:
         raise RingError(f"{exc} (is a writer or producer running for ring {name!r}?)") from None
     prev: tuple[float, dict] | None = None
@@ -129,6 +138,9 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         while True:
             d = ring.stats().as_dict()
+            mode = ring.segment_mode
+            d["mode"] = None if mode is None else f"{mode:04o}"
+            d["open_to_others"] = bool(mode is not None and mode & 0o066)
             now = time.monotonic()
             if args.json:
                 print(json.dumps(d), flush=True)
@@ -177,6 +189,13 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
              f"  writer    {writer}",
              f"  used      [{bar:<{width}}] {d['utilization'] * 100:5.1f}%  "
              f"{d['used_bytes']}/{d['capacity_bytes']} bytes, high water {d['high_water_bytes']}"]
+    if d.get("mode"):
+        mode = f"  mode      {d['mode']}"
+        if d.get("open_to_others"):
+            mode += (f", open to group or others: they can read records not yet sanitized; "
+                     f"chmod 600 /dev/shm/{d['name']}, or `ring rm {d['name']}` and let producers "
+                     "create it again")
+        lines.append(mode)
     for key in _STAT_ROWS:
         rate = ""
         if since is not None and since[0] > 0 and key != "in_ring":
@@ -271,6 +290,15 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--compress", action="store_true", help="zstd-compress each chunk before sealing")
     w.add_argument("--keep-age", default=None, help="remove files older than this, e.g. 30d")
     w.add_argument("--keep-size", default=None, help="keep at most this many bytes of files, e.g. 10GiB")
+    w.add_argument("--keep-min-age", default=None,
+                   help="warn when --keep or --keep-size removes a file younger than this "
+                        "(default 1h; 0: never)")
+    w.add_argument("--keep-young", action="store_true",
+                   help="keep files younger than --keep-min-age beyond --keep/--keep-size, "
+                        "up to --keep-ceiling")
+    w.add_argument("--keep-ceiling", default=None,
+                   help="most bytes of files kept with --keep-young (default 4x --keep-size, "
+                        "else 4x --keep full files)")
     w.add_argument("--rotate-size", default=None, help="rotate at this size, e.g. 64MiB")
     w.add_argument("--rotate-interval", default=None, help="rotate after this long, e.g. 1h")
     w.add_argument("--keep", type=int, default=None, help="rotated files kept")

@@ -7,6 +7,7 @@ key or a bad value stops the writer at start with a message naming it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ class WriterConfig:
     compress: bool = False
     keep_age: float | None = None
     keep_size: int | None = None
+    # a file the count or size limit would remove while younger than this is warned about
+    # (and with keep_young kept, up to the ceiling); None or 0: no minimum
+    keep_min_age: float | None = 3600.0
+    keep_young: bool = False
+    keep_ceiling: int | None = None  # None: see retention_ceiling
     metrics: str | None = None
     # from the file's other tables
     sanitize_policy: policy_mod.Policy | None = None
@@ -75,6 +81,15 @@ class WriterConfig:
         if self.policy is not None and self.sanitize_policy is not None:
             raise ConfigError("give the sanitizer policy either as a [sanitize] table or as policy=FILE, "
                               "not both")
+        if self.keep_min_age is not None and not self.keep_min_age >= 0:
+            raise ConfigError(f"keep_min_age={describe(self.keep_min_age)}: use a duration, or 0 for none")
+        if self.keep_ceiling is not None and self.keep_size is not None and self.keep_ceiling < self.keep_size:
+            raise ConfigError(f"keep_ceiling={self.keep_ceiling} is below keep_size={self.keep_size}: "
+                              "the ceiling bounds what keep_young keeps beyond keep_size")
+        if (self.keep_young and self.keep_min_age and self.keep is not None
+                and self.retention_ceiling is None):
+            raise ConfigError("keep_young with keep and neither keep_size nor rotate_size has no bound "
+                              "on the disk it may take: give keep_ceiling")
         if self.metrics is not None:
             from .metrics import parse_listen
 
@@ -89,6 +104,30 @@ class WriterConfig:
                 "or pass --plaintext (plaintext = true in [writer]; plaintext=True in Python) "
                 "to write unencrypted files")
         return self
+
+    @property
+    def retention_ceiling(self) -> int | None:
+        """The most bytes of files kept with keep_young: keep_ceiling, else 4 x keep_size, else
+        4 x keep full files (keep x rotate_size), else none."""
+        if self.keep_ceiling is not None:
+            return self.keep_ceiling
+        if self.keep_size is not None:
+            return 4 * self.keep_size
+        if self.keep is not None and self.rotate_size is not None:
+            return 4 * self.keep * self.rotate_size
+        return None
+
+
+_ZERO = re.compile(r"\s*0+(\.0*)?\s*(ms|s|m|h|d)?\s*", re.IGNORECASE)
+
+
+def _min_age(value: Any) -> float | None:
+    """A duration, or 0 (any unit): no minimum age."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return None
+    if isinstance(value, str) and len(value) <= 64 and _ZERO.fullmatch(value):
+        return None
+    return parse_duration(value)
 
 
 def _bool(value: Any) -> bool:
@@ -144,6 +183,9 @@ _CONVERT: dict[str, Any] = {
     "compress": _bool,
     "keep_age": parse_duration,
     "keep_size": parse_size,
+    "keep_min_age": _min_age,
+    "keep_young": _bool,
+    "keep_ceiling": parse_size,
     "metrics": str,
 }
 # set from the file's tables, not from [writer] keys or flags

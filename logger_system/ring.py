@@ -191,6 +191,20 @@ class Ring:
             self._tls.__dict__.pop("slot", None)
 
     @property
+    def segment_path(self) -> str:
+        """Where the ring's shared-memory segment is (Linux: /dev/shm/<name>)."""
+        return "/dev/shm" + _shm_name(self.name).decode()
+
+    @property
+    def segment_mode(self) -> int | None:
+        """The permission bits of the segment the name holds now (None if it is gone); read
+        from the file, so a chmod after creation shows."""
+        try:
+            return os.stat(self.segment_path).st_mode & 0o777
+        except OSError:
+            return None
+
+    @property
     def removed(self) -> bool:
         """Whether this ring's name was removed (`ring rm`) while it was mapped here."""
         return bool(lib.lsr_removed(self.ptr))

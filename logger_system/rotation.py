@@ -72,6 +72,67 @@ def to_delete(files: list[LogFile], keep: int | None) -> list[LogFile]:
     return sorted(files)[: len(files) - keep]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What retention does with a directory's files (see `retain`)."""
+
+    delete: tuple[LogFile, ...] = ()
+    # among `delete`: younger than the minimum age, removed by the count or size limit
+    young_removed: tuple[LogFile, ...] = ()
+    # younger than the minimum age and beyond the count or size limit, kept (keep_young)
+    young_kept: tuple[LogFile, ...] = ()
+    # among `delete`: young files that would have been kept, removed as the ceiling was reached
+    ceiling_removed: tuple[LogFile, ...] = ()
+
+
+def retain(files: list[LogFile], sizes: dict[LogFile, int], ages: dict[LogFile, float],
+           current: LogFile | None = None, *, keep: int | None = None, keep_bytes: int | None = None,
+           keep_age: float | None = None, min_age: float | None = None, keep_young: bool = False,
+           ceiling: int | None = None) -> Retention:
+    """Which files to remove.
+
+    sizes and ages (seconds since each file was last written) are of the files that exist; a
+    file without a size is gone already and not counted.  The current file is never removed.
+
+    - keep_age removes every file older than it, whatever its other limits: the user's own
+      age limit.
+    - keep (count, the current file included) and keep_bytes (all files together) remove the
+      oldest files beyond them.  A file they would remove that is younger than min_age is
+      reported: removed anyway (young_removed), or with keep_young kept (young_kept), as long
+      as all files kept together stay within ceiling bytes; past it the oldest of those are
+      removed after all (ceiling_removed).
+    """
+    files = sorted(f for f in files if f in sizes)
+    by_age = set()
+    if keep_age is not None:
+        by_age = {f for f in files if f != current and ages[f] > keep_age}
+    limited = set(to_delete(files, keep))
+    if keep_bytes is not None:
+        total = sum(sizes[f] for f in files)
+        for f in files:  # oldest first
+            if total <= keep_bytes:
+                break
+            limited.add(f)
+            total -= sizes[f]
+    limited -= by_age
+    limited.discard(current)
+    young = sorted(f for f in limited if min_age and ages[f] < min_age)
+    if not keep_young:
+        return Retention(delete=tuple(sorted(by_age | limited)), young_removed=tuple(young))
+    kept = list(young)
+    delete = (by_age | limited) - set(kept)
+    dropped: list[LogFile] = []
+    if ceiling is not None:
+        total = sum(sizes[f] for f in files if f not in delete)
+        while kept and total > ceiling:
+            f = kept.pop(0)  # the oldest first
+            dropped.append(f)
+            delete.add(f)
+            total -= sizes[f]
+    return Retention(delete=tuple(sorted(delete)), young_kept=tuple(kept),
+                     ceiling_removed=tuple(dropped))
+
+
 def parse_size(text: str | int) -> int:
     """'64MiB', '10MB', '4096' -> bytes."""
     if isinstance(text, int) and not isinstance(text, bool):

@@ -130,11 +130,15 @@ class Writer:
         self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
         self.consumer = Consumer(self.ring, config.batch_records, max(config.batch_bytes, self.ring.max_record))
         self._say_ring_size(config)
+        self._say_ring_mode()
         self.files = RotatingFiles(
             self.dir, self.ring.ring_id, RotationPolicy(config.rotate_size, config.rotate_interval),
             config.keep, config.fsync, config.fsync_interval, format_of(self.sealing),
-            keep_age=config.keep_age, keep_bytes=config.keep_size)
+            keep_age=config.keep_age, keep_bytes=config.keep_size,
+            keep_min_age=config.keep_min_age or None, keep_young=config.keep_young,
+            keep_ceiling=config.retention_ceiling)
         self.files.on_dir_recreated = self._relock_dir
+        self.files.warn = self._warn_retention
         self._resume()
         self.files.format.next_n = self.next_n
         if self.files.format.opens_at_start():
@@ -154,6 +158,15 @@ class Writer:
 
             self.metrics = serve(config.metrics, lambda: self.ring.stats().as_dict())
             _say("metrics", listen=config.metrics)
+
+    def _warn_retention(self, event: str, msg: str, fields: dict) -> None:
+        """Retention removed (or kept) a file younger than keep_min_age: a WARNING record of
+        the writer's own, counted in `warnings`, and a line on stderr."""
+        _say(event, **{k: v for k, v in fields.items() if k != "retention"})
+        log = getattr(self, "_self_log", None)  # not yet there for a file opened at start
+        if log is not None:
+            log.log(30, msg, **fields)
+        self.ring.count("warnings")
 
     def _relock_dir(self) -> None:
         """The directory was removed and made again: hold the new one (the lock was on the old)."""
@@ -230,6 +243,8 @@ class Writer:
         f = self.files
         f.policy = RotationPolicy(new.rotate_size, new.rotate_interval)
         f.keep, f.keep_age, f.keep_bytes = new.keep, new.keep_age, new.keep_size
+        f.keep_min_age, f.keep_young = new.keep_min_age or None, new.keep_young
+        f.keep_ceiling = new.retention_ceiling
         f.fsync, f.fsync_interval = new.fsync, new.fsync_interval
         if not self._custom_stages:
             self.stages = self._build_stages()
@@ -392,6 +407,7 @@ class Writer:
         self.consumer.close()
         old.close()
         self.ring, self.consumer = new, consumer
+        self._say_ring_mode()
         self.files.ring_id = new.ring_id
         self.skip_written.last_seq = None  # the new ring's positions start again
         self.skip_written.advance_n = False
@@ -429,6 +445,18 @@ class Writer:
                  asked_capacity=config.capacity, asked_max_record=config.max_record,
                  note=f"the ring existed already and keeps its size; to resize it, stop its producers "
                       f"and writer and run `logger-system ring rm {config.ring}`")
+
+    def _say_ring_mode(self) -> None:
+        """A ring whose segment others may read (or write) holds records not yet sanitized."""
+        mode = self.ring.segment_mode
+        if mode is None or not mode & 0o066:
+            return
+        name = self.ring.name
+        _say("ring_mode_open", ring=name, segment=self.ring.segment_path, mode=f"{mode:04o}",
+             note=f"group or others can {'read and write' if mode & 0o022 else 'read'} the ring, and "
+                  f"records in it are not sanitized yet: run `chmod 600 {self.ring.segment_path}`, "
+                  f"or stop the producers, run `logger-system ring rm {name}` and let them create "
+                  "it again (mode 0600)")
 
     def run(self) -> int:
         cfg = self.config

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..health import say
-from ..rotation import LogFile, RotationPolicy, next_file, to_delete
+from ..rotation import LogFile, RotationPolicy, next_file, retain
 from .chain import log_files
 from .format import FileFormat
 
@@ -32,10 +32,19 @@ class RotatingFiles:
 
     def __init__(self, directory: Path, ring_id: int, policy: RotationPolicy, keep: int | None,
                  fsync: str, fsync_interval: float, fmt: FileFormat,
-                 keep_age: float | None = None, keep_bytes: int | None = None) -> None:
+                 keep_age: float | None = None, keep_bytes: int | None = None,
+                 keep_min_age: float | None = None, keep_young: bool = False,
+                 keep_ceiling: int | None = None) -> None:
         self.format = fmt
         self.keep_age = keep_age
         self.keep_bytes = keep_bytes
+        self.keep_min_age = keep_min_age
+        self.keep_young = keep_young
+        self.keep_ceiling = keep_ceiling
+        # warn(event, message, fields): a file younger than keep_min_age removed or kept
+        self.warn = None
+        self._warned: dict[str, tuple[float, int]] = {}  # event -> (when, files not yet told)
+        self._told_kept: set[LogFile] = set()
         suffix = fmt.suffix
         self.dir = directory
         self.ring_id = ring_id
@@ -166,39 +175,71 @@ class RotatingFiles:
             os.close(fd)
 
     def _retain(self) -> None:
-        """Remove the oldest files beyond the count, age and total size kept (never the current one)."""
+        """Remove the oldest files beyond the count, age and total size kept (never the current
+        one); the decision, and which young files are kept or only warned about, is retain()'s."""
         files = log_files(self.dir)
-        doomed = set(to_delete(files, self.keep))
         now = time.monotonic()
         offset_now = time.time() - now
-        sizes = {}
+        sizes, ages = {}, {}
         for f in files:
             try:
                 st = os.stat(self.dir / f.name)
             except FileNotFoundError:
                 continue
             sizes[f] = st.st_size
-            if self.keep_age is not None and f != self.current:
-                written = self._closed_at.get(f)  # on the monotonic clock
-                if written is None:
-                    written = st.st_mtime - self._clock_offset.setdefault(f, offset_now)
-                if now - written > self.keep_age:
-                    doomed.add(f)
-        if self.keep_bytes is not None:
-            total = sum(sizes.values())
-            for f in files:  # oldest first
-                if total <= self.keep_bytes:
-                    break
-                doomed.add(f)
-                total -= sizes.get(f, 0)
-        for old in sorted(doomed):
-            if old != self.current:
-                try:
-                    os.unlink(self.dir / old.name)
-                except FileNotFoundError:
-                    pass
-                self._clock_offset.pop(old, None)
-                self._closed_at.pop(old, None)
+            written = now if f == self.current else self._closed_at.get(f)  # on the monotonic clock
+            if written is None:
+                written = st.st_mtime - self._clock_offset.setdefault(f, offset_now)
+            ages[f] = now - written
+        r = retain(files, sizes, ages, self.current, keep=self.keep, keep_bytes=self.keep_bytes,
+                   keep_age=self.keep_age, min_age=self.keep_min_age, keep_young=self.keep_young,
+                   ceiling=self.keep_ceiling)
+        for old in r.delete:
+            try:
+                os.unlink(self.dir / old.name)
+            except FileNotFoundError:
+                pass
+            self._clock_offset.pop(old, None)
+            self._closed_at.pop(old, None)
+        self._told_kept &= set(r.young_kept)
+        new_kept = [f for f in r.young_kept if f not in self._told_kept]
+        self._told_kept.update(new_kept)
+        kept_bytes = sum(sizes[f] for f in sizes if f not in r.delete)
+        for event, which in (("young_file_removed", r.young_removed), ("young_file_kept", new_kept),
+                             ("keep_ceiling_reached", r.ceiling_removed)):
+            if which:
+                self._warn(event, which, ages, kept_bytes, now)
+
+    # at most one warning of each kind this often (s); the next one counts the files between
+    WARN_EVERY = 10.0
+
+    def _warn(self, event: str, which, ages: dict, kept_bytes: int, now: float) -> None:
+        last, untold = self._warned.get(event, (None, 0))
+        count = untold + len(which)
+        if self.warn is None or (last is not None and now - last < self.WARN_EVERY):
+            self._warned[event] = (last, count)
+            return
+        self._warned[event] = (now, 0)
+        youngest = min(ages[f] for f in which)
+        limits = ", ".join(f"{k}={v}" for k, v in (("keep", self.keep), ("keep_size", self.keep_bytes))
+                           if v is not None)
+        min_age = f"keep_min_age {self.keep_min_age:g} s"
+        if event == "young_file_removed":
+            msg = (f"retention removed {count} file(s) younger than {min_age} to stay within {limits} "
+                   f"(the youngest last written {youngest:.0f} s ago): records logged before a flood "
+                   "may be gone; keep_young = true keeps such files, up to keep_ceiling")
+        elif event == "young_file_kept":
+            msg = (f"kept {count} file(s) younger than {min_age} beyond {limits} (keep_young): "
+                   f"{kept_bytes} bytes of files, keep_ceiling {self.keep_ceiling}")
+        else:
+            msg = (f"keep_ceiling {self.keep_ceiling} bytes reached: removed {count} file(s) younger "
+                   f"than {min_age} that keep_young would have kept (the youngest last written "
+                   f"{youngest:.0f} s ago)")
+        fields = {"retention": event, "count": count, "files": [f.name for f in which[:5]],
+                  "youngest_age_s": round(youngest, 3), "keep_min_age_s": self.keep_min_age,
+                  "keep": self.keep, "keep_size": self.keep_bytes, "keep_ceiling": self.keep_ceiling,
+                  "kept_bytes": kept_bytes}
+        self.warn(event, msg, fields)
 
     def rotate_if_due(self, now: float) -> None:
         if self.fd is not None and self.policy.due(self.size, self.opened, now):
