@@ -27,7 +27,7 @@ def _files(directory):
 
 @pytest.mark.slow
 def test_keep_retains_only_the_newest_files(ring_name, writer_factory, tmp_path):
-    w = writer_factory("--rotate-size", "20KB", "--keep", "3").start()
+    w = writer_factory("--rotate-size", "20KB", "--keep", "3", "--keep-min-age", "0").start()
     _log(ring_name, 2000)
     wait_for(lambda: stats(ring_name)["written"] == 2000, what="all records written")
     assert w.stop() == 0
@@ -66,7 +66,7 @@ def test_every_fsync_policy_writes_everything(policy, ring_name, writer_factory,
 def test_config_file_settings_and_flags_override_them(ring_name, writer_factory, tmp_path):
     cfg = tmp_path / "writer.toml"
     cfg.write_text(f'[writer]\nring = "{ring_name}"\nrotate_size = "10KB"\nkeep = 2\n'
-                   f'min_level = "WARNING"\nfsync = "never"\n')
+                   f'min_level = "WARNING"\nfsync = "never"\nkeep_min_age = 0\n')
     c = build(cfg, keep=5, plaintext=True)
     assert (c.ring, c.rotate_size, c.keep, c.min_level, c.fsync) == (ring_name, 10_000, 5, 30, "never")
     w = writer_factory("--config", str(cfg)).start()
