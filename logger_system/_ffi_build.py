@@ -63,7 +63,7 @@ ffibuilder.cdef(
         LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
         LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_C_DROP_STALLED, LSR_C_DROP_IN_LOOP,
         LSR_C_DROP_NO_SLOT, LSR_C_DROP_REMOVED, LSR_C_DROP_NO_WRITER, LSR_C_BLOCK_TIMEOUTS,
-        LSR_C_LOST, LSR_C_DAMAGED_FILES, LSR_NCOUNTERS = 16
+        LSR_C_LOST, LSR_C_DAMAGED_FILES, LSR_C_HEADER_REPAIRS, LSR_NCOUNTERS = 16
     };
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
@@ -129,7 +129,21 @@ ffibuilder.cdef(
                  const char *msg, size_t msg_len, const char *fields, size_t fields_len);
     int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
                       const char *msg, size_t msg_len, const char *fields, size_t fields_len);
+    enum {
+        LSR_F_MAGIC, LSR_F_VERSION, LSR_F_HEADER_BYTES, LSR_F_CAPACITY, LSR_F_MAX_RECORD,
+        LSR_F_OWNER_UID, LSR_F_RING_ID, LSR_F_CREATED_NS, LSR_F_READY, LSR_F_TAIL, LSR_F_HEAD,
+        LSR_F_HIGH_WATER, LSR_F_WRITER_PID, LSR_F_WRITER_START, LSR_F_HEARTBEAT, LSR_F_TOTALS,
+        LSR_NFIELDS
+    };
+    typedef struct {
+        uint32_t field;
+        uint32_t _pad;
+        uint64_t found;
+        uint64_t repaired_to;
+    } lsr_repair;
     int lsr_writer_acquire(lsr_ring *r);
+    int lsr_check(lsr_ring *r, lsr_repair *out, uint32_t max);
+    int lsr_discard(const char *name);
     void lsr_writer_release(lsr_ring *r);
     void lsr_heartbeat(lsr_ring *r);
     int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b);

@@ -24,10 +24,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings",
             "dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed", "dropped_no_writer",
-            "block_timeouts", "lost", "damaged_files")
+            "block_timeouts", "lost", "damaged_files", "header_repairs")
 # why records were dropped: each is counted in `dropped` as well (native/ring.h)
 DROP_REASONS = ("dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed",
                 "dropped_no_writer")
+# the header fields the writer checks before every drain (lsr_check), by LSR_F_* number
+HEADER_FIELDS = ("magic", "version", "header_bytes", "capacity", "max_record", "owner_uid", "ring_id",
+                 "created_ns", "ready", "tail", "head", "high_water", "writer_pid", "writer_start",
+                 "heartbeat", "totals")
 # a thread that found every producer slot taken tries again after this long (s)
 _SLOT_RETRY = 0.1
 
@@ -90,6 +94,7 @@ class RingStats:
     block_timeouts: int
     lost: int
     damaged_files: int
+    header_repairs: int
     written: int
     malformed: int
     abandoned: int
@@ -158,6 +163,49 @@ class Ring:
         self._tls = threading.local()
         self._lock = threading.Lock()
         self._producers: weakref.WeakSet = weakref.WeakSet()
+
+    @classmethod
+    def for_writer(cls, name: str, *, capacity: int, max_record: int) -> "Ring":
+        """The writer's ring: as Ring(), but a segment with this name that is not a ring of
+        this version (its magic, version, layout or ready mark damaged) is discarded, as
+        `ring rm` would (producers still mapping it move), and a new one made.  The result's
+        `discarded` says whether that happened."""
+        shm = _shm_name(ring_name(name))
+        out = ffi.new("lsr_ring **")
+        rc = lib.lsr_open(shm, lib.LSR_MIN_CAPACITY, 64, 0o600, 0, 0, out)
+        if rc == 0:
+            lib.lsr_close(out[0])
+        discarded = rc == lib.LSR_EBADRING and lib.lsr_discard(shm) == 0
+        ring = cls(name, capacity=capacity, max_record=max_record)
+        ring.discarded = discarded
+        return ring
+
+    discarded = False
+
+    def condemn(self) -> None:
+        """The writer found this ring past repair: remove its name, if it is still this
+        ring's, and mark it removed, so that producers move to a new ring (as after `ring rm`)."""
+        shm = _shm_name(self.name)
+        out = ffi.new("lsr_ring **")
+        if lib.lsr_open(shm, lib.LSR_MIN_CAPACITY, 64, 0o600, 0, 1, out) == 0:
+            same = _same_segment(out[0], self._ptr)
+            lib.lsr_close(out[0])
+            if same:
+                lib.lsr_unlink(shm)
+        elif ffi.errno != 2:
+            lib.lsr_discard(shm)  # the name holds no ring of this version either
+        lib.lsr_mark_removed(self.ptr)
+
+    def discard_name(self) -> bool:
+        """The name still leads to this ring although it is marked removed (a removed mark
+        that no `ring rm` set): remove the name, finishing the removal.  Whether it did."""
+        shm = _shm_name(self.name)
+        out = ffi.new("lsr_ring **")
+        if lib.lsr_open(shm, lib.LSR_MIN_CAPACITY, 64, 0o600, 0, 1, out) != 0:
+            return False
+        same = _same_segment(out[0], self._ptr)
+        lib.lsr_close(out[0])
+        return same and lib.lsr_unlink(shm) == 0
 
     @property
     def ptr(self):
@@ -258,6 +306,7 @@ class Ring:
             blocked=c[5], warnings=c[6], dropped_stalled=c[7], dropped_in_loop=c[8],
             dropped_no_slot=c[9], dropped_removed=c[10], dropped_no_writer=c[11], block_timeouts=c[12],
             lost=c[lib.LSR_C_LOST], damaged_files=c[lib.LSR_C_DAMAGED_FILES],
+            header_repairs=c[lib.LSR_C_HEADER_REPAIRS],
             written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
             denied=t.denied, released_ns=t.released_ns,
@@ -346,6 +395,14 @@ def unlink(name: str) -> bool:
             lib.lsr_close(out[0])
 
 
+def _same_segment(a, b) -> bool:
+    """Whether two mappings are of one segment: a mark stored through one is seen in the other."""
+    sa, sb = ffi.new("lsr_stats *"), ffi.new("lsr_stats *")
+    lib.lsr_stats_read(a, sa)
+    lib.lsr_stats_read(b, sb)
+    return sa.ring_id == sb.ring_id and sa.created_ns == sb.created_ns
+
+
 def writer_attached(name: str, pid: int) -> bool:
     """Whether the process `pid` is the writer of ring `name` right now."""
     try:
@@ -398,12 +455,33 @@ class Consumer:
         b.meta, b.buf, b.max_records, b.buf_cap = self._meta, self._buf, records, nbytes
         self._b = b
         self._released = False
+        self._repairs = ffi.new("lsr_repair[]", 32)
+        # what the header held when the writer came: said with the first drain
+        self._found = self.check()
 
     def head(self) -> int:
         return lib.lsr_head(self.ring.ptr)
 
     def heartbeat(self) -> None:
         lib.lsr_heartbeat(self.ring.ptr)
+
+    def check(self) -> list[tuple[str, int, int]] | None:
+        """Every header field against the others and against what this writer knows (lsr_check):
+        the fields set right, as (field, found, repaired_to), or None if the ring is past repair
+        (then replace it: Ring.condemn and the move that follows)."""
+        found, self._found = getattr(self, "_found", []), []
+        rc = lib.lsr_check(self.ring.ptr, self._repairs, 32)
+        if rc == lib.LSR_EBADRING or found is None:
+            self.stop_draining()
+            return None
+        check(rc, "check")
+        rs = self._repairs
+        return found + [(HEADER_FIELDS[rs[i].field] if rs[i].field < len(HEADER_FIELDS) else str(rs[i].field),
+                         rs[i].found, rs[i].repaired_to) for i in range(min(rc, 32))]
+
+    def stop_draining(self) -> None:
+        """The ring is being replaced: no claim in flight holds the writer here any more."""
+        self._b.stalled = 0
 
     def drain(self, cursor: int):
         """The committed records from cursor: (meta, buf, end, malformed, abandoned), meta a

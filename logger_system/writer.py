@@ -127,7 +127,12 @@ class Writer:
         self.sealing = self._sealing(config)
         self.dir = prepare_dir(config.dir)
         self._dir_lock = lock_dir(self.dir)
-        self.ring = Ring(config.ring, capacity=config.capacity, max_record=config.max_record)
+        self.ring = Ring.for_writer(config.ring, capacity=config.capacity, max_record=config.max_record)
+        if self.ring.discarded:
+            self.ring.count("header_repairs")
+            _say("ring_discarded", ring=config.ring, ring_id=f"{self.ring.ring_id:016x}",
+                 reason="the segment with this name was not a ring of this version: replaced")
+        self._condemned = False
         self.consumer = Consumer(self.ring, config.batch_records, max(config.batch_bytes, self.ring.max_record))
         self._say_ring_size(config)
         self._say_ring_mode()
@@ -318,8 +323,29 @@ class Writer:
     def stop(self, *_args) -> None:
         self._stop = True
 
+    def _check_header(self) -> bool:
+        """Before a drain: the ring's header against what this writer knows; what was set
+        right is counted (in C) and said.  False when the ring is past repair: it is
+        condemned (its name removed, marked removed) and the writer moves to a new one
+        once producers have had time to follow."""
+        if self._condemned:
+            self.consumer.stop_draining()
+            return False
+        repairs = self.consumer.check()
+        if repairs is None:
+            self._condemned = True
+            _say("header_unrepairable", ring=self.config.ring, ring_id=f"{self.ring.ring_id:016x}",
+                 action="moving to a new ring")
+            self.ring.condemn()
+            return False
+        for field, found, to in repairs:
+            _say("header_repaired", field=field, found=found, repaired_to=to)
+        return True
+
     def drain_once(self, cursor: int) -> tuple[int, int]:
         """Drain, process, write and release one batch; returns (new cursor, records written)."""
+        if not self._check_header():
+            return cursor, 0
         meta, buf, end, malformed, abandoned = self.consumer.drain(cursor)
         n = len(meta)
         if end == cursor:
@@ -386,10 +412,15 @@ class Writer:
         producers have moved.  The current file ends; the next has the new ring's id."""
         cfg = self.config
         old = self.ring
-        new = Ring(cfg.ring, capacity=cfg.capacity, max_record=cfg.max_record)
+        new = Ring.for_writer(cfg.ring, capacity=cfg.capacity, max_record=cfg.max_record)
         if new.removed:
+            # the same ring: its name is not gone yet (a `ring rm` under way), or a removed mark
+            # no `ring rm` set: then finish the removal; the next idle turn tries again
+            if not self._condemned and new.discard_name():
+                self._condemned = True  # counted in the ring that takes its place
+                _say("header_repaired", field="removed", found=1, repaired_to="ring replaced")
             new.close()
-            return cursor  # the same ring: its name is not gone yet; the next idle turn tries again
+            return cursor
         try:
             self.files.close()
         except OSError:
@@ -408,6 +439,9 @@ class Writer:
         old.close()
         self.ring, self.consumer = new, consumer
         self._say_ring_mode()
+        if self._condemned:  # replaced for damage, not by `ring rm`: counted where it shows
+            new.count("header_repairs")
+        self._condemned = False
         self.files.ring_id = new.ring_id
         self.skip_written.last_seq = None  # the new ring's positions start again
         self.skip_written.advance_n = False

@@ -115,9 +115,24 @@ struct lsr_ring {
     hdr_t *h;
     slot_t *slots;
     uint8_t *data;
+    /* the geometry and identity, copied at open and never read from the segment again */
     uint64_t cap;
     uint64_t mask;
+    uint32_t max_rec;
+    uint32_t owner_uid;
+    uint64_t ring_id;
+    uint64_t created_ns;
     size_t map_len;
+    /* the writer's own account, kept from lsr_writer_acquire on: what it released */
+    int writer;
+    int bad;        /* found past repair at acquire: lsr_check says LSR_EBADRING */
+    uint64_t whead;
+    uint64_t wend;     /* where its last drain ended: tail is never behind it */
+    uint64_t bad_beat; /* a heartbeat from the future that lsr_heartbeat replaced, for lsr_check */
+    lsr_repair noted[4]; /* fields lsr_release found damaged and overwrote, for lsr_check */
+    int nnoted;
+    uint64_t wgen;
+    lsr_totals wtotals;
     uint32_t pid;   /* this process, refreshed after fork */
     uint64_t start; /* this process's start time */
     int created;
@@ -245,7 +260,7 @@ static int init_segment(int fd, lsr_ring *r, uint64_t capacity, uint32_t max_rec
     return LSR_OK;
 }
 
-static int attach_segment(int fd, lsr_ring *r, int allow_foreign) {
+static int attach_segment(int fd, lsr_ring *r, int allow_foreign, uint32_t max_record) {
     struct stat st;
     /* the creator may still be sizing it: wait up to a second */
     for (int i = 0;; i++) {
@@ -262,11 +277,16 @@ static int attach_segment(int fd, lsr_ring *r, int allow_foreign) {
         usleep(1000);
     }
     hdr_t *h = r->h;
-    uint64_t cap = h->capacity;
+    /* The geometry is the mapping's size, not what the header says: a capacity field that
+     * disagrees with it, or a max_record out of range, is the writer's to set right. */
+    uint64_t cap = (uint64_t)st.st_size - LSR_DATA_OFFSET;
     if (h->magic != LSR_MAGIC || h->version != LSR_VERSION || h->header_bytes != LSR_HEADER_BYTES ||
-        cap < LSR_MIN_CAPACITY || cap > LSR_MAX_CAPACITY || (cap & (cap - 1)) ||
-        (size_t)st.st_size != LSR_DATA_OFFSET + cap || h->max_record < 64 || h->max_record > cap / 4)
+        cap < LSR_MIN_CAPACITY || cap > LSR_MAX_CAPACITY || (cap & (cap - 1)))
         return LSR_EBADRING;
+    uint32_t mr = LOAD_RLX(&h->max_record);
+    if (mr < 64 || mr > cap / 4) mr = max_record >= 64 && max_record <= cap / 4 ? max_record : (uint32_t)(cap / 4);
+    r->cap = cap;
+    r->max_rec = mr;
     return LSR_OK;
 }
 
@@ -295,6 +315,8 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
                     return rc;
                 }
                 r->created = 1;
+                r->cap = capacity;
+                r->max_rec = max_record;
                 break;
             }
             if (errno != EEXIST) {
@@ -304,7 +326,7 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
         }
         fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
         if (fd >= 0) {
-            rc = attach_segment(fd, r, allow_foreign);
+            rc = attach_segment(fd, r, allow_foreign, max_record);
             if (rc != LSR_OK) {
                 int saved = errno;
                 if (r->h) munmap(r->h, r->map_len);
@@ -326,8 +348,10 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
         return LSR_ESYS;
     }
     close(fd);
-    r->cap = r->h->capacity;
     r->mask = r->cap - 1;
+    r->owner_uid = r->h->owner_uid;
+    r->ring_id = r->h->ring_id;
+    r->created_ns = r->h->created_ns;
     self_identity(r);
     *out = r;
     return LSR_OK;
@@ -340,6 +364,25 @@ void lsr_close(lsr_ring *r) {
 }
 
 int lsr_unlink(const char *name) { return shm_unlink(name) == 0 ? LSR_OK : LSR_ESYS; }
+
+int lsr_discard(const char *name) {
+    if (!name || name[0] != '/' || strchr(name + 1, '/') || strlen(name) > 250) return LSR_EARG;
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) return LSR_ESYS;
+    /* the name first, as `ring rm` does: a producer that sees the mark finds a new ring */
+    int rc = shm_unlink(name) == 0 ? LSR_OK : LSR_ESYS, saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (size_t)st.st_size >= LSR_HEADER_BYTES) {
+        void *p = mmap(NULL, LSR_HEADER_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) {
+            STORE_REL(&((hdr_t *)p)->removed, 1u);
+            munmap(p, LSR_HEADER_BYTES);
+        }
+    }
+    close(fd);
+    errno = saved;
+    return rc;
+}
 
 int lsr_after_fork(lsr_ring *r) {
     self_identity(r);
@@ -447,7 +490,7 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
         return LSR_ENOSLOT;
     }
     uint64_t body = (uint64_t)LSR_REC_HEADER + msg_len + logger_len + fields_len;
-    if (body > h->max_record) {
+    if (body > r->max_rec) {
         ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
         return LSR_ETOOBIG;
     }
@@ -601,7 +644,11 @@ static void zero_range(lsr_ring *r, uint64_t from, uint64_t to) {
     }
 }
 
-void lsr_heartbeat(lsr_ring *r) { STORE_REL(&r->h->heartbeat_ns, now_ns(CLOCK_MONOTONIC)); }
+void lsr_heartbeat(lsr_ring *r) {
+    uint64_t now = now_ns(CLOCK_MONOTONIC), old = LOAD_RLX(&r->h->heartbeat_ns);
+    if (r->writer && old > now + 1000000000ull) r->bad_beat = old; /* reported by lsr_check */
+    STORE_REL(&r->h->heartbeat_ns, now);
+}
 
 int lsr_writer_acquire(lsr_ring *r) {
     hdr_t *h = r->h;
@@ -612,24 +659,174 @@ int lsr_writer_acquire(lsr_ring *r) {
                                      __ATOMIC_RELAXED))
         return LSR_EEXIST;
     h->writer_start = r->start;
-    /* finish a release the previous writer published but did not complete */
+    /* Where the previous writer stopped.  The published totals come first (lsr_release): a
+     * head behind them by at most the capacity is a release not completed, finished here.
+     * Any other disagreement is damage: the writer takes what agrees with tail, and
+     * lsr_check sets the rest right; when nothing agrees, the ring is replaced. */
+    uint64_t gen = LOAD_ACQ(&h->totals_gen);
     lsr_totals t = totals_read(h);
-    uint64_t head = LOAD_ACQ(&h->head);
-    if (t.head > head && t.head <= LOAD_ACQ(&h->tail)) {
+    uint64_t head = LOAD_ACQ(&h->head), tail = LOAD_ACQ(&h->tail);
+#define FITS(x) (((x) & 7u) == 0 && (x) <= tail && tail - (x) <= r->cap)
+    if (t.head == head && (head & 7u) == 0) {
+        r->whead = head; /* tail, if it disagrees, is found again from here */
+    } else if (t.head > head && t.head - head <= r->cap && FITS(t.head) && FITS(head)) {
         zero_range(r, head, t.head);
         STORE_REL(&h->head, t.head);
+        r->whead = t.head;
+    } else if (FITS(t.head)) {
+        r->whead = t.head;
+    } else if (FITS(head)) {
+        r->whead = head;
+    } else {
+        r->whead = t.head & ~(uint64_t)7u;
+        r->bad = 1;
     }
+#undef FITS
+    r->wend = r->whead;
+    t.head = r->whead;
+    r->wtotals = t;
+    r->wgen = gen;
+    r->writer = 1;
     lsr_heartbeat(r);
     return LSR_OK;
 }
 
 void lsr_writer_release(lsr_ring *r) {
     int32_t me = (int32_t)r->pid;
+    r->writer = 0;
     __atomic_compare_exchange_n(&r->h->writer_pid, &me, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
-uint64_t lsr_head(const lsr_ring *r) { return totals_read(r->h).head; }
+uint64_t lsr_head(const lsr_ring *r) { return r->writer ? r->whead : totals_read(r->h).head; }
 uint64_t lsr_tail(const lsr_ring *r) { return LOAD_ACQ(&r->h->tail); }
+
+/* ---- the writer's check of the header ----------------------------------- */
+
+typedef struct {
+    lsr_ring *r;
+    lsr_repair *out;
+    uint32_t max;
+    int n;
+} repairs_t;
+
+static void repaired(repairs_t *rp, uint32_t field, uint64_t found, uint64_t to) {
+    if ((uint32_t)rp->n < rp->max) {
+        lsr_repair *e = &rp->out[rp->n];
+        e->field = field;
+        e->_pad = 0;
+        e->found = found;
+        e->repaired_to = to;
+    }
+    rp->n++;
+    ADD_RLX(&rp->r->h->counters[LSR_C_HEADER_REPAIRS], 1);
+}
+
+#define FIX(rp, field, lvalue, want)                                       \
+    do {                                                                   \
+        __typeof__(lvalue) found_ = LOAD_RLX(&(lvalue));                   \
+        __typeof__(lvalue) want_ = (__typeof__(lvalue))(want);             \
+        if (found_ != want_) {                                             \
+            STORE_REL(&(lvalue), want_);                                   \
+            repaired((rp), (field), (uint64_t)found_, (uint64_t)want_);    \
+        }                                                                  \
+    } while (0)
+
+/* The live claim (a producer's slot intent) that covers pos, within [from, limit): its
+ * end, or 0 if none. */
+static uint64_t claim_covering(const lsr_ring *r, uint64_t pos, uint64_t limit) {
+    uint64_t best = 0;
+    for (int i = 0; i < LSR_SLOTS; i++) {
+        const slot_t *s = &r->slots[i];
+        uint32_t owner = LOAD_ACQ(&s->pid);
+        if (owner == 0) continue;
+        uint64_t p = LOAD_ACQ(&s->pending_pos), len = LOAD_ACQ(&s->pending_len);
+        if (p == LSR_NO_CLAIM || len == 0 || len > r->cap || p > pos || pos - p >= len) continue;
+        if (p + len > limit || ((p + len) & 7u)) continue;
+        if (!proc_alive(owner, LOAD_RLX(&s->start))) continue;
+        if (p + len > best) best = p + len;
+    }
+    return best;
+}
+
+/* The furthest tail the writer can justify from where its drains reached (`from`): over the
+ * record words found there (claimed, committed, padding: plausible, within the data area),
+ * and over ranges that live producers say they are claiming, never beyond head + capacity. */
+static uint64_t justified_tail(const lsr_ring *r, uint64_t from) {
+    const uint64_t limit = r->whead + r->cap;
+    uint64_t p = from;
+    while (p < limit) {
+        uint64_t w = LOAD_ACQ(word_at(r, p)), room = r->cap - (p & r->mask);
+        if (w != 0 && w_valid(w) && w_len(w) <= room && w_len(w) <= limit - p &&
+            (w_state(w) != ST_PADDING || w_len(w) == room)) {
+            p += w_len(w);
+            continue;
+        }
+        uint64_t end = claim_covering(r, p, limit); /* a claim in flight: its word not yet stored */
+        if (end > p) {
+            p = end;
+            continue;
+        }
+        break;
+    }
+    return p;
+}
+
+int lsr_check(lsr_ring *r, lsr_repair *out, uint32_t max) {
+    if (!r->writer) return LSR_EARG;
+    if (r->bad) return LSR_EBADRING;
+    hdr_t *h = r->h;
+    repairs_t rp = {r, out, max, 0};
+    FIX(&rp, LSR_F_MAGIC, h->magic, LSR_MAGIC);
+    FIX(&rp, LSR_F_VERSION, h->version, LSR_VERSION);
+    FIX(&rp, LSR_F_HEADER_BYTES, h->header_bytes, LSR_HEADER_BYTES);
+    FIX(&rp, LSR_F_CAPACITY, h->capacity, r->cap);
+    FIX(&rp, LSR_F_MAX_RECORD, h->max_record, r->max_rec);
+    FIX(&rp, LSR_F_OWNER_UID, h->owner_uid, r->owner_uid);
+    FIX(&rp, LSR_F_RING_ID, h->ring_id, r->ring_id);
+    FIX(&rp, LSR_F_CREATED_NS, h->created_ns, r->created_ns);
+    FIX(&rp, LSR_F_READY, h->ready, 1u);
+    FIX(&rp, LSR_F_WRITER_PID, h->writer_pid, (int32_t)r->pid);
+    FIX(&rp, LSR_F_WRITER_START, h->writer_start, r->start);
+    uint64_t now = now_ns(CLOCK_MONOTONIC), beat = LOAD_RLX(&h->heartbeat_ns);
+    if (beat > now + 1000000000ull) { /* from the future: a dead writer would look alive */
+        STORE_REL(&h->heartbeat_ns, now);
+        repaired(&rp, LSR_F_HEARTBEAT, beat, now);
+    } else if (r->bad_beat) {
+        repaired(&rp, LSR_F_HEARTBEAT, r->bad_beat, beat);
+    }
+    r->bad_beat = 0;
+    for (int i = 0; i < r->nnoted; i++)
+        repaired(&rp, r->noted[i].field, r->noted[i].found, r->noted[i].repaired_to);
+    r->nnoted = 0;
+    /* the totals: exactly what this writer published last */
+    uint64_t gen = LOAD_ACQ(&h->totals_gen);
+    if (gen != r->wgen || memcmp((const void *)&h->totals[gen & 1], &r->wtotals, sizeof r->wtotals)) {
+        uint64_t g = r->wgen + 1;
+        memcpy(&h->totals[g & 1], &r->wtotals, sizeof r->wtotals);
+        STORE_REL(&h->totals_gen, g);
+        r->wgen = g;
+        repaired(&rp, LSR_F_TOTALS, gen, g);
+    }
+    FIX(&rp, LSR_F_HEAD, h->head, r->whead);
+    /* tail: producers CAS it forward; anything outside [head, head + capacity], or behind
+     * what the writer has drained already, is damage */
+    uint64_t tail = LOAD_ACQ(&h->tail), lo = r->wend > r->whead ? r->wend : r->whead;
+    while ((tail & 7u) || tail < lo || tail - r->whead > r->cap) {
+        uint64_t to = justified_tail(r, lo), found = tail;
+        if (__atomic_compare_exchange_n(&h->tail, &tail, to, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            repaired(&rp, LSR_F_TAIL, found, to);
+            tail = to;
+            break;
+        }
+    }
+    uint64_t hw = LOAD_RLX(&h->high_water);
+    if (hw > r->cap || (hw & 7u)) {
+        uint64_t to = tail - r->whead;
+        STORE_RLX(&h->high_water, to);
+        repaired(&rp, LSR_F_HIGH_WATER, hw, to);
+    }
+    return rp.n;
+}
 
 /* The next position at or after `from` that holds a plausible word or a zero
  * word, or `tail`.  Used to step over bytes that are not a record. */
@@ -650,7 +847,12 @@ int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
     uint32_t n = 0, blen = 0;
     b->malformed = b->abandoned = 0;
     b->stalled = 0;
-    if (from > tail || tail - from > r->cap) return LSR_EARG;
+    if (from > tail || tail - from > r->cap) {
+        /* the writer's cursor is its own: a tail that disagrees is damage, for lsr_check */
+        b->n = b->buf_len = 0;
+        b->end = from;
+        return r->writer ? LSR_OK : LSR_EARG;
+    }
     while (pos < tail && n < b->max_records) {
         uint64_t idx = pos & r->mask, room = r->cap - idx;
         uint64_t w = LOAD_ACQ(word_at(r, pos));
@@ -720,6 +922,7 @@ int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
     b->n = n;
     b->buf_len = blen;
     b->end = pos;
+    if (r->writer && pos > r->wend) r->wend = pos;
     return LSR_OK;
 }
 
@@ -729,7 +932,7 @@ int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
 int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, int *reason) {
     (void)grace_ns;
     const uint64_t tail = LOAD_ACQ(&r->h->tail);
-    if (at >= tail) return 0;
+    if (at >= tail || tail - at > r->cap) return 0; /* a damaged tail: lsr_check's */
     int best = -1, best_fits = 0;
     uint64_t best_end = 0;
     for (int i = 0; i < LSR_SLOTS; i++) {
@@ -799,9 +1002,11 @@ int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, i
 
 int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
     hdr_t *h = r->h;
-    lsr_totals t = totals_read(h);
-    if (upto < t.head || upto > LOAD_ACQ(&h->tail)) return LSR_EARG;
-    uint64_t from = t.head;
+    /* The writer's own account, not the segment's: what it released last is where it is. */
+    lsr_totals t = r->writer ? r->wtotals : totals_read(h);
+    uint64_t from = r->writer ? r->whead : t.head;
+    if (upto < from || upto - from > r->cap || (upto & 7u)) return LSR_EARG;
+    if (!r->writer && upto > LOAD_ACQ(&h->tail)) return LSR_EARG;
     t.head = upto;
     t.written += delta->written;
     t.malformed += delta->malformed;
@@ -818,9 +1023,24 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
         t.lost_mark = delta->lost_mark;
     }
     /* publish the totals first: a writer killed after this finishes the zeroing on restart */
-    uint64_t g = LOAD_RLX(&h->totals_gen);
+    if (r->writer) { /* what this store overwrites must be what the writer left: else say so */
+        uint64_t hg = LOAD_RLX(&h->totals_gen), hh = LOAD_RLX(&h->head);
+        int totals_bad = hg != r->wgen ||
+                         memcmp((const void *)&h->totals[hg & 1], &r->wtotals, sizeof r->wtotals);
+        if (totals_bad && r->nnoted < 4)
+            r->noted[r->nnoted++] = (lsr_repair){LSR_F_TOTALS, 0, hg, r->wgen + 1};
+        if (hh != r->whead && r->nnoted < 4)
+            r->noted[r->nnoted++] = (lsr_repair){LSR_F_HEAD, 0, hh, upto};
+    }
+    uint64_t g = r->writer ? r->wgen : LOAD_RLX(&h->totals_gen);
     memcpy(&h->totals[(g + 1) & 1], &t, sizeof t);
     STORE_REL(&h->totals_gen, g + 1);
+    if (r->writer) {
+        r->wtotals = t;
+        r->wgen = g + 1;
+        r->whead = upto;
+        if (upto > r->wend) r->wend = upto;
+    }
     zero_range(r, from, upto);
     STORE_REL(&h->head, upto);
     return LSR_OK;
@@ -831,13 +1051,13 @@ void lsr_stats_read(const lsr_ring *r, lsr_stats *s) {
     memset(s, 0, sizeof *s);
     s->totals = totals_read(h);
     s->tail = LOAD_ACQ(&h->tail);
-    s->capacity_bytes = h->capacity;
+    s->capacity_bytes = r->cap; /* this mapping's geometry, not the header's word for it */
     uint64_t head = LOAD_ACQ(&h->head);
     s->used_bytes = s->tail > head ? s->tail - head : 0;
     s->high_water_bytes = LOAD_RLX(&h->high_water);
     s->ring_id = h->ring_id;
     s->created_ns = h->created_ns;
-    s->max_record = h->max_record;
+    s->max_record = r->max_rec;
     s->owner_uid = h->owner_uid;
     s->writer_pid = LOAD_ACQ(&h->writer_pid);
     s->writer_heartbeat_ns = LOAD_ACQ(&h->heartbeat_ns);

@@ -97,6 +97,7 @@ enum {
     LSR_C_BLOCK_TIMEOUTS,/* waits that ended with no room (the record dropped) */
     LSR_C_LOST,          /* records the ring had released that a writer found missing from the files */
     LSR_C_DAMAGED_FILES, /* damaged newest files a writer moved aside at start */
+    LSR_C_HEADER_REPAIRS,/* header fields a writer found inconsistent and set right (lsr_check) */
     LSR_NCOUNTERS = 16
 };
 
@@ -188,6 +189,9 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record,
              uint32_t mode, int create, int allow_foreign, lsr_ring **out);
 void lsr_close(lsr_ring *r);
 int lsr_unlink(const char *name);
+/* A segment that is not a ring of this version (lsr_open: LSR_EBADRING): mark it removed if
+ * its header can be mapped, so producers that still map it move, then remove its name. */
+int lsr_discard(const char *name);
 int lsr_after_fork(lsr_ring *r);
 int lsr_created(const lsr_ring *r);
 /* mark a ring whose name was removed: producers get LSR_EREMOVED from then on */
@@ -221,8 +225,28 @@ int lsr_emit(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
 int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
                   const char *msg, size_t msg_len, const char *fields, size_t fields_len);
 
+/* The header fields lsr_check validates (lsr_repair.field). */
+enum {
+    LSR_F_MAGIC = 0, LSR_F_VERSION, LSR_F_HEADER_BYTES, LSR_F_CAPACITY, LSR_F_MAX_RECORD,
+    LSR_F_OWNER_UID, LSR_F_RING_ID, LSR_F_CREATED_NS, LSR_F_READY, LSR_F_TAIL, LSR_F_HEAD,
+    LSR_F_HIGH_WATER, LSR_F_WRITER_PID, LSR_F_WRITER_START, LSR_F_HEARTBEAT, LSR_F_TOTALS,
+    LSR_NFIELDS
+};
+typedef struct {
+    uint32_t field;       /* LSR_F_* */
+    uint32_t _pad;
+    uint64_t found;       /* the value found in the segment */
+    uint64_t repaired_to; /* the value stored in its place */
+} lsr_repair;
+
 /* the writer */
 int lsr_writer_acquire(lsr_ring *r);
+/* The writer, before each drain: every header field against the others and against what
+ * this mapping knows (its geometry, kept at open; the head and totals it released).  An
+ * inconsistent field is set right, counted (LSR_C_HEADER_REPAIRS) and described in out[]
+ * (up to max entries).  Returns the number of repairs, or LSR_EBADRING when the ring
+ * cannot be set right (the writer then replaces it), LSR_EARG if r is not the writer. */
+int lsr_check(lsr_ring *r, lsr_repair *out, uint32_t max);
 void lsr_writer_release(lsr_ring *r);
 void lsr_heartbeat(lsr_ring *r);
 int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b);

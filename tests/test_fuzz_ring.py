@@ -1155,6 +1155,151 @@ def test_scan_fields_outside_the_drain_contract_terminates(fields):
 # ---------------------------------------------------------------------------
 # atheris: the same checks driven by a coverage-guided fuzzer, when it is installed
 
+# ---------------------------------------------------------------------------
+# the header: random stores into its fields while a real writer drains and producers log
+
+# hdr_t fields after tail and head (native/ring.c): high_water, the counters, the writer's
+# pid, start and heartbeat, the totals generation and the two totals buffers
+HEADER_FIELDS = {
+    "magic": (0, "Q"), "version": (8, "I"), "header_bytes": (12, "I"), "capacity": (16, "Q"),
+    "max_record": (24, "I"), "owner_uid": (28, "I"), "ring_id": (32, "Q"), "created_ns": (40, "Q"),
+    "ready": (48, "I"), "removed": (52, "I"), "tail": (TAIL_OFFSET, "Q"), "head": (HEAD_OFFSET, "Q"),
+    "high_water": (HEAD_OFFSET + 64, "Q"), "writer_pid": (HEAD_OFFSET + 256, "I"),
+    "writer_start": (HEAD_OFFSET + 264, "Q"), "heartbeat": (HEAD_OFFSET + 272, "Q"),
+    "totals_gen": (HEAD_OFFSET + 320, "Q"), "totals0.head": (HEAD_OFFSET + 384, "Q"),
+    "totals0.written": (HEAD_OFFSET + 392, "Q"), "totals1.head": (HEAD_OFFSET + 512, "Q"),
+    "totals1.written": (HEAD_OFFSET + 520, "Q"),
+}
+# how a store changes a field: a value outright, or one relative to what is there
+header_stores = st.lists(st.tuples(
+    st.sampled_from(sorted(HEADER_FIELDS)),
+    st.sampled_from(["set", "add", "sub", "xor"]),
+    st.one_of(st.integers(0, 64), st.sampled_from([8, 4096, CAP, CAP - 8, 1 << 32, 1 << 40, 1 << 63, M64]),
+              st.integers(0, M64)),
+    st.integers(0, 40)), min_size=1, max_size=6)
+
+
+def _store(mm: mmap.mmap, field: str, how: str, value: int) -> None:
+    off, fmt = HEADER_FIELDS[field]
+    mod = 1 << (8 * struct.calcsize(fmt))
+    old = struct.unpack_from("=" + fmt, mm, off)[0]
+    new = {"set": value, "add": old + value, "sub": old - value, "xor": old ^ value}[how] % mod
+    struct.pack_into("=" + fmt, mm, off, new)
+
+
+def _writer(name: str, directory: str, err) -> subprocess.Popen:
+    cmd = [sys.executable, "-P", "-m", "logger_system", "writer", "--ring", name, "--dir", directory,
+           "--plaintext", "--capacity", str(CAP)]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _tags(directory: str) -> set:
+    from logger_system.files.reader import iter_records
+
+    return {(r.get("fields") or {}).get("tag") for r in iter_records([Path(directory)])}
+
+
+def _until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@fuzz_settings(12, phases=[Phase.explicit, Phase.generate])
+@example(stores=[("tail", "add", 1 << 40, 5)])
+@example(stores=[("magic", "set", 0, 0), ("head", "xor", 8, 3)])
+@given(stores=header_stores)
+def test_writer_survives_random_header_stores(stores):
+    """The writer keeps running through any stores into the header while a producer in
+    another process logs; records logged afterwards reach the files; what it set right is
+    counted; and once drained, every committed record of the ring it ends on is accounted for."""
+    from logger_system.ring import Ring
+
+    name = f"lshdr-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = os.path.join(tmp, "logs")
+        err = open(os.path.join(tmp, "writer.err"), "wb")
+        w = _writer(name, logs, err)
+        busy = None
+        try:
+            _until(lambda: _attached(name, w), 20, "the writer")
+            busy = subprocess.Popen([sys.executable, "-c", _FUZZ_PRODUCER, name, "busy", "drop", "2.0"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+            try:
+                mm = mmap.mmap(fd, HEADER_BYTES)
+            finally:
+                os.close(fd)
+            try:
+                for field, how, value, pause_ms in stores:
+                    _store(mm, field, how, value)
+                    time.sleep(pause_ms / 1000)
+            finally:
+                mm.close()
+            _, perr = busy.communicate(timeout=60)
+            assert busy.returncode == 0, perr.decode(errors="replace")
+            assert w.poll() is None, open(os.path.join(tmp, "writer.err")).read()
+            late = subprocess.run([sys.executable, "-c", _FUZZ_PRODUCER, name, "late", "block", "0.3"],
+                                  capture_output=True, timeout=60)
+            assert late.returncode == 0, late.stderr.decode(errors="replace")
+            _until(lambda: "late" in _tags(logs), 30, "records logged after the stores")
+            assert w.poll() is None, open(os.path.join(tmp, "writer.err")).read()
+            text = open(os.path.join(tmp, "writer.err")).read()
+            for line in text.splitlines():
+                json.loads(line)  # every event a JSON line
+            def drained():
+                r = Ring(name, create=False)
+                try:
+                    d = r.stats().as_dict()
+                finally:
+                    r.close()
+                return d["used_bytes"] == 0 and d
+            d = _until(drained, 30, "the ring drained")
+            touched = {f for f, *_ in stores}
+            if "header_repaired" in text or "header_unrepairable" in text or "ring_discarded" in text:
+                event("repaired")
+                assert d["header_repairs"] >= 1 or "ring_replaced" in text, (d, text)
+            if not touched & {"tail", "head", "removed", "magic", "version", "header_bytes", "ready",
+                              "totals0.head", "totals1.head", "totals_gen"}:
+                # nothing that moves records or rings: the identity holds exactly
+                assert d["committed"] == (d["written"] + d["malformed"] + d["filtered"]
+                                          + d["sanitize_dropped"] + d["denied"]), (d, text)
+            w.send_signal(signal.SIGTERM)
+            assert w.wait(30) == 0, text
+        finally:
+            for p in (w, busy):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+            err.close()
+            unlink(name)
+
+
+def _attached(name: str, w: subprocess.Popen) -> bool:
+    if w.poll() is not None:
+        raise AssertionError(f"writer exited {w.returncode}")
+    from logger_system.ring import writer_attached
+
+    return writer_attached(name, w.pid)
+
+
+_FUZZ_PRODUCER = r"""
+import sys, time
+from logger_system import connect
+log = connect(sys.argv[1], on_full=sys.argv[3])
+tag, deadline, i = sys.argv[2], time.monotonic() + float(sys.argv[4]), 0
+while time.monotonic() < deadline:
+    log.info("rec", tag=tag, i=i)
+    i += 1
+    if i % 20 == 0:
+        time.sleep(0.001)
+"""
+
+
 
 def atheris_one_input(data: bytes, _state={}) -> None:  # noqa: B006 - one ring per fuzzing process
     import atheris
