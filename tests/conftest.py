@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.machinery
+import json
 import os
 import signal
 import subprocess
@@ -100,6 +101,18 @@ class WriterProcess:
 
     def stderr(self) -> str:
         return self.err_path.read_text() if self.err_path and self.err_path.exists() else ""
+
+    def events(self, name: str) -> list[dict]:
+        """The writer's stderr events of this name (its JSON lines with "writer": name)."""
+        out = []
+        for line in self.stderr().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(d, dict) and d.get("writer") == name:
+                out.append(d)
+        return out
 
 
 def proc_state(pid: int) -> str | None:

@@ -11,7 +11,6 @@ last intact file.  Real writer processes, a real ring, files read back from disk
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,6 @@ from conftest import WriterProcess, stats, wait_for
 from logger_system import sealed
 from logger_system.files.chain import log_files
 from test_record_numbers import Seal, drained, file_lines, log, producers_only, records
-
-
-def events(w: WriterProcess, name: str) -> list[dict]:
-    out = []
-    for line in w.stderr().splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(d, dict) and d.get("writer") == name:
-            out.append(d)
-    return out
 
 
 @pytest.fixture
@@ -87,8 +74,8 @@ def check_loss(seal: Seal, ring: str, d: Path, started: list, committed: int, cu
     started.append(w)
     w.start()
     # attached to the ring first; what it found in the files it says before "started"
-    wait_for(lambda: events(w, "started"), timeout=30, what="the writer started")
-    said = events(w, "records_lost")
+    wait_for(lambda: w.events("started"), timeout=30, what="the writer started")
+    said = w.events("records_lost")
     assert len(said) == 1, w.stderr()
     assert said[0]["count"] == cut and said[0]["first_n"] == first_lost, said
     assert said[0]["file"] == str(cut_file)
@@ -112,7 +99,7 @@ def check_loss(seal: Seal, ring: str, d: Path, started: list, committed: int, cu
     started.append(w)
     w.start()
     assert w.stop() == 0
-    assert not events(w, "records_lost"), w.stderr()
+    assert not w.events("records_lost"), w.stderr()
     assert stats(ring)["lost"] == lost_before + cut
 
 
@@ -181,7 +168,7 @@ def test_crash_closed_file_without_the_ring_is_unconfirmed(ring_name, tmp_path, 
     started.append(w)
     w.start()
     assert w.stop() == 0
-    assert not events(w, "records_lost")
+    assert not w.events("records_lost")
     files = [d / f.name for f in log_files(d)]
     h = sealed.scan_chunks(files[1].read_bytes()).header
     assert h.prev_flags & sealed.PREV_RECOVERED and h.prev_flags & sealed.PREV_UNCONFIRMED
@@ -215,13 +202,13 @@ def test_damaged_newest_file_is_moved_aside(damage, ring_name, tmp_path, started
     log(ring_name, "three", 10)
     drained(ring_name, committed + 10, w)
     assert w.proc.poll() is None
-    moved = events(w, "moved_damaged_file")
+    moved = w.events("moved_damaged_file")
     assert len(moved) == 1 and moved[0]["file"] == str(second), w.stderr()
     aside = Path(moved[0]["to"])
     assert aside == second.with_name(second.name + ".damaged") and aside.exists() and not second.exists()
     assert stats(ring_name)["damaged_files"] == 1
     # the damaged file's records are missing from the readable files: said and numbered past
-    said = events(w, "records_lost")
+    said = w.events("records_lost")
     assert len(said) == 1 and said[0]["count"] == 20 and said[0]["first_n"] == 20, w.stderr()
     assert w.stop() == 0
     files = log_files(d)
@@ -262,7 +249,7 @@ def test_a_loss_is_counted_once_across_restarts_that_write_nothing(mode, ring_na
             w.kill()
         else:
             assert w.stop() == 0, w.stderr()
-        assert len(events(w, "records_lost")) == (1 if k == 0 else 0), w.stderr()
+        assert len(w.events("records_lost")) == (1 if k == 0 else 0), w.stderr()
         assert stats(ring_name)["lost"] == cut
     w = seal.writer(ring_name, d)
     started.append(w)

@@ -5,7 +5,6 @@ The decision is rotation.retain's, tested directly; then a real writer, small fi
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -180,18 +179,6 @@ def _evidence_then_flood(ring: str, flood: int) -> None:
     wait_for(lambda: stats(ring)["in_ring"] == 0, timeout=60, what="the flood written")
 
 
-def _events(w, name: str) -> list[dict]:
-    out = []
-    for line in w.stderr().splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if d.get("writer") == name:
-            out.append(d)
-    return out
-
-
 @pytest.mark.slow
 def test_a_flood_removes_young_files_with_a_warning(ring_name, writer_factory, tmp_path):
     w = writer_factory("--rotate-size", "20KB", "--keep", "3").start()
@@ -200,7 +187,7 @@ def test_a_flood_removes_young_files_with_a_warning(ring_name, writer_factory, t
     assert w.stop() == 0, w.stderr()
     records = read_records(tmp_path / "logs")
     assert not any(r["logger"] == "evidence" for r in records), "nothing was removed"
-    said = _events(w, "young_file_removed")
+    said = w.events("young_file_removed")
     assert said, w.stderr()
     assert said[0]["keep"] == 3 and said[0]["keep_min_age_s"] == 3600 and said[0]["count"] >= 1
     assert said[0]["youngest_age_s"] < 60
@@ -221,8 +208,8 @@ def test_keep_young_keeps_the_records_logged_before_the_flood(ring_name, writer_
     warned = [r for r in records if r["logger"] == "logger_system.writer"
               and r["fields"].get("retention") == "young_file_kept"]
     assert warned and warned[0]["level"] == "WARNING"
-    assert _events(w, "young_file_kept"), w.stderr()
-    assert not _events(w, "young_file_removed")
+    assert w.events("young_file_kept"), w.stderr()
+    assert not w.events("young_file_removed")
 
 
 @pytest.mark.slow
@@ -235,7 +222,7 @@ def test_at_the_ceiling_the_oldest_go_anyway_with_a_warning(ring_name, writer_fa
     assert not any(r["logger"] == "evidence" for r in read_records(logs))
     total = sum(p.stat().st_size for p in logs.iterdir())
     assert total <= 200_000 + 20_000, total  # checked when a file opens: one file above at most
-    said = _events(w, "keep_ceiling_reached")
+    said = w.events("keep_ceiling_reached")
     assert said and said[0]["keep_ceiling"] == 200_000, w.stderr()
 
 
@@ -246,7 +233,7 @@ def test_keep_min_age_zero_is_the_old_retention(ring_name, writer_factory, tmp_p
     assert stats(ring_name)["warnings"] == 0
     assert w.stop() == 0, w.stderr()
     assert len(list((tmp_path / "logs").iterdir())) == 3
-    assert not _events(w, "young_file_removed")
+    assert not w.events("young_file_removed")
 
 
 @pytest.mark.slow
@@ -261,7 +248,7 @@ def test_a_reload_takes_on_keep_young(ring_name, writer_factory, tmp_path):
     cfg.write_text('[writer]\nrotate_size = "20KB"\nkeep = 3\nkeep_min_age = "10m"\nkeep_young = true\n'
                    'keep_ceiling = "20MB"\n')
     w.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: _events(w, "reloaded"), timeout=20, what="the reload")
+    wait_for(lambda: w.events("reloaded"), timeout=20, what="the reload")
     log = logger_system.connect(ring_name, name="evidence")
     for i in range(20, 40):
         assert log.warning("before the second flood %d", i, i=i)
@@ -273,5 +260,5 @@ def test_a_reload_takes_on_keep_young(ring_name, writer_factory, tmp_path):
     assert w.stop() == 0, w.stderr()
     evidence = [r["fields"]["i"] for r in read_records(tmp_path / "logs") if r["logger"] == "evidence"]
     assert list(range(20, 40)) == [i for i in evidence if i >= 20]
-    said = _events(w, "young_file_kept")
+    said = w.events("young_file_kept")
     assert said and said[0]["keep_min_age_s"] == 600 and said[0]["keep_ceiling"] == 20_000_000

@@ -27,26 +27,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cli(*args), capture_output=True, text=True, timeout=60)
 
 
-def _events(w, name: str) -> list[dict]:
-    out = []
-    for line in w.stderr().splitlines():
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if d.get("writer") == name:
-            out.append(d)
-    return out
-
-
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_a_ring_others_can_read_is_said_at_start_and_shown_by_stats(mode, ring_name, writer_factory,
                                                                     tmp_path):
     path = _make(ring_name, mode)
     assert path == f"/dev/shm/{ring_name}"
     w = writer_factory().start()
-    wait_for(lambda: _events(w, "started"), timeout=20, what="started")  # attached before it says so
-    said = _events(w, "ring_mode_open")
+    wait_for(lambda: w.events("started"), timeout=20, what="started")  # attached before it says so
+    said = w.events("ring_mode_open")
     assert said[0]["mode"] == f"{mode:04o}" and said[0]["segment"] == path
     assert "chmod 600" in said[0]["note"] and f"ring rm {ring_name}" in said[0]["note"]
     assert "not sanitized" in said[0]["note"]
@@ -82,7 +70,7 @@ def test_a_ring_the_writer_makes_is_private(ring_name, writer_factory):
     line = next(x for x in text.splitlines() if x.strip().startswith("mode"))
     assert line.split() == ["mode", "0600"]
     assert w.stop() == 0
-    assert not _events(w, "ring_mode_open")
+    assert not w.events("ring_mode_open")
 
 
 @pytest.mark.parametrize("mode", [0o660, 0o606, 0o666])
@@ -91,7 +79,7 @@ def test_a_ring_others_can_write_is_refused(mode, ring_name, writer_factory):
     w = writer_factory().start(wait=False)
     assert w.proc.wait(30) == 1
     assert "writable by others" in w.stderr()
-    assert not _events(w, "started")
+    assert not w.events("started")
     r = _run("stats", "--ring", ring_name)
     assert r.returncode == 1
     assert "writable by others" in r.stderr and f"mode {mode:04o}" in r.stderr
