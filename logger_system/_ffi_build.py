@@ -63,8 +63,15 @@ ffibuilder.cdef(
         LSR_C_COMMITTED, LSR_C_DROPPED, LSR_C_TRUNCATED, LSR_C_FORMAT_ERRORS,
         LSR_C_WRITER_ERRORS, LSR_C_BLOCKED, LSR_C_WARNINGS, LSR_C_DROP_STALLED, LSR_C_DROP_IN_LOOP,
         LSR_C_DROP_NO_SLOT, LSR_C_DROP_REMOVED, LSR_C_DROP_NO_WRITER, LSR_C_BLOCK_TIMEOUTS,
-        LSR_C_LOST, LSR_C_DAMAGED_FILES, LSR_C_HEADER_REPAIRS, LSR_NCOUNTERS = 16
+        LSR_C_LOST, LSR_C_DAMAGED_FILES, LSR_C_HEADER_REPAIRS, LSR_C_DROP_OVER_SHARE,
+        LSR_C_DROP_DAMAGED, LSR_NCOUNTERS = 24
     };
+    #define LSR_PROCS 512
+    #define LSR_OPEN_NOWAIT 2
+    typedef struct {
+        uint32_t pid, alive;
+        uint64_t start, committed, dropped, bytes, held, last_ns, over_share;
+    } lsr_proc_stat;
     typedef struct {
         uint64_t head, written, malformed, abandoned, filtered, sanitized, sanitize_dropped;
         uint64_t denied;
@@ -84,7 +91,8 @@ ffibuilder.cdef(
         int32_t writer_pid;
         uint32_t owner_uid;
         uint64_t writer_heartbeat_ns;
-        uint64_t counters[16];
+        uint32_t active_procs, _pad;
+        uint64_t counters[24];
         lsr_totals totals;
         lsr_rule_stat rules[64];
     } lsr_stats;
@@ -133,7 +141,7 @@ ffibuilder.cdef(
         LSR_F_MAGIC, LSR_F_VERSION, LSR_F_HEADER_BYTES, LSR_F_CAPACITY, LSR_F_MAX_RECORD,
         LSR_F_OWNER_UID, LSR_F_RING_ID, LSR_F_CREATED_NS, LSR_F_READY, LSR_F_TAIL, LSR_F_HEAD,
         LSR_F_HIGH_WATER, LSR_F_WRITER_PID, LSR_F_WRITER_START, LSR_F_HEARTBEAT, LSR_F_TOTALS,
-        LSR_NFIELDS
+        LSR_F_ACTIVE, LSR_NFIELDS
     };
     typedef struct {
         uint32_t field;
@@ -152,6 +160,8 @@ ffibuilder.cdef(
     uint64_t lsr_head(const lsr_ring *r);
     uint64_t lsr_tail(const lsr_ring *r);
     void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+    int lsr_procs_read(const lsr_ring *r, uint64_t since_ns, lsr_proc_stat *out, uint32_t max);
+    void lsr_test_accounting(int on);
     int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
     void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
     int64_t lsr_format_jsonl(const lsr_meta *meta, uint32_t n, const uint8_t *buf,

@@ -14,7 +14,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "(it needs a C compiler)"
     ) from exc
 
-NATIVE_VERSION = 1
+NATIVE_VERSION = 2
 if lib.LSR_COMPILED_VERSION != NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
         f"logger_system native ring is version {lib.LSR_COMPILED_VERSION}, "
@@ -50,7 +50,9 @@ def check(rc: int, what: str) -> int:
         raise WriterBusyError(msg)
     if rc == lib.LSR_EARG:
         raise ConfigError(msg)
-    raise RingError(msg)
+    exc = RingError(msg)
+    exc.code = rc
+    raise exc
 
 
 __all__ = ["ffi", "lib", "check", "NATIVE_VERSION"]

@@ -137,10 +137,7 @@ def _stats(args: argparse.Namespace) -> int:
     clear = args.watch and not args.json and sys.stdout.isatty()
     try:
         while True:
-            d = ring.stats().as_dict()
-            mode = ring.segment_mode
-            d["mode"] = None if mode is None else f"{mode:04o}"
-            d["open_to_others"] = bool(mode is not None and mode & 0o066)
+            d = ring.report()
             now = time.monotonic()
             if args.json:
                 print(json.dumps(d), flush=True)
@@ -160,6 +157,9 @@ def _stats(args: argparse.Namespace) -> int:
 _STAT_ROWS = ("committed", "written", "in_ring", "dropped", "blocked", "block_timeouts", "abandoned",
               "malformed", "truncated", "format_errors", "filtered", "denied", "sanitized",
               "sanitize_dropped", "writer_errors", "warnings")
+
+
+_TOP_PRODUCERS = 5
 
 
 def _writer_process(pid: int) -> str:
@@ -204,6 +204,15 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
     reasons = [f"{k[len('dropped_'):]} {d[k]:,}" for k in DROP_REASONS + ("dropped_full",) if d.get(k)]
     if reasons:
         lines.append("  dropped because: " + ", ".join(reasons))
+    producers = d.get("producers") or []
+    if producers:
+        lines.append(f"  producers (top {min(len(producers), _TOP_PRODUCERS)} of {len(producers)} by bytes; "
+                     f"{d.get('active_producers', 0)} active in the last 10 s)")
+        for p in producers[:_TOP_PRODUCERS]:
+            note = "" if p["alive"] else "  (exited)"
+            over = f", {p['dropped_over_share']:,} over its share" if p["dropped_over_share"] else ""
+            lines.append(f"    pid {p['pid']:<8} committed {p['committed']:>12,}  dropped {p['dropped']:>10,}"
+                         f"{over}  bytes {p['bytes']:>14,}  in ring {p['held']:,}{note}")
     hits = {k: v for k, v in d["rule_hits"].items() if v}
     if hits:
         lines.append("  sanitizer hits by rule: " + ", ".join(

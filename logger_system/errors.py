@@ -23,7 +23,10 @@ class ConfigError(LoggerSystemError, ValueError):
 
 
 class RingError(LoggerSystemError):
-    """The shared-memory ring could not be opened or used."""
+    """The shared-memory ring could not be opened or used.  `code`: the native return code
+    (LSR_E*), when one is the cause."""
+
+    code: int | None = None
 
 
 class RingPermissionError(RingError, PermissionError):

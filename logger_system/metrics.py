@@ -39,6 +39,18 @@ COUNTERS = {
     "warnings": "Health warnings the writer logged.",
     "lost": "Records the ring had released that a starting writer found missing from the files.",
     "damaged_files": "Damaged newest files a starting writer moved aside.",
+    "header_repairs": "Ring header fields the writer found inconsistent and set right.",
+    "dropped_over_share": "Dropped under pressure: the process held more than its fair share of the ring.",
+    "dropped_damaged": "Dropped while the ring's name held a damaged segment.",
+}
+# the producers exported one by one (label pid): the most bytes first, at most this many, so
+# that a host with many short-lived processes does not grow the series without bound
+TOP_PRODUCERS = 10
+PRODUCER_COUNTERS = {
+    "committed": "Records this process put into the ring.",
+    "dropped": "Records of this process that did not get into the ring.",
+    "bytes": "Bytes of this process's committed records.",
+    "dropped_over_share": "Records of this process refused for holding more than its fair share.",
 }
 
 
@@ -78,6 +90,23 @@ class RingCollector:
         for rule, n in sorted(d["rule_hits"].items()):
             hits.add_metric([rule], n)
         yield hits
+        producers = d.get("producers") or []
+        yield GaugeMetricFamily("logger_system_producers", "Processes that logged in the last 10 minutes.",
+                                value=len(producers))
+        yield GaugeMetricFamily("logger_system_active_producers", "Processes that logged in the last 10 s.",
+                                value=d.get("active_producers", 0))
+        top = producers[:TOP_PRODUCERS]
+        for key, help_text in PRODUCER_COUNTERS.items():
+            family = CounterMetricFamily(f"logger_system_producer_{key}",
+                                         help_text + f" The top {TOP_PRODUCERS} by bytes.", labels=["pid"])
+            for p in top:
+                family.add_metric([str(p["pid"])], p[key])
+            yield family
+        held = GaugeMetricFamily("logger_system_producer_held_bytes",
+                                 "Bytes of this process's records still in the ring.", labels=["pid"])
+        for p in top:
+            held.add_metric([str(p["pid"])], p["held"])
+        yield held
         yield GaugeMetricFamily("logger_system_ring_utilization", "Fraction of the ring in use.",
                                 value=d["utilization"])
         yield GaugeMetricFamily("logger_system_ring_used_bytes", "Bytes of the ring in use.",

@@ -348,12 +348,11 @@ class Producer:
 
     def _put_moved(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
         """The ring was removed (`ring rm`): put the record in the ring that has its name
-        now, and stay there.  Dropped, and counted in the removed ring, if there is none."""
+        now, and stay there.  Dropped, and counted (by follow, in the removed ring), if there
+        is none.  A Ring that holds for a damaged segment (Ring.holding) comes here too."""
         ring = self._ring
         removed = self._c.ring
         if not ring.follow(removed):
-            lib.lsr_count(removed, lib.LSR_C_DROPPED, 1)
-            lib.lsr_count(removed, lib.LSR_C_DROP_REMOVED, 1)
             return False
         self._c.ring = ring._ptr
         self._budget = ring.max_record - _HEADER - len(self._logger)

@@ -24,16 +24,21 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 COUNTERS = ("committed", "dropped", "truncated", "format_errors", "writer_errors", "blocked", "warnings",
             "dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed", "dropped_no_writer",
-            "block_timeouts", "lost", "damaged_files", "header_repairs")
+            "block_timeouts", "lost", "damaged_files", "header_repairs", "dropped_over_share",
+            "dropped_damaged")
 # why records were dropped: each is counted in `dropped` as well (native/ring.h)
 DROP_REASONS = ("dropped_stalled", "dropped_in_loop", "dropped_no_slot", "dropped_removed",
-                "dropped_no_writer")
+                "dropped_no_writer", "dropped_over_share", "dropped_damaged")
 # the header fields the writer checks before every drain (lsr_check), by LSR_F_* number
 HEADER_FIELDS = ("magic", "version", "header_bytes", "capacity", "max_record", "owner_uid", "ring_id",
                  "created_ns", "ready", "tail", "head", "high_water", "writer_pid", "writer_start",
-                 "heartbeat", "totals")
+                 "heartbeat", "totals", "active")
 # a thread that found every producer slot taken tries again after this long (s)
 _SLOT_RETRY = 0.1
+# a process whose ring's name held a damaged segment looks again after this long (s)
+_HOLD_RETRY = 0.1
+# `producers`: the processes whose last call is at most this old (s)
+PRODUCERS_RECENT = 600
 
 
 def ring_name(ring: str | None) -> str:
@@ -95,6 +100,9 @@ class RingStats:
     lost: int
     damaged_files: int
     header_repairs: int
+    dropped_over_share: int
+    dropped_damaged: int
+    active_producers: int
     written: int
     malformed: int
     abandoned: int
@@ -153,6 +161,7 @@ class Ring:
                            int(allow_foreign), out), f"ring {self.name!r}")
         self._ptr = out[0]
         self._mode = mode
+        self._allow_foreign = allow_foreign
         self._retired: list = []  # mappings of this name's earlier rings, removed while in use
         self._closed = False
         self.created = bool(lib.lsr_created(self._ptr))
@@ -181,6 +190,32 @@ class Ring:
         return ring
 
     discarded = False
+    _hold = None  # the stand-in mapping while the name holds no usable ring (see `holding`)
+
+    @classmethod
+    def holding(cls, name: str, *, capacity: int = DEFAULT_CAPACITY, max_record: int | None = None,
+                mode: int = 0o600, allow_foreign: bool = False) -> "Ring":
+        """For a producer whose ring's name holds a segment that is not a ring of this version
+        (damaged, or made by another version): a Ring that maps a private stand-in, made and
+        removed at once, so that every call drops (counted as `dropped_damaged`) until the
+        name holds a ring again (a writer replaces a damaged segment when it starts); then
+        the Producers move to it, as after `ring rm`, and the drops counted meanwhile are
+        added to its counters.  Never the writer's or a reader's: they say what is wrong."""
+        if max_record is None:
+            max_record = min(DEFAULT_MAX_RECORD, capacity // 4)
+        size = lib.LSR_MIN_CAPACITY
+        while size < 4 * max_record:
+            size <<= 1
+        stand_in = f"{ring_name(name)[:180]}.hold.{os.getpid()}.{os.urandom(4).hex()}"
+        ring = cls(stand_in, capacity=size, max_record=max_record, mode=0o600)
+        lib.lsr_unlink(_shm_name(stand_in))
+        lib.lsr_mark_removed(ring._ptr)
+        ring.name = ring_name(name)
+        ring._mode, ring._allow_foreign = mode, allow_foreign
+        ring._requested = (capacity, max_record)
+        ring._hold = ring._ptr
+        ring._hold_retry = 0.0
+        return ring
 
     def condemn(self) -> None:
         """The writer found this ring past repair: remove its name, if it is still this
@@ -263,26 +298,51 @@ class Ring:
 
         Producers move to it on their next call (Producer._put_moved); the removed
         mapping stays until this Ring is freed, for calls still using it.  False if
-        there is no other ring to go to (then the caller's record is dropped).
+        there is no other ring to go to: then the caller's record is dropped, counted
+        here (in `seen`) under the lock, so that none is missed when a hold's drops are
+        carried over to the ring that comes.
         """
         with self._lock:
             if self._closed:
                 return False
             if self._ptr != seen:
                 return True  # another thread has moved already
-            out = ffi.new("lsr_ring **")
-            if lib.lsr_open(_shm_name(self.name), self.capacity, self.max_record, self._mode, 1, 0, out) != 0:
+            hold = seen == self._hold
+            if not self._move(seen, hold):
+                lib.lsr_count(seen, lib.LSR_C_DROPPED, 1)
+                lib.lsr_count(seen, lib.LSR_C_DROP_DAMAGED if hold else lib.LSR_C_DROP_REMOVED, 1)
                 return False
-            if lib.lsr_removed(out[0]):  # the same ring again: its name is not gone yet
-                lib.lsr_close(out[0])
-                return False
-            self._retired.append(self._ptr)
-            self._ptr = out[0]
-            self.created = bool(lib.lsr_created(self._ptr))
-            st = self._raw_stats()
-            self.capacity, self.max_record, self.ring_id = st.capacity_bytes, st.max_record, st.ring_id
-            self._tls = threading.local()  # every thread leases a slot in the new ring
             return True
+
+    def _move(self, seen, hold: bool) -> bool:
+        flags = 1
+        if hold:  # no wait for a segment being made, and not on every call
+            now = time.monotonic()
+            if now < self._hold_retry:
+                return False
+            self._hold_retry = now + _HOLD_RETRY
+            flags |= lib.LSR_OPEN_NOWAIT
+        capacity, max_record = self._requested if hold else (self.capacity, self.max_record)
+        out = ffi.new("lsr_ring **")
+        if lib.lsr_open(_shm_name(self.name), capacity, max_record, self._mode, flags,
+                        int(self._allow_foreign), out) != 0:
+            return False
+        if lib.lsr_removed(out[0]):  # the same ring again: its name is not gone yet
+            lib.lsr_close(out[0])
+            return False
+        if hold:  # what was dropped while there was no ring, in the ring's own counts
+            held = ffi.new("lsr_stats *")
+            lib.lsr_stats_read(seen, held)
+            for counter in (lib.LSR_C_DROPPED, lib.LSR_C_DROP_DAMAGED):
+                lib.lsr_count(out[0], counter, held.counters[counter])
+            self._hold = None
+        self._retired.append(self._ptr)
+        self._ptr = out[0]
+        self.created = bool(lib.lsr_created(self._ptr))
+        st = self._raw_stats()
+        self.capacity, self.max_record, self.ring_id = st.capacity_bytes, st.max_record, st.ring_id
+        self._tls = threading.local()  # every thread leases a slot in the new ring
+        return True
 
     def _after_fork_in_child(self) -> None:
         if self._ptr is not None:
@@ -306,7 +366,8 @@ class Ring:
             blocked=c[5], warnings=c[6], dropped_stalled=c[7], dropped_in_loop=c[8],
             dropped_no_slot=c[9], dropped_removed=c[10], dropped_no_writer=c[11], block_timeouts=c[12],
             lost=c[lib.LSR_C_LOST], damaged_files=c[lib.LSR_C_DAMAGED_FILES],
-            header_repairs=c[lib.LSR_C_HEADER_REPAIRS],
+            header_repairs=c[lib.LSR_C_HEADER_REPAIRS], dropped_over_share=c[lib.LSR_C_DROP_OVER_SHARE],
+            dropped_damaged=c[lib.LSR_C_DROP_DAMAGED], active_producers=s.active_procs,
             written=t.written, malformed=t.malformed, abandoned=t.abandoned,
             filtered=t.filtered, sanitized=t.sanitized, sanitize_dropped=t.sanitize_dropped,
             denied=t.denied, released_ns=t.released_ns,
@@ -315,6 +376,30 @@ class Ring:
             lost_mark=t.lost_mark if t.stream_tag else 0,
             rule_hits={ffi.string(r.name).decode(errors="replace"): r.hits for r in s.rules if r.name[0] != b"\0"},
         )
+
+    def report(self) -> dict:
+        """What `stats --json` prints and the metrics endpoint exports: the counters
+        (RingStats.as_dict), the segment's mode, and the producers that called recently."""
+        d = self.stats().as_dict()
+        mode = self.segment_mode
+        d["mode"] = None if mode is None else f"{mode:04o}"
+        d["open_to_others"] = bool(mode is not None and mode & 0o066)
+        d["producers"] = self.producers()
+        return d
+
+    def producers(self, recent: float = PRODUCERS_RECENT) -> list[dict]:
+        """The processes that called within `recent` seconds, most bytes first: per process
+        `pid`, `committed`, `dropped`, `bytes` (of its committed records), `held` (of those,
+        bytes still in the ring), `dropped_over_share`, `alive`, `last_call` (Unix time).
+        What each process counted of itself: a process sharing the user can write anything."""
+        since = max(0, time.time_ns() - int(recent * 1e9))
+        out = ffi.new("lsr_proc_stat[]", lib.LSR_PROCS)
+        n = lib.lsr_procs_read(self.ptr, since, out, lib.LSR_PROCS)
+        rows = [{"pid": e.pid, "committed": e.committed, "dropped": e.dropped, "bytes": e.bytes,
+                 "held": e.held, "dropped_over_share": e.over_share, "alive": bool(e.alive),
+                 "last_call": round(e.last_ns / 1e9, 3)} for e in out[0:n]]
+        rows.sort(key=lambda r: (-r["bytes"], -r["committed"] - r["dropped"], r["pid"]))
+        return rows
 
     def name_rules(self, names: list[str]) -> None:
         """The writer names the ring's per-rule hit counters (in this order)."""
@@ -425,7 +510,12 @@ def attach(name: str | None = None, **options) -> Ring:
     with _registry_lock:
         ring = _registry.get(name)
         if ring is None or ring._closed:
-            ring = Ring(name, **options)
+            try:
+                ring = Ring(name, **options)
+            except RingError as exc:
+                if exc.code != lib.LSR_EBADRING:
+                    raise
+                ring = Ring.holding(name, **options)
             _registry[name] = ring
         return ring
 

@@ -161,7 +161,7 @@ class Writer:
         if config.metrics:
             from .metrics import serve
 
-            self.metrics = serve(config.metrics, lambda: self.ring.stats().as_dict())
+            self.metrics = serve(config.metrics, lambda: self.ring.report())
             _say("metrics", listen=config.metrics)
 
     def _warn_retention(self, event: str, msg: str, fields: dict) -> None:

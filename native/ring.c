@@ -14,6 +14,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -57,7 +58,7 @@ typedef struct {
     uint64_t created_ns;
     uint32_t ready;   /* set last by the creator (release) */
     uint32_t removed; /* set once, after the name was removed */
-    uint8_t _pad0[64 - 48];
+    uint8_t _pad0[64 - 56];
 
     uint64_t tail; /* claim cursor: producers CAS it */
     uint8_t _pad1[56];
@@ -68,7 +69,7 @@ typedef struct {
     uint64_t counters[LSR_NCOUNTERS];
 
     int32_t writer_pid;
-    uint32_t _pad4;
+    uint32_t active; /* processes that called recently: only the writer stores it (fair share) */
     uint64_t writer_start;
     uint64_t heartbeat_ns;
     uint8_t _pad5[40];
@@ -81,6 +82,10 @@ typedef struct {
 } hdr_t;
 
 _Static_assert(sizeof(hdr_t) <= LSR_HEADER_BYTES, "header too large");
+_Static_assert(offsetof(hdr_t, tail) == 64 && offsetof(hdr_t, head) == 128 &&
+               offsetof(hdr_t, counters) == 256 && offsetof(hdr_t, writer_pid) == 448 &&
+               offsetof(hdr_t, totals_gen) == 512 && offsetof(hdr_t, totals) == 576,
+               "header layout (tests/test_hostile_header.py and test_fuzz_ring.py store at these)");
 _Static_assert(sizeof(lsr_totals) == 128, "totals layout");
 
 typedef struct {
@@ -96,6 +101,22 @@ typedef struct {
 
 _Static_assert(sizeof(slot_t) == LSR_SLOT_BYTES, "slot layout");
 
+/* One producing process.  Its own threads add to it (relaxed atomics); the writer adds to
+ * `released` what of its records it released.  held = bytes - released. */
+typedef struct {
+    uint32_t pid; /* 0: free */
+    uint32_t _pad0;
+    uint64_t start;
+    uint64_t committed;
+    uint64_t dropped;
+    uint64_t bytes;
+    uint64_t released;
+    uint64_t last_ns;
+    uint64_t over_share;
+} proc_t;
+
+_Static_assert(sizeof(proc_t) == LSR_PROC_BYTES, "process entry layout");
+
 typedef struct {
     uint64_t word;
     uint64_t ts_ns;
@@ -106,7 +127,7 @@ typedef struct {
     uint8_t level;
     uint8_t flags;
     uint32_t fields_len;
-    uint32_t _reserved;
+    uint32_t proc; /* 1 + the producer's proc_t index, 0: none */
 } rec_t;
 
 _Static_assert(sizeof(rec_t) == LSR_REC_HEADER, "record header layout");
@@ -114,6 +135,7 @@ _Static_assert(sizeof(rec_t) == LSR_REC_HEADER, "record header layout");
 struct lsr_ring {
     hdr_t *h;
     slot_t *slots;
+    proc_t *procs;
     uint8_t *data;
     /* the geometry and identity, copied at open and never read from the segment again */
     uint64_t cap;
@@ -137,9 +159,21 @@ struct lsr_ring {
     uint64_t start; /* this process's start time */
     int created;
     int stalled;    /* this process's last wait for room timed out (atomic, relaxed) */
+    /* this process's entry in the process table: looked up on its first call */
+    proc_t *proc;
+    uint32_t proc_no; /* 1 + its index, 0: none */
+    int proc_looked;  /* 1: looked up (proc may still be NULL: the table was full) */
+    uint64_t reserve_at; /* used bytes past which fair share applies: cap - cap / LSR_FAIR_RESERVE */
+    /* the writer: bytes of each process's records drained, not yet released */
+    uint64_t pend[LSR_PROCS];
+    int pending;
+    uint32_t wactive;
 };
 
 static int g_test_pause;
+static int g_accounting = 1;
+
+void lsr_test_accounting(int on) { g_accounting = on != 0; }
 
 void lsr_test_pause(int mode) { g_test_pause = mode; }
 
@@ -236,6 +270,7 @@ static int map_segment(int fd, lsr_ring *r, size_t len) {
     if (p == MAP_FAILED) return LSR_ESYS;
     r->h = (hdr_t *)p;
     r->slots = (slot_t *)((uint8_t *)p + LSR_HEADER_BYTES);
+    r->procs = (proc_t *)((uint8_t *)p + LSR_PROCS_OFFSET);
     r->data = (uint8_t *)p + LSR_DATA_OFFSET;
     r->map_len = len;
     return LSR_OK;
@@ -260,20 +295,21 @@ static int init_segment(int fd, lsr_ring *r, uint64_t capacity, uint32_t max_rec
     return LSR_OK;
 }
 
-static int attach_segment(int fd, lsr_ring *r, int allow_foreign, uint32_t max_record) {
+static int attach_segment(int fd, lsr_ring *r, int allow_foreign, uint32_t max_record, int nowait) {
     struct stat st;
-    /* the creator may still be sizing it: wait up to a second */
+    /* the creator may still be sizing it: wait up to a second (nowait: not at all) */
+    const int tries = nowait ? 0 : 1000;
     for (int i = 0;; i++) {
         if (fstat(fd, &st) != 0) return LSR_ESYS;
         if ((size_t)st.st_size >= LSR_DATA_OFFSET + LSR_MIN_CAPACITY) break;
-        if (i >= 1000) return LSR_EBADRING;
+        if (i >= tries) return LSR_EBADRING;
         usleep(1000);
     }
     if (!allow_foreign && (st.st_uid != geteuid() || (st.st_mode & 0022))) return LSR_EPERM;
     int rc = map_segment(fd, r, (size_t)st.st_size);
     if (rc) return rc;
     for (int i = 0; !LOAD_ACQ(&r->h->ready); i++) {
-        if (i >= 1000) return LSR_EBADRING;
+        if (i >= tries) return LSR_EBADRING;
         usleep(1000);
     }
     hdr_t *h = r->h;
@@ -297,6 +333,8 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
     if (capacity < LSR_MIN_CAPACITY || capacity > LSR_MAX_CAPACITY || (capacity & (capacity - 1)))
         return LSR_EARG;
     if (max_record < 64 || max_record > capacity / 4) return LSR_EARG;
+    int nowait = (create & LSR_OPEN_NOWAIT) != 0;
+    create &= 1;
     lsr_ring *r = calloc(1, sizeof *r);
     if (!r) return LSR_ESYS;
     int rc, fd = -1;
@@ -326,7 +364,7 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
         }
         fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
         if (fd >= 0) {
-            rc = attach_segment(fd, r, allow_foreign, max_record);
+            rc = attach_segment(fd, r, allow_foreign, max_record, nowait);
             if (rc != LSR_OK) {
                 int saved = errno;
                 if (r->h) munmap(r->h, r->map_len);
@@ -349,6 +387,7 @@ int lsr_open(const char *name, uint64_t capacity, uint32_t max_record, uint32_t 
     }
     close(fd);
     r->mask = r->cap - 1;
+    r->reserve_at = r->cap - r->cap / LSR_FAIR_RESERVE;
     r->owner_uid = r->h->owner_uid;
     r->ring_id = r->h->ring_id;
     r->created_ns = r->h->created_ns;
@@ -387,6 +426,9 @@ int lsr_discard(const char *name) {
 int lsr_after_fork(lsr_ring *r) {
     self_identity(r);
     r->stalled = 0; /* a new process: it may wait once too */
+    r->proc = NULL;  /* and it has an entry of its own */
+    r->proc_no = 0;
+    r->proc_looked = 0;
     return LSR_OK;
 }
 
@@ -442,6 +484,97 @@ void lsr_slot_release(lsr_ring *r, int slot) {
     STORE_REL(&s->pid, 0u);
 }
 
+/* ---- the process table ------------------------------------------------- */
+
+/* Take entry e (its pid already CASed to ours) for this process, its counts from zero. */
+static proc_t *proc_take(lsr_ring *r, int i) {
+    proc_t *e = &r->procs[i];
+    STORE_RLX(&e->start, r->start);
+    STORE_RLX(&e->committed, 0);
+    STORE_RLX(&e->dropped, 0);
+    STORE_RLX(&e->bytes, 0);
+    STORE_RLX(&e->released, 0);
+    STORE_RLX(&e->over_share, 0);
+    STORE_RLX(&e->last_ns, now_ns(CLOCK_REALTIME_COARSE));
+    return e;
+}
+
+/* This process's entry: the one with its pid and start time (another mapping of this ring
+ * in the process made it), else a free one, else the one of a dead process that called
+ * least recently.  None when every entry is a live process's: then this process is not
+ * accounted (and never refused for its share). */
+static proc_t *proc_find(lsr_ring *r) {
+    const uint32_t me = r->pid;
+    int free_i = -1;
+    for (int i = 0; i < LSR_PROCS; i++) {
+        uint32_t pid = LOAD_ACQ(&r->procs[i].pid);
+        if (pid == me && LOAD_RLX(&r->procs[i].start) == r->start) {
+            r->proc_no = (uint32_t)i + 1;
+            return &r->procs[i];
+        }
+        if (pid == 0 && free_i < 0) free_i = i;
+    }
+    for (int i = free_i < 0 ? LSR_PROCS : free_i; i < LSR_PROCS; i++) {
+        uint32_t zero = 0;
+        if (LOAD_RLX(&r->procs[i].pid) == 0 &&
+            __atomic_compare_exchange_n(&r->procs[i].pid, &zero, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+            r->proc_no = (uint32_t)i + 1;
+            return proc_take(r, i);
+        }
+    }
+    for (;;) {
+        int oldest = -1;
+        uint32_t owner = 0;
+        uint64_t oldest_ns = UINT64_MAX;
+        for (int i = 0; i < LSR_PROCS; i++) {
+            proc_t *e = &r->procs[i];
+            uint32_t pid = LOAD_ACQ(&e->pid);
+            uint64_t last = LOAD_RLX(&e->last_ns);
+            if (last < oldest_ns && !proc_alive(pid, LOAD_RLX(&e->start))) {
+                oldest = i;
+                owner = pid;
+                oldest_ns = last;
+            }
+        }
+        if (oldest < 0) return NULL;
+        if (__atomic_compare_exchange_n(&r->procs[oldest].pid, &owner, me, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            r->proc_no = (uint32_t)oldest + 1;
+            return proc_take(r, oldest);
+        }
+    }
+}
+
+/* The entry of the calling process, looked up on its first call; NULL while another of
+ * its threads is looking (that call goes unaccounted) or when it has none. */
+static inline proc_t *proc_of(lsr_ring *r) {
+    int looked = LOAD_ACQ(&r->proc_looked);
+    if (looked == 1) return r->proc;
+    if (looked != 0 || !g_accounting) return NULL;
+    if (!__atomic_compare_exchange_n(&r->proc_looked, &looked, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return NULL;
+    r->proc = proc_find(r);
+    STORE_REL(&r->proc_looked, 1);
+    return r->proc;
+}
+
+/* Whether process entry e, adding len bytes, would hold more than its fair share. */
+static inline int over_share(const lsr_ring *r, const proc_t *e, uint64_t len) {
+    uint32_t active = LOAD_RLX(&r->h->active);
+    if (active <= 1) return 0;
+    if (active > LSR_PROCS) active = LSR_PROCS;
+    uint64_t bytes = LOAD_RLX(&e->bytes), released = LOAD_RLX(&e->released);
+    uint64_t held = bytes > released ? bytes - released : 0;
+    return held + len > r->cap / active;
+}
+
+static void proc_dropped(proc_t *e, int reason) {
+    if (!e) return;
+    ADD_RLX(&e->dropped, 1);
+    if (reason == LSR_C_DROP_OVER_SHARE) ADD_RLX(&e->over_share, 1);
+    STORE_RLX(&e->last_ns, now_ns(CLOCK_REALTIME_COARSE));
+}
+
 /* ---- producer write ----------------------------------------------------- */
 
 static int writer_alive(const lsr_ring *r, uint64_t timeout_ns) {
@@ -476,7 +609,9 @@ void lsr_count(lsr_ring *r, int counter, uint64_t n) {
  * of them finds room, which clears the mark.  So a stopped, stuck or missing
  * writer costs a process at most one timeout, not one per call.  LSR_BLOCK_ASK
  * returns LSR_EWAIT where LSR_BLOCK would start to wait, so that the caller can
- * refuse to wait where waiting is never right (an event loop's thread). */
+ * refuse to wait where waiting is never right (an event loop's thread).
+ * Under pressure (see LSR_FAIR_RESERVE) a process over its fair share finds the ring full
+ * as well: in drop mode it drops (LSR_C_DROP_OVER_SHARE), in block mode it waits. */
 static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, const char *msg,
                      size_t msg_len, const char *logger, size_t logger_len, const char *fields,
                      size_t fields_len, int block, int64_t timeout_ns, uint64_t writer_timeout_ns) {
@@ -484,14 +619,17 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
     int reason = -1;
     if (slot >= LSR_SLOTS || logger_len > 0xffff || level > 255) return LSR_EARG;
     if (LOAD_RLX(&h->removed)) return LSR_EREMOVED;
+    proc_t *e = proc_of(r);
     if (slot < 0) {
         ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
         ADD_RLX(&h->counters[LSR_C_DROP_NO_SLOT], 1);
+        proc_dropped(e, LSR_C_DROP_NO_SLOT);
         return LSR_ENOSLOT;
     }
     uint64_t body = (uint64_t)LSR_REC_HEADER + msg_len + logger_len + fields_len;
     if (body > r->max_rec) {
         ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
+        proc_dropped(e, -1);
         return LSR_ETOOBIG;
     }
     const uint64_t len = align8(body), cap = r->cap;
@@ -503,8 +641,13 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
         head = LOAD_ACQ(&h->head);
         uint64_t to_end = cap - (tail & r->mask);
         need = to_end < len ? to_end + len : len;
-        if (tail - head + need > cap) {
-            if (block == LSR_DROP || timeout_ns <= 0) goto full;
+        uint64_t used = tail - head + need;
+        int over = used <= cap && used > r->reserve_at && e && over_share(r, e, len);
+        if (used > cap || over) {
+            if (block == LSR_DROP || timeout_ns <= 0) {
+                if (over) reason = LSR_C_DROP_OVER_SHARE;
+                goto full;
+            }
             if (deadline == 0) {
                 if (LOAD_RLX(&r->stalled)) {
                     reason = LSR_C_DROP_STALLED;
@@ -560,7 +703,7 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
     rec->level = (uint8_t)level;
     rec->flags = (uint8_t)flags;
     rec->fields_len = (uint32_t)fields_len;
-    rec->_reserved = 0;
+    rec->proc = e ? r->proc_no : 0;
     uint8_t *q = p + LSR_REC_HEADER;
     memcpy(q, msg, msg_len);
     memcpy(q + msg_len, logger, logger_len);
@@ -568,6 +711,11 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
     STORE_REL(&rec->word, make_word(len, (uint32_t)slot, ST_COMMITTED));
     slot_set_pending(s, LSR_NO_CLAIM, 0);
     ADD_RLX(&h->counters[LSR_C_COMMITTED], 1);
+    if (e) {
+        ADD_RLX(&e->committed, 1);
+        ADD_RLX(&e->bytes, len);
+        STORE_RLX(&e->last_ns, rec->ts_ns);
+    }
     if (LOAD_RLX(&r->stalled)) STORE_RLX(&r->stalled, 0); /* there is room again */
     uint64_t used = tail + need - head, hw = LOAD_RLX(&h->high_water);
     while (used > hw &&
@@ -578,6 +726,7 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
 full:
     ADD_RLX(&h->counters[LSR_C_DROPPED], 1);
     if (reason >= 0) ADD_RLX(&h->counters[reason], 1);
+    proc_dropped(e, reason);
     if (LOAD_RLX(&s->pending_pos) != LSR_NO_CLAIM) slot_set_pending(s, LSR_NO_CLAIM, 0);
     return LSR_EFULL;
 }
@@ -808,6 +957,7 @@ int lsr_check(lsr_ring *r, lsr_repair *out, uint32_t max) {
         repaired(&rp, LSR_F_TOTALS, gen, g);
     }
     FIX(&rp, LSR_F_HEAD, h->head, r->whead);
+    FIX(&rp, LSR_F_ACTIVE, h->active, r->wactive);
     /* tail: producers CAS it forward; anything outside [head, head + capacity], or behind
      * what the writer has drained already, is damage */
     uint64_t tail = LOAD_ACQ(&h->tail), lo = r->wend > r->whead ? r->wend : r->whead;
@@ -847,6 +997,10 @@ int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
     uint32_t n = 0, blen = 0;
     b->malformed = b->abandoned = 0;
     b->stalled = 0;
+    if (r->writer && from == r->whead && r->pending) { /* drained again from head: count afresh */
+        memset(r->pend, 0, sizeof r->pend);
+        r->pending = 0;
+    }
     if (from > tail || tail - from > r->cap) {
         /* the writer's cursor is its own: a tail that disagrees is damage, for lsr_check */
         b->n = b->buf_len = 0;
@@ -878,6 +1032,10 @@ int lsr_drain(lsr_ring *r, uint64_t from, lsr_batch *b) {
         }
         rec_t rec;
         memcpy(&rec, r->data + idx, sizeof rec);
+        if (r->writer && rec.proc - 1u < LSR_PROCS) { /* its bytes leave the ring at release */
+            r->pend[rec.proc - 1u] += len;
+            r->pending = 1;
+        }
         uint64_t payload = (uint64_t)rec.msg_len + rec.logger_len + rec.fields_len;
         if (rec.msg_len > len || rec.fields_len > len || payload + LSR_REC_HEADER > len ||
             len - (payload + LSR_REC_HEADER) >= 8) {
@@ -1000,6 +1158,25 @@ int lsr_recover(lsr_ring *r, uint64_t at, int64_t grace_ns, uint64_t *skip_to, i
     return 1;
 }
 
+/* After a release by the writer: each process's bytes that left the ring, once everything
+ * drained is released, and how many processes called recently (fair share). */
+static void procs_released(lsr_ring *r, uint64_t upto) {
+    if (r->pending && upto >= r->wend) {
+        for (int i = 0; i < LSR_PROCS; i++)
+            if (r->pend[i]) {
+                ADD_RLX(&r->procs[i].released, r->pend[i]);
+                r->pend[i] = 0;
+            }
+        r->pending = 0;
+    }
+    uint64_t now = now_ns(CLOCK_REALTIME_COARSE);
+    uint32_t active = 0;
+    for (int i = 0; i < LSR_PROCS; i++)
+        if (LOAD_RLX(&r->procs[i].pid) && LOAD_RLX(&r->procs[i].last_ns) + LSR_ACTIVE_NS > now) active++;
+    r->wactive = active;
+    STORE_RLX(&r->h->active, active);
+}
+
 int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
     hdr_t *h = r->h;
     /* The writer's own account, not the segment's: what it released last is where it is. */
@@ -1043,6 +1220,7 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta) {
     }
     zero_range(r, from, upto);
     STORE_REL(&h->head, upto);
+    if (r->writer && upto > from) procs_released(r, upto);
     return LSR_OK;
 }
 
@@ -1069,6 +1247,29 @@ void lsr_stats_read(const lsr_ring *r, lsr_stats *s) {
     }
     for (int i = 0; i < LSR_SLOTS; i++)
         if (LOAD_RLX(&r->slots[i].pid)) s->live_slots++;
+    s->active_procs = LOAD_RLX(&h->active);
+}
+
+int lsr_procs_read(const lsr_ring *r, uint64_t since_ns, lsr_proc_stat *out, uint32_t max) {
+    uint32_t n = 0;
+    for (int i = 0; i < LSR_PROCS && n < max; i++) {
+        const proc_t *e = &r->procs[i];
+        uint32_t pid = LOAD_ACQ(&e->pid);
+        uint64_t last = LOAD_RLX(&e->last_ns);
+        if (pid == 0 || last < since_ns) continue;
+        lsr_proc_stat *o = &out[n++];
+        o->pid = pid;
+        o->start = LOAD_RLX(&e->start);
+        o->alive = (uint32_t)proc_alive(pid, o->start);
+        o->committed = LOAD_RLX(&e->committed);
+        o->dropped = LOAD_RLX(&e->dropped);
+        o->bytes = LOAD_RLX(&e->bytes);
+        uint64_t released = LOAD_RLX(&e->released);
+        o->held = o->bytes > released ? o->bytes - released : 0;
+        o->last_ns = last;
+        o->over_share = LOAD_RLX(&e->over_share);
+    }
+    return (int)n;
 }
 
 int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name) {

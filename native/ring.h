@@ -9,14 +9,16 @@
  *                                 counters, the writer's commit pair
  *   4096         lsr_slot[1024]   one slot per producing thread: owner pid and
  *                                 start time, and the range it is claiming
- *   4096+65536   data[capacity]   the records; capacity is a power of two
+ *   69632        lsr_proc[512]    one entry per producing process: what it committed,
+ *                                 dropped and still holds in the ring (fair share)
+ *   102400       data[capacity]   the records; capacity is a power of two
  *
  * A record, 8-byte aligned, never split across the end of the data area:
  *
  *    0       8        16       24        32        40
  *   +--------+--------+--------+---------+---------+------------------------+
  *   | word   | ts_ns  |pid |tid|msg_len  |fields_len| msg | logger | fields |
- *   |        |        |        |lg_len lv|  flags   |                        |
+ *   |        |        |        |lg_len lv|flags proc|                        |
  *   +--------+--------+--------+---------+---------+------------------------+
  *
  *   word (atomic, 64 bits) = check:16 | slot:16 | len:29 | state:3
@@ -26,6 +28,8 @@
  *     state 3  padding: skip `len` bytes to the end of the data area
  *     len      total bytes of the record including this header, multiple of 8
  *     check    a hash of (len, slot, state): garbage rarely passes it
+ *   proc (32 bits) 1 + the producing process's lsr_proc entry (0: none), so that the
+ *     writer can tell each process which of its bytes left the ring
  *
  * Protocol.  A producer writes the range it is about to claim into its slot,
  * then CASes tail forward; no lock is held while it copies.  It stores the
@@ -43,12 +47,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LSR_VERSION 1
+#define LSR_VERSION 2
 #define LSR_MAGIC 0x31304752534c534cULL /* "LSLSRG01" */
 #define LSR_HEADER_BYTES 4096
 #define LSR_SLOTS 1024
 #define LSR_SLOT_BYTES 64
-#define LSR_DATA_OFFSET (LSR_HEADER_BYTES + LSR_SLOTS * LSR_SLOT_BYTES)
+#define LSR_PROCS 512
+#define LSR_PROC_BYTES 64
+#define LSR_PROCS_OFFSET (LSR_HEADER_BYTES + LSR_SLOTS * LSR_SLOT_BYTES)
+#define LSR_DATA_OFFSET (LSR_PROCS_OFFSET + LSR_PROCS * LSR_PROC_BYTES)
 #define LSR_REC_HEADER 40
 #define LSR_MIN_CAPACITY (64u * 1024u)
 #define LSR_MAX_CAPACITY (1ULL << 30)
@@ -98,8 +105,33 @@ enum {
     LSR_C_LOST,          /* records the ring had released that a writer found missing from the files */
     LSR_C_DAMAGED_FILES, /* damaged newest files a writer moved aside at start */
     LSR_C_HEADER_REPAIRS,/* header fields a writer found inconsistent and set right (lsr_check) */
-    LSR_NCOUNTERS = 16
+    LSR_C_DROP_OVER_SHARE,/* refused under pressure: the process held more than its fair share */
+    LSR_C_DROP_DAMAGED,  /* the segment with the ring's name was not a ring when the process came */
+    LSR_NCOUNTERS = 24
 };
+
+/* Fair share.  When a claim would leave less than capacity / LSR_FAIR_RESERVE free, a
+ * process that holds (committed, not yet released by the writer) more than capacity /
+ * active bytes is refused as if the ring were full: it drops (LSR_C_DROP_OVER_SHARE) or
+ * waits, and the room left stays for the others.  `active` is the number of processes that
+ * called within LSR_ACTIVE_NS, counted by the writer at each release.  The accounting is
+ * what each process says of itself: it keeps a runaway process from crowding out the rest,
+ * not a hostile one, which can write the segment as it likes. */
+#define LSR_FAIR_RESERVE 4
+#define LSR_ACTIVE_NS 10000000000ull
+
+/* one producing process, as lsr_procs_read reports it */
+typedef struct {
+    uint32_t pid;
+    uint32_t alive;      /* pid and start time still name a running process */
+    uint64_t start;      /* its start time, clock ticks since boot */
+    uint64_t committed;  /* records it put in the ring */
+    uint64_t dropped;    /* records of its calls that did not get in, every reason */
+    uint64_t bytes;      /* bytes of its committed records */
+    uint64_t held;       /* of those, bytes still in the ring (not released by the writer) */
+    uint64_t last_ns;    /* CLOCK_REALTIME of its last call */
+    uint64_t over_share; /* of its drops, those refused for holding more than its share */
+} lsr_proc_stat;
 
 /* writer-side totals: they move only together with head (see lsr_release) */
 typedef struct {
@@ -144,6 +176,8 @@ typedef struct {
     int32_t writer_pid;
     uint32_t owner_uid;
     uint64_t writer_heartbeat_ns;
+    uint32_t active_procs;     /* processes that called recently, as the writer last counted */
+    uint32_t _pad;
     uint64_t counters[LSR_NCOUNTERS];
     lsr_totals totals;
     lsr_rule_stat rules[LSR_RULES];
@@ -184,7 +218,10 @@ typedef struct {
 
 typedef struct lsr_ring lsr_ring;
 
-/* open or create; mode is the segment mode when created (0600 by default) */
+/* open or create; mode is the segment mode when created (0600 by default).  create: 0
+ * attach only, 1 create if missing; | LSR_OPEN_NOWAIT: a segment still being made is not
+ * waited for (LSR_EBADRING at once), for a producer looking again from a hold (ring.py). */
+#define LSR_OPEN_NOWAIT 2
 int lsr_open(const char *name, uint64_t capacity, uint32_t max_record,
              uint32_t mode, int create, int allow_foreign, lsr_ring **out);
 void lsr_close(lsr_ring *r);
@@ -230,7 +267,7 @@ enum {
     LSR_F_MAGIC = 0, LSR_F_VERSION, LSR_F_HEADER_BYTES, LSR_F_CAPACITY, LSR_F_MAX_RECORD,
     LSR_F_OWNER_UID, LSR_F_RING_ID, LSR_F_CREATED_NS, LSR_F_READY, LSR_F_TAIL, LSR_F_HEAD,
     LSR_F_HIGH_WATER, LSR_F_WRITER_PID, LSR_F_WRITER_START, LSR_F_HEARTBEAT, LSR_F_TOTALS,
-    LSR_NFIELDS
+    LSR_F_ACTIVE, LSR_NFIELDS
 };
 typedef struct {
     uint32_t field;       /* LSR_F_* */
@@ -255,6 +292,9 @@ int lsr_release(lsr_ring *r, uint64_t upto, const lsr_totals *delta);
 uint64_t lsr_head(const lsr_ring *r);
 uint64_t lsr_tail(const lsr_ring *r);
 void lsr_stats_read(const lsr_ring *r, lsr_stats *s);
+/* the processes of the ring's process table whose last call is at or after since_ns
+ * (CLOCK_REALTIME; 0: all), up to max, into out; returns how many */
+int lsr_procs_read(const lsr_ring *r, uint64_t since_ns, lsr_proc_stat *out, uint32_t max);
 /* name rule slot idx (the writer, at start) and add hits to it */
 int lsr_rule_name(lsr_ring *r, uint32_t idx, const char *name);
 void lsr_rule_hits(lsr_ring *r, uint32_t idx, uint64_t n);
@@ -267,6 +307,8 @@ size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
 int lsr_json_valid(const uint8_t *s, size_t n);
 
 /* testing and measurement */
+/* 0: producers keep no per-process account (no fair share): for measuring its cost */
+void lsr_test_accounting(int on);
 /* claim len bytes like a producer and fill them with raw bytes, no framing */
 int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);
 /* 1: stop (SIGSTOP) after the claim CAS, 2: after the claimed word; 0: off */

@@ -79,10 +79,11 @@ MAGIC = 0x31304752534C534C
 HEADER_BYTES = 4096
 SLOTS = 1024
 SLOT_BYTES = 64
-DATA_OFFSET = HEADER_BYTES + SLOTS * SLOT_BYTES
+PROCS = 512  # the process table (LSR_PROCS entries of 64 bytes) sits between slots and data
+DATA_OFFSET = HEADER_BYTES + SLOTS * SLOT_BYTES + PROCS * 64
 # hdr_t: magic, version, header_bytes, capacity, max_record, owner_uid, ring_id, created_ns, ready,
 # 20 bytes of padding, then tail and head, each followed by 56 bytes of padding
-TAIL_OFFSET = struct.calcsize("=QIIQIIQQI") + 20
+TAIL_OFFSET = 64  # hdr_t (native/ring.c): the first 64 bytes are the geometry and identity
 HEAD_OFFSET = TAIL_OFFSET + 64
 REC_HEADER = lib.LSR_REC_HEADER
 REC = struct.Struct("=QQIIIHBBII")  # word ts_ns pid tid msg_len logger_len level flags fields_len reserved
@@ -1164,11 +1165,12 @@ HEADER_FIELDS = {
     "magic": (0, "Q"), "version": (8, "I"), "header_bytes": (12, "I"), "capacity": (16, "Q"),
     "max_record": (24, "I"), "owner_uid": (28, "I"), "ring_id": (32, "Q"), "created_ns": (40, "Q"),
     "ready": (48, "I"), "removed": (52, "I"), "tail": (TAIL_OFFSET, "Q"), "head": (HEAD_OFFSET, "Q"),
-    "high_water": (HEAD_OFFSET + 64, "Q"), "writer_pid": (HEAD_OFFSET + 256, "I"),
-    "writer_start": (HEAD_OFFSET + 264, "Q"), "heartbeat": (HEAD_OFFSET + 272, "Q"),
-    "totals_gen": (HEAD_OFFSET + 320, "Q"), "totals0.head": (HEAD_OFFSET + 384, "Q"),
-    "totals0.written": (HEAD_OFFSET + 392, "Q"), "totals1.head": (HEAD_OFFSET + 512, "Q"),
-    "totals1.written": (HEAD_OFFSET + 520, "Q"),
+    "high_water": (HEAD_OFFSET + 64, "Q"), "writer_pid": (HEAD_OFFSET + 320, "I"),
+    "active": (HEAD_OFFSET + 324, "I"),
+    "writer_start": (HEAD_OFFSET + 328, "Q"), "heartbeat": (HEAD_OFFSET + 336, "Q"),
+    "totals_gen": (HEAD_OFFSET + 384, "Q"), "totals0.head": (HEAD_OFFSET + 448, "Q"),
+    "totals0.written": (HEAD_OFFSET + 456, "Q"), "totals1.head": (HEAD_OFFSET + 576, "Q"),
+    "totals1.written": (HEAD_OFFSET + 584, "Q"),
 }
 # how a store changes a field: a value outright, or one relative to what is there
 header_stores = st.lists(st.tuples(

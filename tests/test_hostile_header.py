@@ -22,11 +22,11 @@ from conftest import read_records, stats, wait_for
 FIELDS = {
     "magic": (0, "Q"), "version": (8, "I"), "header_bytes": (12, "I"), "capacity": (16, "Q"),
     "max_record": (24, "I"), "owner_uid": (28, "I"), "ring_id": (32, "Q"), "created_ns": (40, "Q"),
-    "ready": (48, "I"), "removed": (52, "I"), "tail": (72, "Q"), "head": (136, "Q"),
-    "high_water": (200, "Q"), "writer_pid": (392, "i"), "writer_start": (400, "Q"),
-    "heartbeat": (408, "Q"), "totals_gen": (456, "Q"),
+    "ready": (48, "I"), "removed": (52, "I"), "tail": (64, "Q"), "head": (128, "Q"),
+    "high_water": (192, "Q"), "writer_pid": (448, "i"), "active": (452, "I"), "writer_start": (456, "Q"),
+    "heartbeat": (464, "Q"), "totals_gen": (512, "Q"),
     # in totals[gen & 1], the current buffer; totals1: in the other one
-    "totals.head": (520, "Q"), "totals.written": (528, "Q"), "totals1.head": (520, "Q"),
+    "totals.head": (576, "Q"), "totals.written": (584, "Q"), "totals1.head": (576, "Q"),
 }
 
 # a producer that logs until told to stop, then exits 0 (any exception: non-zero)

@@ -263,7 +263,7 @@ def test_create_then_attach_by_name(ring_name):
         st = os.stat(f"/dev/shm/{ring_name}")
         assert stat.S_IMODE(st.st_mode) == 0o600
         assert st.st_uid == os.geteuid()
-        assert st.st_size == lib.LSR_MIN_CAPACITY + 4096 + 1024 * 64
+        assert st.st_size == lib.LSR_MIN_CAPACITY + 4096 + 1024 * 64 + 512 * 64
 
         # a second mapping attaches to the same ring, whatever geometry it asks for
         b = Ring(ring_name, create=False, capacity=1 << 20, max_record=1024)
