@@ -93,10 +93,15 @@ typedef struct {
     uint32_t tid;
     uint64_t start; /* owner's start time, clock ticks since boot */
     uint32_t gen;   /* odd while pending_pos/len are being rewritten */
-    uint32_t _pad0;
+    uint32_t proc;  /* 1 + the owner's proc_t index (0: none), for its counts below */
     uint64_t pending_pos;
     uint64_t pending_len;
-    uint8_t _pad1[LSR_SLOT_BYTES - 40];
+    /* The owning thread's commits not yet added to its process's entry: it adds them every
+     * LSR_FLUSH_RECORDS records or LSR_FLUSH_NS, so that the call needs no atomic add on a
+     * line all the process's threads share; readers add these in (lsr_procs_read). */
+    uint64_t unflushed;
+    uint64_t unflushed_bytes;
+    uint64_t flushed_ns;
 } slot_t;
 
 _Static_assert(sizeof(slot_t) == LSR_SLOT_BYTES, "slot layout");
@@ -438,53 +443,23 @@ void lsr_mark_removed(lsr_ring *r) { STORE_REL(&r->h->removed, 1u); }
 
 int lsr_removed(const lsr_ring *r) { return (int)LOAD_ACQ(&r->h->removed); }
 
-/* ---- producer slots ----------------------------------------------------- */
-
-static void slot_set_pending(slot_t *s, uint64_t pos, uint64_t len) {
-    uint32_t g = LOAD_RLX(&s->gen);
-    STORE_RLX(&s->gen, g + 1);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    STORE_RLX(&s->pending_len, len);
-    STORE_RLX(&s->pending_pos, pos);
-    STORE_REL(&s->gen, g + 2);
-}
-
-int lsr_slot_acquire(lsr_ring *r) {
-    uint32_t me = r->pid;
-    uint32_t tid = (uint32_t)syscall(SYS_gettid);
-    uint64_t head = LOAD_ACQ(&r->h->head);
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < LSR_SLOTS; i++) {
-            slot_t *s = &r->slots[i];
-            uint32_t owner = LOAD_ACQ(&s->pid);
-            if (owner != 0) {
-                /* second pass: take over slots of dead processes whose claim is settled */
-                if (pass == 0 || proc_alive(owner, LOAD_RLX(&s->start))) continue;
-                uint32_t g = LOAD_ACQ(&s->gen);
-                uint64_t pos = LOAD_ACQ(&s->pending_pos);
-                if ((g & 1u) == 0 && pos != LSR_NO_CLAIM && pos >= head) continue;
-            }
-            if (__atomic_compare_exchange_n(&s->pid, &owner, me, 0, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_RELAXED)) {
-                s->start = r->start;
-                s->tid = tid;
-                slot_set_pending(s, LSR_NO_CLAIM, 0);
-                return i;
-            }
-        }
-    }
-    return LSR_ENOSLOT;
-}
-
-void lsr_slot_release(lsr_ring *r, int slot) {
-    if (slot < 0 || slot >= LSR_SLOTS) return;
-    slot_t *s = &r->slots[slot];
-    if (LOAD_RLX(&s->pid) != r->pid) return; /* not ours (inherited across fork) */
-    slot_set_pending(s, LSR_NO_CLAIM, 0);
-    STORE_REL(&s->pid, 0u);
-}
-
 /* ---- the process table ------------------------------------------------- */
+
+#define LSR_FLUSH_RECORDS 64
+#define LSR_FLUSH_NS 100000000ull
+
+/* Add slot s's unflushed commits to the entry of the process `owner` (a slot being given
+ * back, or taken over from a dead owner), if that entry is still the owner's. */
+static void slot_flush(lsr_ring *r, slot_t *s, uint32_t owner) {
+    uint32_t pn = LOAD_RLX(&s->proc);
+    uint64_t n = LOAD_RLX(&s->unflushed), b = LOAD_RLX(&s->unflushed_bytes);
+    if (n && pn - 1u < LSR_PROCS && LOAD_RLX(&r->procs[pn - 1u].pid) == owner) {
+        ADD_RLX(&r->procs[pn - 1u].committed, n);
+        ADD_RLX(&r->procs[pn - 1u].bytes, b);
+    }
+    STORE_RLX(&s->unflushed, 0);
+    STORE_RLX(&s->unflushed_bytes, 0);
+}
 
 /* Take entry e (its pid already CASed to ours) for this process, its counts from zero. */
 static proc_t *proc_take(lsr_ring *r, int i) {
@@ -573,6 +548,59 @@ static void proc_dropped(proc_t *e, int reason) {
     ADD_RLX(&e->dropped, 1);
     if (reason == LSR_C_DROP_OVER_SHARE) ADD_RLX(&e->over_share, 1);
     STORE_RLX(&e->last_ns, now_ns(CLOCK_REALTIME_COARSE));
+}
+
+/* ---- producer slots ----------------------------------------------------- */
+
+static void slot_set_pending(slot_t *s, uint64_t pos, uint64_t len) {
+    uint32_t g = LOAD_RLX(&s->gen);
+    STORE_RLX(&s->gen, g + 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    STORE_RLX(&s->pending_len, len);
+    STORE_RLX(&s->pending_pos, pos);
+    STORE_REL(&s->gen, g + 2);
+}
+
+int lsr_slot_acquire(lsr_ring *r) {
+    proc_t *e = proc_of(r);
+    uint32_t me = r->pid;
+    uint32_t tid = (uint32_t)syscall(SYS_gettid);
+    uint64_t head = LOAD_ACQ(&r->h->head);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < LSR_SLOTS; i++) {
+            slot_t *s = &r->slots[i];
+            uint32_t owner = LOAD_ACQ(&s->pid);
+            if (owner != 0) {
+                /* second pass: take over slots of dead processes whose claim is settled */
+                if (pass == 0 || proc_alive(owner, LOAD_RLX(&s->start))) continue;
+                uint32_t g = LOAD_ACQ(&s->gen);
+                uint64_t pos = LOAD_ACQ(&s->pending_pos);
+                if ((g & 1u) == 0 && pos != LSR_NO_CLAIM && pos >= head) continue;
+            }
+            if (__atomic_compare_exchange_n(&s->pid, &owner, me, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED)) {
+                if (owner) slot_flush(r, s, owner); /* the dead owner's last commits */
+                s->start = r->start;
+                s->tid = tid;
+                STORE_RLX(&s->proc, e ? r->proc_no : 0u);
+                STORE_RLX(&s->unflushed, 0);
+                STORE_RLX(&s->unflushed_bytes, 0);
+                STORE_RLX(&s->flushed_ns, 0);
+                slot_set_pending(s, LSR_NO_CLAIM, 0);
+                return i;
+            }
+        }
+    }
+    return LSR_ENOSLOT;
+}
+
+void lsr_slot_release(lsr_ring *r, int slot) {
+    if (slot < 0 || slot >= LSR_SLOTS) return;
+    slot_t *s = &r->slots[slot];
+    if (LOAD_RLX(&s->pid) != r->pid) return; /* not ours (inherited across fork) */
+    slot_flush(r, s, r->pid);
+    slot_set_pending(s, LSR_NO_CLAIM, 0);
+    STORE_REL(&s->pid, 0u);
 }
 
 /* ---- producer write ----------------------------------------------------- */
@@ -711,10 +739,17 @@ static int write_rec(lsr_ring *r, int slot, uint32_t level, uint32_t flags, cons
     STORE_REL(&rec->word, make_word(len, (uint32_t)slot, ST_COMMITTED));
     slot_set_pending(s, LSR_NO_CLAIM, 0);
     ADD_RLX(&h->counters[LSR_C_COMMITTED], 1);
-    if (e) {
-        ADD_RLX(&e->committed, 1);
-        ADD_RLX(&e->bytes, len);
-        STORE_RLX(&e->last_ns, rec->ts_ns);
+    if (e && LOAD_RLX(&s->proc) == r->proc_no) { /* only this thread writes these three */
+        uint64_t n = LOAD_RLX(&s->unflushed) + 1, b = LOAD_RLX(&s->unflushed_bytes) + len;
+        if (n >= LSR_FLUSH_RECORDS || rec->ts_ns - LOAD_RLX(&s->flushed_ns) >= LSR_FLUSH_NS) {
+            ADD_RLX(&e->committed, n);
+            ADD_RLX(&e->bytes, b);
+            STORE_RLX(&e->last_ns, rec->ts_ns);
+            STORE_RLX(&s->flushed_ns, rec->ts_ns);
+            n = b = 0;
+        }
+        STORE_RLX(&s->unflushed, n);
+        STORE_RLX(&s->unflushed_bytes, b);
     }
     if (LOAD_RLX(&r->stalled)) STORE_RLX(&r->stalled, 0); /* there is room again */
     uint64_t used = tail + need - head, hw = LOAD_RLX(&h->high_water);
@@ -1251,6 +1286,18 @@ void lsr_stats_read(const lsr_ring *r, lsr_stats *s) {
 }
 
 int lsr_procs_read(const lsr_ring *r, uint64_t since_ns, lsr_proc_stat *out, uint32_t max) {
+    /* the commits each thread has not added to its process's entry yet */
+    static __thread uint64_t unf[LSR_PROCS], unf_bytes[LSR_PROCS];
+    memset(unf, 0, sizeof unf);
+    memset(unf_bytes, 0, sizeof unf_bytes);
+    for (int i = 0; i < LSR_SLOTS; i++) {
+        const slot_t *s = &r->slots[i];
+        uint32_t pid = LOAD_ACQ(&s->pid), pn = LOAD_RLX(&s->proc);
+        if (pid && pn - 1u < LSR_PROCS && LOAD_RLX(&r->procs[pn - 1u].pid) == pid) {
+            unf[pn - 1u] += LOAD_RLX(&s->unflushed);
+            unf_bytes[pn - 1u] += LOAD_RLX(&s->unflushed_bytes);
+        }
+    }
     uint32_t n = 0;
     for (int i = 0; i < LSR_PROCS && n < max; i++) {
         const proc_t *e = &r->procs[i];
@@ -1261,9 +1308,9 @@ int lsr_procs_read(const lsr_ring *r, uint64_t since_ns, lsr_proc_stat *out, uin
         o->pid = pid;
         o->start = LOAD_RLX(&e->start);
         o->alive = (uint32_t)proc_alive(pid, o->start);
-        o->committed = LOAD_RLX(&e->committed);
+        o->committed = LOAD_RLX(&e->committed) + unf[i];
         o->dropped = LOAD_RLX(&e->dropped);
-        o->bytes = LOAD_RLX(&e->bytes);
+        o->bytes = LOAD_RLX(&e->bytes) + unf_bytes[i];
         uint64_t released = LOAD_RLX(&e->released);
         o->held = o->bytes > released ? o->bytes - released : 0;
         o->last_ns = last;

@@ -173,8 +173,8 @@ def hot_path(rounds: int = 9, n: int = 2_000_000, calls: int = 200_000) -> dict:
     c = {True: [], False: []}
     py = {True: [], False: []}
     try:
-        for _ in range(rounds):
-            for on in (True, False):
+        for k in range(rounds):
+            for on in ((True, False) if k % 2 else (False, True)):  # neither always goes first
                 lib.lsr_test_accounting(int(on))
                 name = f"perf-acct-{uuid.uuid4().hex[:8]}"
                 ring = Ring(name, capacity=16 << 20)
