@@ -7,6 +7,7 @@ that what the writer set right is counted in `header_repairs`.
 """
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import struct
@@ -244,3 +245,67 @@ def test_restarted_writer_runs_on_a_damaged_header(writer_factory, ring_name, fi
         if busy.poll() is None:
             busy.kill()
             busy.communicate()
+
+
+# a process that comes while the ring's name holds a damaged segment: it logs through
+# connect() and through the stdlib Handler, and reports what its calls returned
+LATECOMER = r"""
+import json, logging, sys, time
+import logger_system
+ring = sys.argv[1]
+log = logger_system.connect(ring, name="late")
+logger = logging.getLogger("late.std")
+logger.addHandler(logger_system.Handler(ring))
+logger.propagate = False
+before = [log.info("before %d", i) for i in range(5)]
+for i in range(5):
+    logger.error("std before %s", "secret-arg-%d" % i)
+print("waiting", flush=True)
+sys.stdin.readline()  # the writer has replaced the segment
+deadline, after = time.monotonic() + 20, []
+while time.monotonic() < deadline and not any(after):
+    after.append(log.info("after"))
+    time.sleep(0.05)
+logger.error("std after")
+print(json.dumps({"before": before, "after": after}), flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("damage", ["magic", "version", "ready"])
+def test_a_producer_that_finds_a_damaged_segment_drops_counts_and_moves_on(writer_factory, ring_name, damage):
+    """No raise from connect(), Handler() or a call while the name holds no ring of this
+    version; the calls drop (nothing of them printed); once a writer has replaced the
+    segment, the process logs into the new ring, which counts the drops as dropped_damaged."""
+    from logger_system.ring import Ring
+
+    r = Ring(ring_name)
+    r.close()
+    h = Header(ring_name)
+    h.put(damage, {"magic": 0x4141414141414141, "version": 99, "ready": 0}[damage])
+    h.close()
+    p = subprocess.Popen([sys.executable, "-c", LATECOMER, ring_name], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "waiting", p.stderr.read()[-2000:]
+        w = writer_factory().start()  # it replaces the segment (Ring.for_writer)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err[-2000:]
+        assert "secret-arg" not in err and "Traceback" not in err, err[-2000:]
+        res = json.loads(out.strip().splitlines()[-1])
+        assert res["before"] == [False] * 5
+        assert res["after"][-1] is True
+        wait_for(lambda: stats(ring_name)["used_bytes"] == 0, what="drained")
+        s = stats(ring_name)
+        # 5 Producer calls, 5 Handler calls, and the "after" calls made before the move
+        dropped = 10 + len(res["after"]) - 1
+        assert s["dropped_damaged"] == dropped and s["dropped"] == dropped, s
+        assert s["committed"] == 2 and s["written"] == 2, s
+        assert w.stop() == 0, w.stderr()
+        identity_holds(ring_name)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)

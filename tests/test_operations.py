@@ -225,6 +225,17 @@ def test_metrics_endpoint_serves_the_ring_counters(ring_name, writer_factory, tm
     assert m["logger_system_writer_resident_bytes"] > 1 << 20
     assert m["logger_system_writer_cpu_seconds_total"] > 0
     assert 0 <= m["logger_system_last_drain_age_seconds"] < 60
+    # per producer: at most the top 10 by bytes, however many processes logged
+    code = "import sys, logger_system; l = logger_system.connect(sys.argv[1]); [l.info('x') for _ in range(int(sys.argv[2]))]"
+    for n in range(1, 13):
+        p = subprocess.run([sys.executable, "-c", code, ring_name, str(n * 10)], timeout=60)
+        assert p.returncode == 0
+    wait_for(lambda: stats(ring_name)["written"] == 500 + sum(n * 10 for n in range(1, 13)), what="written")
+    m = _scrape(port)
+    series = {k: v for k, v in m.items() if k.startswith("logger_system_producer_committed_total{")}
+    assert len(series) == 10 and m["logger_system_producers"] >= 13
+    assert sorted(series.values(), reverse=True)[:9] == [500.0, 120.0, 110.0, 100.0, 90.0, 80.0, 70.0, 60.0, 50.0]
+    assert f'logger_system_producer_committed_total{{pid="{os.getpid()}"}}' in series
     # loopback only: the port is not open on another address of this machine
     others = [a for a in _addresses() if not a.startswith("127.")]
     for addr in others:
