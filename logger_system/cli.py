@@ -63,6 +63,12 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"  ring {cfg.ring!r} -> {cfg.dir}, {sealing}")
     print(f"  rotate at {cfg.rotate_size or 'no size'} bytes / {cfg.rotate_interval or 'no interval'} s; "
           f"keep {cfg.keep or 'all'} files, age {cfg.keep_age or 'any'} s, size {cfg.keep_size or 'any'} bytes")
+    if cfg.keep_min_age:
+        young = (f"kept up to {cfg.retention_ceiling} bytes of files" if cfg.keep_young and cfg.retention_ceiling
+                 else "kept (no ceiling)" if cfg.keep_young else "warned about, then removed")
+        print(f"  files younger than {cfg.keep_min_age:g} s that retention would remove: {young}")
+    else:
+        print("  files of any age may be removed by retention (keep_min_age off)")
     print(f"  sanitizer: {sanitizer}")
     print(f"  access: {len(access.rules)} rule(s), default {access.default}" if access else
           "  access: every record accepted")

@@ -46,6 +46,7 @@ def test_example_config_passes_check_config(tmp_path):
     assert "access: 2 rule(s), default allow" in out
     assert "thresholds: drop_rate=" in out
     assert "metrics: 127.0.0.1:9464" in out
+    assert f"files younger than 3600 s that retention would remove: kept up to {40 << 30} bytes of files" in out
 
 
 def test_example_config_uses_every_table_and_every_writer_key():
