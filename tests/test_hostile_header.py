@@ -166,6 +166,9 @@ GARBAGE = [
     ("header_bytes", lambda v: 1, "repair"),
     ("ready", lambda v: 0, "repair"),
     ("removed", lambda v: 1, "repair"),
+    # the writer counts it again at each release: a store that one overwrites is not seen
+    ("active", lambda v: 1 << 31, "none"),
+    ("active", lambda v: 0, "none"),
 ]
 
 
@@ -309,3 +312,48 @@ def test_a_producer_that_finds_a_damaged_segment_drops_counts_and_moves_on(write
         if p.poll() is None:
             p.kill()
             p.wait(10)
+
+
+@pytest.mark.timeout(120)
+def test_garbage_in_the_process_table_and_slots_stops_nothing(writer_factory, ring_name):
+    """Random bytes over every process-table entry and the producer slots' counts while
+    producers log: the writer runs on, producers neither raise nor stall, later records
+    arrive, and `stats --json` still reads (its per-process counts are what the table says)."""
+    import random
+
+    w = writer_factory().start()
+    busy = producer(ring_name, "before", 3.0)
+    try:
+        arrives(w.dir, "before")
+        fd = os.open(f"/dev/shm/{ring_name}", os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, 4096 + 1024 * 64 + 512 * 64)
+        finally:
+            os.close(fd)
+        rnd = random.Random(1234)
+        try:
+            for _ in range(20):
+                table = 4096 + 1024 * 64
+                mm[table:table + 512 * 64] = rnd.randbytes(512 * 64)
+                for slot in range(1024):  # the counts after the claim (proc, unflushed, ...)
+                    off = 4096 + slot * 64
+                    mm[off + 20:off + 24] = rnd.randbytes(4)
+                    mm[off + 40:off + 64] = rnd.randbytes(24)
+                time.sleep(0.05)
+        finally:
+            mm.close()
+        finish(busy)
+        late = producer(ring_name, "after", 0.5, on_full="block")
+        finish(late)
+        arrives(w.dir, "after")
+        assert w.proc.poll() is None, w.stderr()
+        r = subprocess.run([sys.executable, "-P", "-m", "logger_system", "stats", "--ring", ring_name, "--json"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert isinstance(json.loads(r.stdout)["producers"], list)
+        identity_holds(ring_name)
+        assert w.stop() == 0, w.stderr()
+    finally:
+        if busy.poll() is None:
+            busy.kill()
+            busy.communicate()
