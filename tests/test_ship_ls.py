@@ -1,0 +1,90 @@
+"""The ls:// frame codec: fed whole, byte by byte and with trailing garbage; bad frames refused."""
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from hypothesis import given, strategies as st
+
+from logger_system.ship import ls
+
+
+def _lines(first: int, count: int) -> bytes:
+    return b"".join(json.dumps({"seq": i * 8, "n": first + i, "msg": f"m{i}"}).encode() + b"\n"
+                    for i in range(count))
+
+
+def _conversation() -> bytes:
+    return b"".join([ls.hello(0xABCDEF0123456789), ls.batch(5, _lines(5, 3), 3, head={"chunks": 2}),
+                     ls.batch(8, b"", 0), ls.bye()])
+
+
+def test_frames_fed_whole_or_byte_by_byte_decode_the_same():
+    data = _conversation()
+    whole = ls.Decoder().feed(data)
+    d = ls.Decoder()
+    one = [f for i in range(len(data)) for f in d.feed(data[i:i + 1])]
+    assert whole == one and [f.kind for f in whole] == [ls.HELLO, ls.BATCH, ls.BATCH, ls.BYE]
+    assert ls.parse_source(whole[0].json()) == 0xABCDEF0123456789
+    b = ls.parse_batch(whole[1].payload)
+    assert (b.first_n, b.count, b.head, b.gap) == (5, 3, {"chunks": 2}, 0)
+    assert [json.loads(x)["n"] for x in b.lines.splitlines()] == [5, 6, 7]
+    assert d.pending == 0
+
+
+def test_trailing_bytes_of_an_incomplete_frame_wait_and_garbage_is_refused():
+    d = ls.Decoder()
+    frames = d.feed(ls.welcome(7) + ls.ack(9)[:3])
+    assert [ls.parse_next_n(f.json(), "w") for f in frames] == [7] and d.pending == 3
+    with pytest.raises(ls.ProtocolError, match="unknown frame kind"):
+        ls.Decoder().feed(ls.ack(1) + b"Zgarbage")
+    d = ls.Decoder()
+    with pytest.raises(ls.ProtocolError):
+        d.feed(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(ls.ProtocolError):  # spent: every later feed says so
+        d.feed(ls.ack(1))
+
+
+@pytest.mark.parametrize("frame", [
+    struct.pack(">cI", b"B", ls.MAX_FRAME + 1),        # a batch over the limit
+    struct.pack(">cI", b"A", ls.MAX_CONTROL + 1),      # a control frame over its limit
+    struct.pack(">cI", b"H", 0xFFFFFFFF),              # a length that is all ones
+])
+def test_an_oversize_length_is_refused_before_its_bytes_arrive(frame):
+    with pytest.raises(ls.ProtocolError, match="over the limit"):
+        ls.Decoder().feed(frame)
+
+
+@pytest.mark.parametrize("payload,match", [
+    (b'{"first_n": 1, "count": 2}\n{"n":1}\n', "2 records"),
+    (b'{"first_n": 1, "count": 1}\n{"n":1}', "1 records"),
+    (b'{"first_n": -1, "count": 0}\n', "integers"),
+    (b'{"first_n": "1", "count": 0}\n', "integers"),
+    (b'{"first_n": 1, "count": 0, "head": 5}\n', "head"),
+    (b'{"first_n": 1, "count": 0}\nstray', "0 records"),
+    (b'[1, 2]\n', "object"),
+    (b'\xff\xfe\n', "JSON"),
+    (b'no newline at all', "header line"),
+])
+def test_a_malformed_batch_is_a_protocol_error(payload, match):
+    with pytest.raises(ls.ProtocolError, match=match):
+        ls.parse_batch(payload)
+
+
+@pytest.mark.parametrize("obj", [{"version": 2, "source": "0" * 16}, {"version": 1, "source": "xyz"},
+                                 {"version": 1, "source": "0" * 15 + "G"}, {"version": 1}])
+def test_a_hello_must_name_version_1_and_a_source_tag(obj):
+    with pytest.raises(ls.ProtocolError):
+        ls.parse_source(obj)
+
+
+@given(first=st.integers(0, 1 << 62), count=st.integers(0, 50), gap=st.integers(0, 1000),
+       cut=st.integers(1, 64))
+def test_batches_round_trip_in_any_pieces(first, count, gap, cut):
+    frame = ls.batch(first, _lines(first, count), count, gap=gap)
+    d = ls.Decoder()
+    frames = [f for i in range(0, len(frame), cut) for f in d.feed(frame[i:i + cut])]
+    assert len(frames) == 1
+    b = ls.parse_batch(frames[0].payload)
+    assert (b.first_n, b.count, b.gap) == (first, count, gap) and b.lines == _lines(first, count)
