@@ -24,7 +24,9 @@ def _writer_config(args: argparse.Namespace) -> config_mod.WriterConfig:
         compress=True if args.compress else None,
         fsync=args.fsync, min_level=args.min_level, capacity=args.capacity,
         max_record=args.max_record, policy=args.policy, metrics=args.metrics,
-        sanitize=False if args.no_sanitize else None)
+        sanitize=False if args.no_sanitize else None, ship=args.ship,
+        tls={"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+             "tls_server_name": args.tls_server_name})
     return cfg
 
 
@@ -127,6 +129,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from .ship.shipper import read_status as read_ship_status
+
     name = ring_name(args.ring)
     try:
         ring = Ring(name, create=False)
@@ -144,6 +148,7 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         while True:
             d = ring.report()
+            d["ship"] = read_ship_status(name)
             now = time.monotonic()
             if args.json:
                 print(json.dumps(d), flush=True)
@@ -219,6 +224,13 @@ def render_stats(d: dict, since: tuple[float, dict] | None = None) -> str:
             over = f", {p['dropped_over_share']:,} over its share" if p["dropped_over_share"] else ""
             lines.append(f"    pid {p['pid']:<8} committed {p['committed']:>12,}  dropped {p['dropped']:>10,}"
                          f"{over}  bytes {p['bytes']:>14,}  in ring {p['held']:,}{note}")
+    for sh in d.get("ship") or []:
+        state = "connected" if sh.get("connected") else "not connected"
+        extra = "".join(f", {k} {sh[k]:,}" for k in ("overflow", "torn", "spool_errors") if sh.get(k))
+        lines.append(f"  ship      {sh.get('url')}: {state}, shipped {sh.get('shipped', 0):,}, acked up to n "
+                     f"{sh.get('acked', 0):,}, pending {sh.get('pending', 0):,}, errors {sh.get('errors', 0):,}"
+                     f"{extra}" + (f" (last: {sh['last_error']})" if sh.get("last_error") and not sh.get("connected")
+                                   else ""))
     hits = {k: v for k, v in d["rule_hits"].items() if v}
     if hits:
         lines.append("  sanitizer hits by rule: " + ", ".join(
@@ -270,7 +282,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _ring(args: argparse.Namespace) -> int:
     if args.ring_cmd == "ls":
-        names = sorted(n for n in os.listdir("/dev/shm") if not n.startswith("sem."))
+        # not the POSIX semaphores, nor what writers publish beside their rings (<ring>.ship)
+        names = sorted(n for n in os.listdir("/dev/shm") if not n.startswith(("sem.", ".")) and
+                       not n.endswith(".ship"))
         for n in names:
             try:
                 r = Ring(n, create=False, allow_foreign=True)
@@ -326,6 +340,15 @@ def parser() -> argparse.ArgumentParser:
                    help="write records without removing PII and secrets (not recommended)")
     w.add_argument("--metrics", default=None, metavar="[HOST:]PORT",
                    help="serve Prometheus metrics (loopback unless HOST is given)")
+    w.add_argument("--ship", action="append", default=None, metavar="URL",
+                   help="also forward every record written, over TLS: relp://HOST:PORT, "
+                        "syslog+tls://HOST:PORT or ls://HOST:PORT (logger-system serve); repeatable")
+    w.add_argument("--tls-ca", default=None, metavar="FILE",
+                   help="CA bundle the receivers' certificates must chain to (with --ship)")
+    w.add_argument("--tls-cert", default=None, metavar="FILE", help="this writer's client certificate")
+    w.add_argument("--tls-key", default=None, metavar="FILE", help="the client certificate's key")
+    w.add_argument("--tls-server-name", default=None, metavar="NAME",
+                   help="the name the receivers' certificates must have (default: the URL's host)")
     w.set_defaults(func=_writer)
 
     cc = sub.add_parser("check-config", help="check a writer config file and say what it sets up")

@@ -56,6 +56,7 @@ class WriterConfig:
     sanitize_policy: policy_mod.Policy | None = None
     access: access_mod.AccessPolicy | None = None
     thresholds: health.Thresholds | None = None
+    ship: tuple = ()  # Destination (ship/destination.py): [[ship]] tables, then --ship flags
     config_file: Path | None = None
     # capacity or max_record was set (flag or file): the writer says so if an existing ring differs
     ring_size_given: bool = False
@@ -189,7 +190,7 @@ _CONVERT: dict[str, Any] = {
     "metrics": str,
 }
 # set from the file's tables, not from [writer] keys or flags
-_TABLES = {"sanitize": "sanitize_policy", "access": "access", "thresholds": "thresholds"}
+_TABLES = {"sanitize": "sanitize_policy", "access": "access", "thresholds": "thresholds", "ship": "ship"}
 assert set(_CONVERT) | set(_TABLES.values()) | {"config_file", "ring_size_given"} == {
     f.name for f in fields(WriterConfig)}
 
@@ -212,7 +213,7 @@ def load_toml(path: Path) -> dict[str, Any]:
     unknown = set(data) - {"writer", *_TABLES}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; the tables are [writer], "
-                          "[sanitize], [access] and [thresholds]")
+                          "[sanitize], [access], [thresholds] and [[ship]]")
     table = data.get("writer", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [writer] must be a table")
@@ -223,15 +224,32 @@ def load_toml(path: Path) -> dict[str, Any]:
         values["access"] = access_mod.parse(data["access"], f"{path}: [access]")
     if "thresholds" in data:
         values["thresholds"] = health.parse(data["thresholds"], f"{path}: [thresholds]")
+    if "ship" in data:
+        from .ship.destination import build as destination
+
+        ships = data["ship"]
+        if not isinstance(ships, list) or not all(isinstance(t, dict) for t in ships):
+            raise ConfigError(f"{path}: ship must be an array of tables ([[ship]])")
+        values["ship"] = tuple(destination(t, f"{path}: [[ship]] #{i + 1}") for i, t in enumerate(ships))
     values["config_file"] = Path(path)
     return values
 
 
-def build(file: Path | None = None, **overrides: Any) -> WriterConfig:
-    """Defaults, then the file, then non-None overrides (flags)."""
+def build(file: Path | None = None, *, ship: list[str] | None = None, tls: dict | None = None,
+          **overrides: Any) -> WriterConfig:
+    """Defaults, then the file, then non-None overrides (flags).  ship: --ship URLs, each with
+    the TLS flags in `tls` (tls_ca, tls_cert, tls_key, tls_server_name), added to the file's."""
     values: dict[str, Any] = {}
     if file is not None:
         values.update(load_toml(file))
+    if ship:
+        from .ship.destination import build as destination
+
+        given = {k: v for k, v in (tls or {}).items() if v is not None}
+        values["ship"] = tuple(values.get("ship", ())) + tuple(
+            destination({"url": url, **given}, f"--ship {url}") for url in ship)
+    elif tls and any(v is not None for v in tls.values()):
+        raise ConfigError("--tls-ca, --tls-cert, --tls-key and --tls-server-name go with --ship URL")
     for k, v in overrides.items():
         if v is not None:
             values[k] = _convert(k, v, f"--{k.replace('_', '-')}")

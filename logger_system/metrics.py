@@ -107,6 +107,18 @@ class RingCollector:
         for p in top:
             held.add_metric([str(p["pid"])], p["held"])
         yield held
+        ships = d.get("ship") or []  # one per configured destination: bounded by the config
+        for key, kind, help_text in (
+                ("shipped", CounterMetricFamily, "Records sent to this destination (resends included)."),
+                ("acked", GaugeMetricFamily, "The next n this destination acknowledged."),
+                ("pending", GaugeMetricFamily, "Records spooled for this destination, not acknowledged."),
+                ("errors", CounterMetricFamily, "Connections to this destination that failed."),
+                ("overflow", CounterMetricFamily, "Records not spooled for this destination: its spool was full."),
+                ("connected", GaugeMetricFamily, "1 while connected to this destination.")):
+            family = kind(f"logger_system_ship_{key}", help_text, labels=["url"])
+            for sh in ships:
+                family.add_metric([str(sh.get("url"))], float(sh.get(key) or 0))
+            yield family
         yield GaugeMetricFamily("logger_system_ring_utilization", "Fraction of the ring in use.",
                                 value=d["utilization"])
         yield GaugeMetricFamily("logger_system_ring_used_bytes", "Bytes of the ring in use.",

@@ -152,6 +152,16 @@ class Writer:
             self.files._open()
         self.skip_written = SkipWritten(self.resume_seq, advance_n=self._n_from_ring)
         self._publish()
+        self.shipping = None
+        if config.ship:
+            from .ship.shipper import Shipping
+
+            self.shipping = Shipping(config.ship, self.dir, config.ring, self.stream_tag,
+                                     keyring=self.sealing.keyring if self.sealing else None,
+                                     fsync=config.fsync, fsync_interval=config.fsync_interval)
+            self.shipping.start()
+            for d in config.ship:
+                _say("shipping", url=d.url)
         self._custom_stages = stages is not None
         self.stages = stages if stages is not None else self._build_stages()
         # the writer's own warnings go through the ring like any record
@@ -161,8 +171,14 @@ class Writer:
         if config.metrics:
             from .metrics import serve
 
-            self.metrics = serve(config.metrics, lambda: self.ring.report())
+            self.metrics = serve(config.metrics, self._report)
             _say("metrics", listen=config.metrics)
+
+    def _report(self) -> dict:
+        """What the metrics endpoint exports: the ring's report and the destinations' state."""
+        d = self.ring.report()
+        d["ship"] = [s.status() for s in self.shipping.shippers] if self.shipping is not None else []
+        return d
 
     def _warn_retention(self, event: str, msg: str, fields: dict) -> None:
         """Retention removed (or kept) a file younger than keep_min_age: a WARNING record of
@@ -358,6 +374,8 @@ class Writer:
             if self.health is not None:
                 self.health.errors_seen += int(((batch.meta["level"] >= 40) & (batch.keep != 0)).sum())
             if batch.out:
+                if self.shipping is not None:  # first: a crash after this spools nothing twice
+                    self.shipping.spool(batch.n, batch.kept, batch.out)
                 self.files.rotate_if_due(time.monotonic())
                 try:
                     self.files.write(batch.out)
@@ -510,6 +528,8 @@ class Writer:
                 self.reload()
             if self.health is not None:
                 self.health.tick(now)
+            if self.shipping is not None:
+                self.shipping.publish(now)
             if self._stop and stop_deadline is None:
                 stop_deadline = now + self.config.shutdown_timeout
             try:
@@ -564,6 +584,8 @@ class Writer:
         return 0
 
     def close(self) -> None:
+        if self.shipping is not None:
+            self.shipping.close()
         if self.metrics is not None:
             server, thread = self.metrics
             server.shutdown()

@@ -1,0 +1,251 @@
+"""The writer's shipping: one spool and one shipper thread per destination.
+
+The writer calls `Shipping.spool(first_n, count, lines)` with each batch's formatted lines
+before it writes them to its files (ship/spool.py says why that order), and nothing else: a
+shipper thread reads its spool and sends, so a receiver that is slow, away or refusing never
+slows the drain.  A thread connects over TLS, asks the receiver where to resume (ls:// says; the
+others resume from the spool's cursor), sends frames within a window of unacknowledged records,
+and moves the cursor as acknowledgements come.  Errors close the connection, are counted, and
+the thread connects again after a backoff (0.1 s doubling to 5 s).
+
+What `stats --json` shows under `ship` is published by the writer in `/dev/shm/<ring>.ship`
+(JSON, 0600) about once a second: per destination `url`, `shipped` (records sent, resends
+included), `acked` (the next n the receiver acknowledged), `pending` (spooled, not acknowledged),
+`errors`, `connected`, `overflow` (not spooled: the spool was full), `torn`, `last_error`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+from . import ls
+from .destination import Destination
+from .spool import Frame, Spool
+
+WINDOW_RECORDS = 50_000    # unacknowledged records in flight per destination
+BATCH_BYTES = 1 << 20      # frames are joined into sends of about this size
+CONNECT_TIMEOUT = 10.0
+SEND_TIMEOUT = 30.0
+BACKOFF_MAX = 5.0
+
+
+def client_context(dest: Destination) -> ssl.SSLContext:
+    """TLS 1.2 or later, the receiver's certificate checked against tls_ca and its name."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cafile=str(dest.tls_ca))
+    if dest.tls_cert is not None:
+        ctx.load_cert_chain(str(dest.tls_cert), str(dest.tls_key))
+    return ctx
+
+
+class LsSession:
+    """ls:// to `logger-system serve`: exactly once (the server says where to resume)."""
+
+    def __init__(self, sock: ssl.SSLSocket, source: int) -> None:
+        self.sock = sock
+        self.source = source
+        self.decoder = ls.Decoder()
+        self.frames: list[ls.Frame] = []
+
+    def open(self) -> int:
+        self.sock.settimeout(CONNECT_TIMEOUT)
+        self.sock.sendall(ls.hello(self.source))
+        f = self._next(CONNECT_TIMEOUT)
+        if f is None:
+            raise ConnectionError("no welcome from the server")
+        return ls.parse_next_n(f.json(), "welcome")
+
+    def send(self, frame: Frame, gap: int) -> None:
+        self.sock.settimeout(SEND_TIMEOUT)  # a receiver that takes nothing for this long is gone
+        self.sock.sendall(ls.batch(frame.first_n, frame.lines, frame.count, gap=gap))
+
+    def acked(self, timeout: float) -> int | None:
+        """The last ACK's next_n among what arrives within timeout, or None."""
+        got = None
+        f = self._next(timeout)
+        while f is not None:
+            got = ls.parse_next_n(f.json(), "ack")
+            f = self._next(0.0)
+        return got
+
+    def _next(self, timeout: float) -> ls.Frame | None:
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            left = deadline - time.monotonic()
+            if left < 0 and timeout > 0:
+                return None
+            self.sock.settimeout(max(left, 0.0) if timeout > 0 else 0.0)
+            try:
+                data = self.sock.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
+                return None
+            if not data:
+                raise ConnectionError("the server closed the connection")
+            self.frames += self.decoder.feed(data)
+        f = self.frames.pop(0)
+        if f.kind == ls.ERROR:
+            raise ConnectionError(f"the server refused: {f.json().get('error')}")
+        if f.kind not in (ls.WELCOME, ls.ACK):
+            raise ls.ProtocolError(f"unexpected frame {f.kind!r} from the server")
+        return f
+
+    def close(self) -> None:
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(ls.bye())
+        except OSError:
+            pass
+
+
+SESSIONS = {"ls": LsSession}
+
+
+class Shipper(threading.Thread):
+    """Ships one spool to one destination until stopped."""
+
+    def __init__(self, dest: Destination, spool: Spool, source: int) -> None:
+        super().__init__(name=f"ship {dest.url}", daemon=True)
+        self.dest = dest
+        self.spool = spool
+        self.source = source
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.shipped = 0
+        self.errors = 0
+        self.spool_errors = 0  # records not spooled because the spool could not be written
+        self.connected = False
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                self._session()
+                backoff = 0.1
+            except (OSError, ssl.SSLError, ls.ProtocolError, ValueError) as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            self.connected = False
+            if self.stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _session(self) -> None:
+        kind = SESSIONS.get(self.dest.scheme)
+        if kind is None:
+            raise ValueError(f"{self.dest.scheme}:// is not available in this build")
+        raw = socket.create_connection((self.dest.host, self.dest.port), timeout=CONNECT_TIMEOUT)
+        try:
+            sock = client_context(self.dest).wrap_socket(raw, server_hostname=self.dest.server_name)
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            session = kind(sock, self.source)
+            resume = session.open()
+            self.connected = True
+            if resume is not None and resume > self.spool.acked_n:
+                self.spool.acknowledge(resume)
+            expected = resume if resume is not None else self.spool.acked_n
+            sent_upto = expected
+            while not self.stopping.is_set():
+                moved = False
+                for frame in self.spool.frames(sent_upto):
+                    gap = frame.first_n - expected if frame.first_n > expected else 0
+                    session.send(frame, gap)
+                    self.shipped += frame.count
+                    expected = sent_upto = frame.end_n
+                    moved = True
+                    while sent_upto - self.spool.acked_n > WINDOW_RECORDS and not self.stopping.is_set():
+                        self._take_acks(session, 0.2)
+                    if self.stopping.is_set():
+                        break
+                self._take_acks(session, 0.0 if moved else 0.05)
+                if not moved:
+                    self.wake.wait(0.05)
+                    self.wake.clear()
+            # stopping: give the receiver a moment to acknowledge what it has
+            deadline = time.monotonic() + 2.0
+            while self.spool.acked_n < sent_upto and time.monotonic() < deadline:
+                self._take_acks(session, 0.1)
+            session.close()
+        finally:
+            sock.close()
+
+    def _take_acks(self, session, timeout: float) -> None:
+        n = session.acked(timeout)
+        if n is not None:
+            self.spool.acknowledge(n)
+
+    def status(self) -> dict:
+        return {"url": self.dest.url, "shipped": self.shipped, "acked": self.spool.acked_n,
+                "pending": self.spool.pending, "errors": self.errors, "connected": self.connected,
+                "overflow": self.spool.overflow, "torn": self.spool.torn, "spool_errors": self.spool_errors,
+                "last_error": self.last_error}
+
+
+class Shipping:
+    """Every destination of a writer: their spools (under <dir>/.spool) and shipper threads."""
+
+    def __init__(self, destinations, directory: Path, ring: str, source: int, *, keyring=None,
+                 fsync: str = "interval", fsync_interval: float = 1.0) -> None:
+        self.status_path = Path("/dev/shm") / f"{ring}.ship"
+        base = Path(directory) / ".spool"
+        base.mkdir(mode=0o700, exist_ok=True)
+        self.shippers = []
+        for dest in destinations:
+            spool = Spool(base, dest.url, keyring=keyring, max_bytes=dest.spool_size, fsync=fsync,
+                          fsync_interval=fsync_interval)
+            self.shippers.append(Shipper(dest, spool, source))
+        self._published = 0.0
+
+    def start(self) -> None:
+        for s in self.shippers:
+            s.start()
+
+    def spool(self, first_n: int, count: int, lines: bytes) -> None:
+        """Spool a batch for every destination.  A spool that cannot be written (its disk full,
+        its directory gone) costs that destination these records, counted, never the drain."""
+        for s in self.shippers:
+            try:
+                if s.spool.append(first_n, count, lines):
+                    s.wake.set()
+            except OSError as exc:
+                s.spool_errors += count
+                s.last_error = f"spool: {exc}"[:300]
+
+    def publish(self, now: float, force: bool = False) -> None:
+        if not force and now - self._published < 1.0:
+            return
+        self._published = now
+        tmp = self.status_path.with_name(f".{self.status_path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, json.dumps([s.status() for s in self.shippers]).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.status_path)
+
+    def close(self) -> None:
+        for s in self.shippers:
+            s.stopping.set()
+            s.wake.set()
+        for s in self.shippers:
+            s.join(10)
+            s.spool.close()
+        self.publish(time.monotonic(), force=True)
+
+
+def read_status(ring: str) -> list[dict]:
+    """What the writer of `ring` last published about its destinations ([] if none)."""
+    try:
+        data = json.loads((Path("/dev/shm") / f"{ring}.ship").read_bytes())
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
