@@ -153,6 +153,7 @@ class Writer:
         self.skip_written = SkipWritten(self.resume_seq, advance_n=self._n_from_ring)
         self._publish()
         self.shipping = None
+        self.sinks: list = []  # besides the files: each takes every formatted batch (put)
         if config.ship:
             from .ship.shipper import Shipping
 
@@ -160,6 +161,7 @@ class Writer:
                                      keyring=self.sealing.keyring if self.sealing else None,
                                      fsync=config.fsync, fsync_interval=config.fsync_interval)
             self.shipping.start()
+            self.sinks.append(self.shipping)
             for d in config.ship:
                 _say("shipping", url=d.url)
         self._custom_stages = stages is not None
@@ -374,8 +376,10 @@ class Writer:
             if self.health is not None:
                 self.health.errors_seen += int(((batch.meta["level"] >= 40) & (batch.keep != 0)).sum())
             if batch.out:
-                if self.shipping is not None:  # first: a crash after this spools nothing twice
-                    self.shipping.spool(batch.n, batch.kept, batch.out)
+                # the ship sinks first: a batch drained again after a crash is spooled once
+                # (by n), and nothing the files hold is missing from a spool
+                for sink in self.sinks:
+                    sink.put(batch)
                 self.files.rotate_if_due(time.monotonic())
                 try:
                     self.files.write(batch.out)

@@ -1,7 +1,7 @@
 """The writer's shipping: one spool and one shipper thread per destination.
 
-The writer calls `Shipping.spool(first_n, count, lines)` with each batch's formatted lines
-before it writes them to its files (ship/spool.py says why that order), and nothing else: a
+The writer hands each formatted batch to `Shipping.put` (a sink, as its files are) before it
+writes it to its files (ship/spool.py says why that order), and nothing else: a
 shipper thread reads its spool and sends, so a receiver that is slow, away or refusing never
 slows the drain.  A thread connects over TLS, asks the receiver where to resume (ls:// says; the
 others resume from the spool's cursor), sends frames within a window of unacknowledged records,
@@ -209,9 +209,11 @@ class Shipping:
         for s in self.shippers:
             s.start()
 
-    def spool(self, first_n: int, count: int, lines: bytes) -> None:
-        """Spool a batch for every destination.  A spool that cannot be written (its disk full,
-        its directory gone) costs that destination these records, counted, never the drain."""
+    def put(self, batch) -> None:
+        """The writer's sink call: spool a formatted batch (its `out`, `kept` records numbered
+        from `n`) for every destination.  A spool that cannot be written (its disk full, its
+        directory gone) costs that destination these records, counted, never the drain."""
+        first_n, count, lines = batch.n, batch.kept, batch.out
         for s in self.shippers:
             try:
                 if s.spool.append(first_n, count, lines):
