@@ -160,6 +160,7 @@ class Writer:
             self.shipping = Shipping(config.ship, self.dir, config.ring, self.stream_tag,
                                      keyring=self.sealing.keyring if self.sealing else None,
                                      fsync=config.fsync, fsync_interval=config.fsync_interval)
+            self.files.format.track_heads = True
             self.shipping.start()
             self.sinks.append(self.shipping)
             for d in config.ship:
@@ -392,6 +393,8 @@ class Writer:
                 skip.advance_n = False
             batch.delta.written += batch.kept
             self.next_n = batch.n + batch.kept
+            if self.shipping is not None and batch.kept:
+                self.shipping.written(self.next_n, getattr(self.files.format, "head", None))
             if batch.kept:
                 self._lost_mark = 0
             if batch.last_seq is not None:

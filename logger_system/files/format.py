@@ -162,6 +162,10 @@ class PlainFormat:
 class SealedFormat:
     suffix = sealed.SUFFIX
     locks = True  # a reader tells a file being written by its lock
+    # The writer ships: keep the chain's head (the file, index and SHA-256 of the last chunk
+    # written), which the receivers keep off this host.  Off, no chunk is hashed again.
+    track_heads = False
+    head: dict | None = None
 
     def __init__(self, sealing: Sealing) -> None:
         self.sealing = sealing
@@ -197,11 +201,16 @@ class SealedFormat:
         last_seq = int(m.group(1)) if m else self._last_seq
         next_n = int(m.group(2)) + 1 if m and m.group(2) is not None else self.next_n
         self._pending = (last_seq, next_n)
-        return sealed.seal_chunk(self._aead, self._digest, self._chunks, memoryview(data)[pos:end],
-                                 final=False, last_seq=last_seq, next_n=next_n,
-                                 compressor=self._compressor, out=self._buf)
+        chunk = sealed.seal_chunk(self._aead, self._digest, self._chunks, memoryview(data)[pos:end],
+                                  final=False, last_seq=last_seq, next_n=next_n,
+                                  compressor=self._compressor, out=self._buf)
+        if self.track_heads:
+            self._pending_head = hashlib.sha256(chunk).hexdigest()
+        return chunk
 
     def wrote(self) -> None:
+        if self.track_heads:
+            self.head = {"file": self._file_id.hex(), "chunk": self._chunks, "digest": self._pending_head}
         self._chunks += 1
         self._last_seq, self.next_n = self._pending
 
@@ -210,7 +219,11 @@ class SealedFormat:
                                  last_seq=self._last_seq, next_n=self.next_n)
 
     def ended(self, tail: bytes) -> None:
-        self.sealing.prev = (self._file_id, hashlib.sha256(tail).digest(), self._chunks + 1, 0)
+        digest = hashlib.sha256(tail).digest()
+        self.sealing.prev = (self._file_id, digest, self._chunks + 1, 0)
+        if self.track_heads:
+            self.head = {"file": self._file_id.hex(), "chunk": self._chunks, "digest": digest.hex(),
+                         "final": True}
 
     def stream_tag(self, directory: Path) -> int:
         return int.from_bytes(self.sealing.stream_id[:8], "little") or 1

@@ -61,9 +61,9 @@ class LsSession:
             raise ConnectionError("no welcome from the server")
         return ls.parse_next_n(f.json(), "welcome")
 
-    def send(self, frame: Frame, gap: int) -> None:
+    def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
         self.sock.settimeout(SEND_TIMEOUT)  # a receiver that takes nothing for this long is gone
-        self.sock.sendall(ls.batch(frame.first_n, frame.lines, frame.count, gap=gap))
+        self.sock.sendall(ls.batch(frame.first_n, frame.lines, frame.count, gap=gap, head=head))
 
     def acked(self, timeout: float) -> int | None:
         """The last ACK's next_n among what arrives within timeout, or None."""
@@ -109,11 +109,12 @@ SESSIONS = {"ls": LsSession}
 class Shipper(threading.Thread):
     """Ships one spool to one destination until stopped."""
 
-    def __init__(self, dest: Destination, spool: Spool, source: int) -> None:
+    def __init__(self, dest: Destination, spool: Spool, source: int, heads=None) -> None:
         super().__init__(name=f"ship {dest.url}", daemon=True)
         self.dest = dest
         self.spool = spool
         self.source = source
+        self.heads = heads  # the Shipping, whose `head` says where the local chain stands
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.shipped = 0
@@ -158,7 +159,7 @@ class Shipper(threading.Thread):
                 moved = False
                 for frame in self.spool.frames(sent_upto):
                     gap = frame.first_n - expected if frame.first_n > expected else 0
-                    session.send(frame, gap)
+                    session.send(frame, gap, self._head_for(frame))
                     self.shipped += frame.count
                     expected = sent_upto = frame.end_n
                     moved = True
@@ -177,6 +178,14 @@ class Shipper(threading.Thread):
             session.close()
         finally:
             sock.close()
+
+    def _head_for(self, frame: Frame) -> dict | None:
+        """The local chain's head once the files hold the frame's records (else None: a later
+        frame carries it), with the n it vouches for."""
+        state = self.heads.head if self.heads is not None else None
+        if state is None or state[0] < frame.end_n or state[1] is None:
+            return None
+        return {**state[1], "next_n": state[0]}
 
     def _take_acks(self, session, timeout: float) -> None:
         n = session.acked(timeout)
@@ -202,8 +211,14 @@ class Shipping:
         for dest in destinations:
             spool = Spool(base, dest.url, keyring=keyring, max_bytes=dest.spool_size, fsync=fsync,
                           fsync_interval=fsync_interval)
-            self.shippers.append(Shipper(dest, spool, source))
+            self.shippers.append(Shipper(dest, spool, source, heads=self))
         self._published = 0.0
+        self.head: tuple[int, dict | None] | None = None  # (next n in the files, chain head)
+
+    def written(self, next_n: int, head: dict | None) -> None:
+        """The writer's files now hold every record below next_n; head: where their sealed
+        chain stands (None for plaintext files)."""
+        self.head = (next_n, dict(head) if head else None)
 
     def start(self) -> None:
         for s in self.shippers:
