@@ -66,14 +66,25 @@ def _peer_gone(sock: ssl.SSLSocket, timeout: float) -> str | None:
     Under TLS 1.3 a client certificate is judged after the client's handshake is over, so
     a refused client learns it only from the alert that follows.
     """
+    end = time.monotonic() + timeout
+    saved = sock.gettimeout()
     try:
-        readable, _, _ = select.select([sock], [], [], timeout)
-        if not readable and not sock.pending():
-            return None
-        data = sock.recv(1)
+        while True:
+            readable, _, _ = select.select([sock], [], [], max(0.0, end - time.monotonic()))
+            if not readable and not sock.pending():
+                return None
+            sock.setblocking(False)
+            try:
+                data = sock.recv(1)
+            except ssl.SSLWantReadError:  # only TLS 1.3 session tickets were there
+                if time.monotonic() >= end:
+                    return None
+                continue
+            finally:
+                sock.settimeout(saved)
+            return "the server closed the connection" if not data else "the server sent data"
     except (ssl.SSLError, OSError) as e:
         return _reason(e)
-    return "the server closed the connection" if not data else "the server sent data"
 
 
 class SyslogTlsClient:
@@ -218,9 +229,10 @@ class RelpClient:
                 self._read()
                 for event in session.events():
                     self._event(event)
-            if session.state is not relp.State.OPEN:
-                raise TransportError(f"RELP to {self.host}:{self.port}: the session did not open "
-                                     f"({session.state.value})")
+            if session.state is not relp.State.OPEN:  # a serverclose hint instead of the open's rsp
+                raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session before "
+                                     f"it opened (as it does when it refuses the client's certificate: "
+                                     f"see the server's log)")
         except BaseException:
             self._drop()
             raise
