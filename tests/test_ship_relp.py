@@ -1,0 +1,354 @@
+"""The RELP client protocol fed as bytes, and a real rsyslogd (imrelp, TLS, authmode name)
+killed and restarted under it."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logger_system.ship import relp
+from logger_system.ship.client import RelpClient
+from logger_system.ship.errors import FrameError, FrameTooLargeError, ProtocolError, RecordFormatError, TransportError
+from logger_system.ship.relp import (MAX_TXNR, Acked, Closed, Frame, FrameDecoder, Opened, Refused, RelpConnection,
+                                     ServerClosed, State, encode_frame, next_txnr, parse_offers, parse_response)
+from logger_system.ship.syslog import SyslogFormat, parse_message, record_from_message
+from logger_system.ship.tls import client_context
+
+from rsyslog_env import Certs, Rsyslog
+
+OPEN_RSP = b"200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog"
+
+
+def rsp(txnr: int, data: bytes = b"200 OK") -> bytes:
+    return encode_frame(txnr, "rsp", data)
+
+
+def opened(window: int = 4) -> RelpConnection:
+    conn = RelpConnection(window=window)
+    conn.start()
+    conn.receive_data(rsp(1, OPEN_RSP))
+    assert isinstance(conn.next_event(), Opened)
+    return conn
+
+
+# ---- frames -----------------------------------------------------------------------------
+
+def test_frames_are_laid_out_as_librelp_writes_them():
+    assert encode_frame(1, "syslog", b"<13>1 - - - - - - hi") == b"1 syslog 20 <13>1 - - - - - - hi\n"
+    assert encode_frame(7, "close") == b"7 close 0\n"  # no data: no space after DATALEN
+    assert encode_frame(0, "serverclose") == b"0 serverclose 0\n"
+    with pytest.raises(ValueError):
+        encode_frame(MAX_TXNR + 1, "syslog", b"x")
+    with pytest.raises(ValueError):
+        encode_frame(1, "sys log", b"x")
+
+
+FRAMES = [Frame(1, "rsp", OPEN_RSP), Frame(2, "rsp", b"200 OK"), Frame(0, "serverclose"),
+          Frame(999_999_999, "rsp", b"500 error\nmore\n\n"), Frame(3, "syslog", b"x" * 5000)]
+STREAM = b"".join(encode_frame(f.txnr, f.command, f.data) for f in FRAMES)
+
+
+def _decode(decoder: FrameDecoder, *chunks: bytes) -> list[Frame]:
+    out = []
+    for c in chunks:
+        decoder.feed(c)
+        out.extend(decoder.frames())
+    return out
+
+
+def test_frames_fed_whole_decode_whole():
+    d = FrameDecoder()
+    assert _decode(d, STREAM) == FRAMES
+    d.close()
+
+
+def test_frames_fed_byte_by_byte_decode_whole():
+    d = FrameDecoder()
+    assert _decode(d, *(STREAM[i:i + 1] for i in range(len(STREAM)))) == FRAMES
+    d.close()
+
+
+@pytest.mark.parametrize("garbage", [
+    b"garbage\n", b"x 1 rsp 0\n", b"1  rsp 0\n", b"1 rsp 0 \n", b"1 rsp x\n", b"1 r5p 0\n",
+    b"1 rsp 3 abc!", b"1234567890 rsp 0\n", b"1 rsp 1234567890 ", b"1 " + b"a" * 33 + b" 0\n", b"1 rsp 2 ab\r\n",
+])
+def test_trailing_garbage_fails_the_decoder_after_the_good_frames(garbage):
+    d = FrameDecoder()
+    d.feed(STREAM + garbage)
+    got = []
+    with pytest.raises(FrameError):
+        for f in d.frames():
+            got.append(f)
+    assert got == FRAMES
+    with pytest.raises(FrameError):
+        d.feed(b"1 rsp 0\n")
+
+
+def test_a_datalen_over_the_limit_is_refused_from_the_header():
+    d = FrameDecoder(max_data=100)
+    d.feed(b"1 rsp 101 ")
+    with pytest.raises(FrameTooLargeError):
+        d.next_frame()
+
+
+def test_a_stream_ending_inside_a_frame_is_an_error():
+    d = FrameDecoder()
+    d.feed(STREAM[:-1])
+    assert list(d.frames()) == FRAMES[:-1]
+    with pytest.raises(FrameError, match="ended inside a frame"):
+        d.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, MAX_TXNR), st.from_regex(r"[A-Za-z]{1,32}", fullmatch=True),
+                          st.binary(max_size=200)), max_size=15),
+       st.lists(st.integers(1, 40), max_size=30))
+def test_any_frames_split_anywhere_decode_to_themselves(frames, cuts):
+    data = b"".join(encode_frame(*f) for f in frames)
+    chunks, pos = [], 0
+    for c in cuts:
+        chunks.append(data[pos:pos + c])
+        pos += c
+    chunks.append(data[pos:])
+    d = FrameDecoder()
+    assert _decode(d, *chunks) == [Frame(*f) for f in frames]
+    d.close()
+
+
+def test_rsp_data_and_offers_parse():
+    r = parse_response(OPEN_RSP)
+    assert (r.code, r.text, r.ok) == (200, "OK", True)
+    assert parse_offers(r.body) == {"relp_version": ["0"], "commands": ["syslog"],
+                                    "relp_software": ["librelp", "1.11.0", "http://librelp.adiscon.com"]}
+    assert parse_response(b"500 error on connect") == relp.Response(500, "error on connect")
+    assert parse_response(b"200") == relp.Response(200, "")
+    for bad in (b"", b"20", b"OK 200", b"200OK"):
+        with pytest.raises(ProtocolError):
+            parse_response(bad)
+
+
+def test_txnr_runs_1_to_999999999_then_1():
+    assert next_txnr(1) == 2 and next_txnr(MAX_TXNR - 1) == MAX_TXNR and next_txnr(MAX_TXNR) == 1
+
+
+# ---- the session ------------------------------------------------------------------------
+
+def test_a_session_opens_with_version_0_and_the_syslog_command_on_txnr_1():
+    conn = RelpConnection()
+    out = conn.start()
+    frame = FrameDecoder()
+    frame.feed(out)
+    f = frame.next_frame()
+    assert (f.txnr, f.command) == (1, "open")
+    assert parse_offers(f.data) == {"relp_version": ["0"], "relp_software": ["logger_system"], "commands": ["syslog"]}
+    assert conn.state is State.OPENING and not conn.can_send
+    with pytest.raises(ProtocolError):
+        conn.send_syslog(b"too early")
+    conn.receive_data(rsp(1, OPEN_RSP))
+    assert conn.next_event() == Opened(parse_offers(OPEN_RSP.split(b"\n", 1)[1]))
+    assert conn.state is State.OPEN and conn.can_send
+
+
+@pytest.mark.parametrize("answer, match", [
+    (b"500 required command not supported by client", "refused"),
+    (b"200 OK\ncommands=syslog", "relp_version"),
+    (b"200 OK\nrelp_version=0\ncommands=", "syslog"),
+])
+def test_an_open_that_is_not_accepted_breaks_the_session(answer, match):
+    conn = RelpConnection()
+    conn.start()
+    with pytest.raises(ProtocolError, match=match):
+        conn.receive_data(rsp(1, answer))
+    assert conn.state is State.BROKEN
+
+
+def test_syslog_commands_take_consecutive_txnrs_within_the_window():
+    conn = opened(window=3)
+    frames = [conn.send_syslog(b"m%d" % i, item=i) for i in range(3)]
+    assert frames == [b"2 syslog 2 m0\n", b"3 syslog 2 m1\n", b"4 syslog 2 m2\n"]
+    assert not conn.can_send and conn.outstanding == 3
+    with pytest.raises(ProtocolError, match="window"):
+        conn.send_syslog(b"m3")
+    conn.receive_data(rsp(3))  # any order among the outstanding
+    assert list(conn.events()) == [Acked(3, 1)]
+    assert conn.can_send and conn.send_syslog(b"m3", item=3) == b"5 syslog 2 m3\n"
+
+
+def test_txnrs_wrap_from_999999999_to_1():
+    conn = opened()
+    conn._txnr = MAX_TXNR  # the txnr after some billion commands
+    assert conn.send_syslog(b"a", 1).startswith(b"999999999 syslog")
+    assert conn.send_syslog(b"b", 2).startswith(b"1 syslog")
+    conn.receive_data(rsp(MAX_TXNR) + rsp(1))
+    assert list(conn.events()) == [Acked(MAX_TXNR, 1), Acked(1, 2)]
+
+
+def test_acks_fed_byte_by_byte_give_the_same_events_as_fed_whole():
+    answers = rsp(2) + rsp(3, b"500 not now") + rsp(4)
+    results = []
+    for chunks in ([answers], [answers[i:i + 1] for i in range(len(answers))]):
+        conn = opened()
+        for i in range(3):
+            conn.send_syslog(b"m", item=i)
+        for c in chunks:
+            conn.receive_data(c)
+        results.append(list(conn.events()))
+    assert results[0] == results[1] == [Acked(2, 0), Refused(3, 1, 500, "not now"), Acked(4, 2)]
+
+
+def test_an_rsp_for_no_outstanding_command_breaks_the_session():
+    conn = opened()
+    conn.send_syslog(b"m", item=0)
+    with pytest.raises(ProtocolError, match="txnr 9"):
+        conn.receive_data(rsp(9))
+    assert conn.state is State.BROKEN and conn.unacked() == [(b"m", 0)]
+
+
+def test_a_command_from_the_server_breaks_the_session():
+    conn = opened()
+    with pytest.raises(ProtocolError):
+        conn.receive_data(encode_frame(5, "syslog", b"x"))
+    assert conn.state is State.BROKEN
+
+
+def test_trailing_garbage_after_acks_keeps_the_acks_and_breaks_the_session():
+    conn = opened()
+    for i in range(2):
+        conn.send_syslog(b"m%d" % i, item=i)
+    with pytest.raises(FrameError):
+        conn.receive_data(rsp(2) + b"HTTP/1.1 400 Bad Request\r\n")
+    assert list(conn.events()) == [Acked(2, 0)]
+    assert conn.state is State.BROKEN and conn.unacked() == [(b"m1", 1)]
+
+
+def test_serverclose_ends_the_session_and_everything_unanswered_is_owed_in_order():
+    conn = opened(window=10)
+    for i in range(5):
+        conn.send_syslog(b"m%d" % i, item=i)
+    conn.receive_data(rsp(3) + encode_frame(0, "serverclose"))
+    assert list(conn.events()) == [Acked(3, 1), ServerClosed()]
+    assert conn.state is State.BROKEN
+    assert conn.unacked() == [(b"m0", 0), (b"m2", 2), (b"m3", 3), (b"m4", 4)]
+    conn.receive_data(b"junk after the end")  # no news after the end
+
+
+def test_a_lost_connection_owes_what_was_unanswered_and_a_new_session_starts_at_1():
+    conn = opened()
+    conn.send_syslog(b"a", "a")
+    conn.send_syslog(b"b", "b")
+    conn.receive_data(rsp(2))
+    conn.connection_lost()
+    assert conn.state is State.BROKEN and conn.unacked() == [(b"b", "b")]
+    again = opened()
+    assert again.send_syslog(b"b", "b").startswith(b"2 syslog")
+
+
+def test_a_refused_message_is_not_owed():
+    conn = opened()
+    conn.send_syslog(b"a", 0)
+    conn.receive_data(rsp(2, b"500 message too long"))
+    assert list(conn.events()) == [Refused(2, 0, 500, "message too long")]
+    conn.connection_lost()
+    assert conn.unacked() == []
+
+
+def test_close_is_the_last_command_and_its_rsp_ends_the_session():
+    conn = opened()
+    assert conn.close() == b"2 close 0\n"
+    with pytest.raises(ProtocolError):
+        conn.send_syslog(b"late")
+    conn.receive_data(rsp(2))
+    assert list(conn.events()) == [Closed()] and conn.state is State.CLOSED
+
+
+def test_a_message_over_the_limit_is_the_callers_error():
+    conn = RelpConnection(max_data=100)
+    conn.start()
+    conn.receive_data(rsp(1, OPEN_RSP))
+    with pytest.raises(RecordFormatError):
+        conn.send_syslog(b"x" * 101)
+    with pytest.raises(RecordFormatError):
+        conn.send_syslog(b"")
+
+
+# ---- a real rsyslogd: imrelp over TLS, tls.authmode="name" ---------------------------------
+
+FMT = SyslogFormat(hostname="web-1")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return Certs.make(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def rsyslog(tmp_path, certs):
+    with Rsyslog(tmp_path / "rsyslog", certs) as rs:
+        yield rs
+
+
+def _records(count: int) -> list[bytes]:
+    return [FMT.format({"seq": i, "n": i, "ts": "2026-12-01T16:56:17.123456Z", "level": "INFO", "pid": 100 + i % 2,
+                        "logger": "app", "msg": f"record {i}", "fields": {"producer": i % 2}}) for i in range(count)]
+
+
+def _seqs(rs: Rsyslog) -> list[int]:
+    return [record_from_message(parse_message(line["raw"].encode("utf-8")))["seq"] for line in rs.lines()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_every_record_reaches_imrelp_at_least_once_across_a_sigkill_and_restart(rsyslog, certs):
+    count = 40_000  # 2 producers x 20,000
+    ctx = client_context(ca=certs.ca, cert=certs.client.cert, key=certs.client.key)
+    client = RelpClient("127.0.0.1", rsyslog.relp_port, ctx, timeout=5)
+    killed = threading.Event()
+
+    def kill_midway() -> None:
+        deadline = time.monotonic() + 60
+        while client.stats.acked < count // 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        rsyslog.kill()
+        killed.set()
+        time.sleep(0.5)  # a receiver away for a moment: the client retries meanwhile
+        rsyslog.start()
+
+    killer = threading.Thread(target=kill_midway, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    try:
+        stats = client.deliver(_records(count), deadline=90)
+    finally:
+        client.close()
+        killer.join(timeout=30)
+    elapsed = time.monotonic() - started
+    assert killed.is_set() and rsyslog.starts == 2
+    seqs = _seqs(rsyslog)
+    counts = collections.Counter(seqs)
+    duplicates = len(seqs) - len(counts)
+    print(f"\nrelp: {count} records, {stats.acked} acked, {stats.sent} sent ({stats.resent} resent), "
+          f"{stats.connects} sessions, {stats.errors} broken; rsyslog wrote {len(seqs)} lines: "
+          f"{duplicates} duplicate(s) {sorted(s for s, c in counts.items() if c > 1)[:20]}; "
+          f"{elapsed:.2f} s ({count / elapsed:.0f}/s)")
+    assert set(counts) == set(range(count)), f"missing at rsyslog: {sorted(set(range(count)) - set(counts))[:20]}"
+    assert stats.acked == count and stats.connects >= 2 and stats.errors >= 1
+    assert duplicates <= stats.resent  # a duplicate is only ever a resend of an unanswered message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("who", ["refused", "stranger"])
+def test_a_refused_client_certificate_delivers_nothing_and_is_counted(rsyslog, certs, who):
+    pair = certs.refused if who == "refused" else certs.stranger
+    ctx = client_context(ca=certs.ca, cert=pair.cert, key=pair.key)
+    client = RelpClient("127.0.0.1", rsyslog.relp_port, ctx, timeout=3)
+    with pytest.raises(TransportError, match="not acknowledged"):
+        client.deliver(_records(10), deadline=2, retry_delay=0.1)
+    assert client.stats.acked == 0 and client.stats.connects == 0 and client.stats.errors >= 1
+    assert client.pending == 10
+    time.sleep(0.3)
+    assert rsyslog.lines() == []
