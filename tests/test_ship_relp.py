@@ -341,10 +341,12 @@ def test_every_record_reaches_imrelp_at_least_once_across_a_sigkill_and_restart(
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("who", ["refused", "stranger"])
+@pytest.mark.parametrize("who", ["refused", "stranger", "no certificate"])
 def test_a_refused_client_certificate_delivers_nothing_and_is_counted(rsyslog, certs, who):
-    pair = certs.refused if who == "refused" else certs.stranger
-    ctx = client_context(ca=certs.ca, cert=pair.cert, key=pair.key)
+    """refused: our CA, a name not permitted; stranger: another CA's certificate under the
+    permitted name; no certificate at all."""
+    pair = {"refused": certs.refused, "stranger": certs.stranger}.get(who)
+    ctx = client_context(ca=certs.ca, cert=pair.cert if pair else None, key=pair.key if pair else None)
     client = RelpClient("127.0.0.1", rsyslog.relp_port, ctx, timeout=3)
     with pytest.raises(TransportError, match="not acknowledged"):
         client.deliver(_records(10), deadline=2, retry_delay=0.1)
