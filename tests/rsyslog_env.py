@@ -115,7 +115,7 @@ module(load="imtcp" streamDriver.name="ossl" streamDriver.mode="1"
 input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="received")
 
 template(name="received" type="string"
-         string="{{\\"v\\":\\"%protocol-version:::json%\\",\\"pri\\":\\"%pri%\\",\\"msgid\\":\\"%msgid:::json%\\",\\"sd\\":\\"%structured-data:::json%\\",\\"raw\\":\\"%rawmsg:::json%\\"}}\\n")
+         string="{{\\"input\\":\\"%inputname%\\",\\"v\\":\\"%protocol-version:::json%\\",\\"pri\\":\\"%pri%\\",\\"msgid\\":\\"%msgid:::json%\\",\\"sd\\":\\"%structured-data:::json%\\",\\"raw\\":\\"%rawmsg:::json%\\"}}\\n")
 ruleset(name="received") {{
     action(type="omfile" file="{workdir}/received.jsonl" template="received"
            flushOnTXEnd="on" asyncWriting="off")
