@@ -263,12 +263,15 @@ class RelpClient:
                     self.stats.resent += resend
                 if batch:
                     self._write(batch)
-                if session.outstanding and (not session.can_send or not self._queue):
+                # wait for answers down to half the window while more is queued (so that the
+                # next write carries half a window, not one frame per answer), else to none
+                target = self.window // 2 if self._queue else 0
+                while session.outstanding > target:
                     self._read()
                     for event in session.events():
                         self._event(event)
-                if session.state is not relp.State.OPEN:
-                    raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session")
+                    if session.state is not relp.State.OPEN:
+                        raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session")
         except (TransportError, FrameError, ProtocolError) as e:
             self.last_error = str(e)
             self._drop()

@@ -55,6 +55,7 @@ DEFAULT_MAX_DATA = 128 * 1024  # librelp's default maximum DATALEN
 SOFTWARE = "logger_system"
 
 _ALPHA = re.compile(rb"[A-Za-z]{1,32}")
+_HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})([ \n])")
 
 
 def next_txnr(txnr: int) -> int:
@@ -125,6 +126,19 @@ class FrameDecoder:
         if self._failed is not None:
             raise self._failed
         buf = self._buf
+        head = _HEADER.match(buf)  # the common case in one step; anything else, octet by octet
+        if head is not None:
+            datalen = int(head.group(3))
+            if datalen <= self.max_data and (datalen == 0) == (head.group(4) == b"\n"):
+                pos = head.end()
+                end = pos if datalen == 0 else pos + datalen + 1
+                if len(buf) < end:
+                    return None
+                if buf[end - 1] == 0x0A:
+                    frame = Frame(int(head.group(1)), head.group(2).decode("ascii"), bytes(buf[pos:end - 1]))
+                    del buf[:end]
+                    self.offset += end
+                    return frame
         got = self._number(0, "TXNR")
         if got is None:
             return None
@@ -295,6 +309,7 @@ class RelpConnection:
             raise ValueError(f"a RELP window is 1..{MAX_TXNR - 1}, not {self.window}")
         self._txnr = 1
         self._outstanding: dict[int, _Outstanding] = {}  # in send order (dicts keep it)
+        self._syslogs = 0  # of which syslog commands
         self._decoder = FrameDecoder(self.max_data)
         self._events: deque[Event] = deque()
         self.offers: dict[str, list[str]] = {}
@@ -317,7 +332,7 @@ class RelpConnection:
     @property
     def outstanding(self) -> int:
         """syslog commands sent and not yet answered."""
-        return sum(1 for e in self._outstanding.values() if e.command == "syslog")
+        return self._syslogs
 
     @property
     def can_send(self) -> bool:
@@ -330,6 +345,7 @@ class RelpConnection:
             raise ProtocolError(f"the window of {self.window} unacknowledged commands is full: wait for rsp")
         if not message or len(message) > self.max_data:
             raise RecordFormatError(f"a RELP syslog message is 1..{self.max_data} octets, not {len(message)}")
+        self._syslogs += 1
         return self._command("syslog", message, _Outstanding("syslog", bytes(message), item))
 
     def close(self) -> bytes:
@@ -393,6 +409,7 @@ class RelpConnection:
             self.state = State.OPEN
             self._events.append(Opened(offers))
         elif entry.command == "syslog":
+            self._syslogs -= 1
             if rsp.ok:
                 self._events.append(Acked(frame.txnr, entry.item))
             else:
