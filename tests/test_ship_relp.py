@@ -275,6 +275,39 @@ def test_a_message_over_the_limit_is_the_callers_error():
         conn.send_syslog(b"")
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 8), st.lists(st.tuples(st.integers(0, 10), st.booleans()), max_size=30))
+def test_across_any_breaks_every_message_is_acked_once_and_resent_in_first_send_order(count, window, schedule):
+    """A server that answers some of what is outstanding, in order, and a connection that breaks
+    at any step: with resends first on each new session, every message is acked exactly once
+    and each session sends in the order the messages were first given."""
+    owed = collections.deque((b"m%d" % i, i) for i in range(count))
+    acked: list[int] = []
+    conn: RelpConnection | None = None
+    wire = FrameDecoder()
+    sent_txnrs: collections.deque[int] = collections.deque()
+    for answers, breaks in schedule + [(count, False)] * (count + 2):
+        if conn is None:
+            conn, wire, sent_txnrs = opened(window), FrameDecoder(), collections.deque()
+            sent_items: list[int] = []
+        while owed and conn.can_send:
+            message, item = owed.popleft()
+            wire.feed(conn.send_syslog(message, item))
+            sent_items.append(item)
+        assert sent_items == sorted(sent_items)
+        sent_txnrs.extend(f.txnr for f in wire.frames())
+        for _ in range(min(answers, len(sent_txnrs))):
+            conn.receive_data(rsp(sent_txnrs.popleft()))
+        acked.extend(e.item for e in conn.events())
+        if breaks:
+            conn.connection_lost()
+            owed.extendleft(reversed(conn.unacked()))
+            conn = None
+        if not owed and conn is not None and conn.outstanding == 0:
+            break
+    assert acked and sorted(acked) == list(range(count))
+
+
 # ---- a real rsyslogd: imrelp over TLS, tls.authmode="name" ---------------------------------
 
 FMT = SyslogFormat(hostname="web-1")
@@ -297,7 +330,10 @@ def _records(count: int) -> list[bytes]:
 
 
 def _seqs(rs: Rsyslog) -> list[int]:
-    return [record_from_message(parse_message(line["raw"].encode("utf-8")))["seq"] for line in rs.lines()]
+    """The seq of every message rsyslog wrote, each checked to be RFC 5424 that came by imrelp."""
+    lines = rs.lines()
+    assert all(line["input"] == "imrelp" and line["v"] == "1" for line in lines)
+    return [record_from_message(parse_message(line["raw"].encode("utf-8")))["seq"] for line in lines]
 
 
 @pytest.mark.slow

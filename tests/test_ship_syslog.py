@@ -262,7 +262,7 @@ def test_10000_records_reach_imtcp_ossl_each_a_valid_rfc5424_message(rsyslog, ce
     assert len(got) == count, rsyslog.output()
     seen = set()
     for line in got:
-        assert line["v"] == "1"  # rsyslog parsed it as RFC 5424, not as a legacy message
+        assert line["v"] == "1" and line["input"] == "imtcp"  # parsed as RFC 5424, not as a legacy message
         msg = parse_message(line["raw"].encode("utf-8"))
         assert msg.utf8 and line["msgid"] == "app.db" and line["sd"].startswith("[ls@32473 ")
         back = record_from_message(msg)
