@@ -3,6 +3,7 @@ killed and restarted under it."""
 from __future__ import annotations
 
 import collections
+import ssl
 import threading
 import time
 
@@ -273,6 +274,16 @@ def test_a_message_over_the_limit_is_the_callers_error():
         conn.send_syslog(b"x" * 101)
     with pytest.raises(RecordFormatError):
         conn.send_syslog(b"")
+
+
+def test_the_client_refuses_a_message_over_the_limit_before_queueing_any(tmp_path):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client = RelpClient("127.0.0.1", 9, ctx, max_message=100)  # never connects: nothing is sent
+    with pytest.raises(RecordFormatError, match="item 1"):
+        client.send([b"ok", b"x" * 101])
+    assert client.pending == 0
+    client.send([b"ok"])
+    assert client.pending == 1
 
 
 @settings(max_examples=200, deadline=None)

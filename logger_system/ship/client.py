@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from logger_system.ship import relp
-from logger_system.ship.errors import FrameError, ProtocolError, TransportError
+from logger_system.ship.errors import FrameError, ProtocolError, RecordFormatError, TransportError
 from logger_system.ship.syslog import frame
 
 _SEND_BATCH = 256 * 1024  # octets gathered into one sendall
@@ -187,11 +187,12 @@ class RelpClient:
 
     def __init__(self, host: str, port: int, context: ssl.SSLContext, *,
                  server_name: str | None = None, window: int = relp.DEFAULT_WINDOW,
-                 timeout: float = 10.0, on_ack: Callable[[Any], None] | None = None,
+                 max_message: int = relp.DEFAULT_MAX_DATA, timeout: float = 10.0, on_ack: Callable[[Any], None] | None = None,
                  on_refused: Callable[[Any, int, str], None] | None = None) -> None:
         self.host, self.port, self.context = host, port, context
         self.server_name = server_name
         self.window = window
+        self.max_message = max_message  # the receiver's limit (imrelp: maxDataSize)
         self.timeout = timeout
         self.on_ack = on_ack
         self.on_refused = on_refused
@@ -221,7 +222,7 @@ class RelpClient:
             self.stats.errors += 1
             self.last_error = str(e)
             raise
-        session = relp.RelpConnection(window=self.window)
+        session = relp.RelpConnection(window=self.window, max_data=self.max_message)
         self._sock, self._session = sock, session
         try:
             self._write(session.start())
@@ -239,11 +240,17 @@ class RelpClient:
         self.stats.connects += 1
 
     def send(self, messages: Iterable[bytes], items: Iterable[Any] | None = None) -> None:
-        """Queue messages (item i identifies message i in on_ack; default its position)."""
+        """Queue messages (item i identifies message i in on_ack; default its position).
+
+        RecordFormatError, queueing none of them, if one is empty or over max_message."""
         its = iter(items) if items is not None else None
-        for message in messages:
-            self._queue.append((bytes(message), next(its) if its is not None else self._given, False))
-            self._given += 1
+        given = [(bytes(m), next(its) if its is not None else self._given + i, False) for i, m in enumerate(messages)]
+        for message, item, _ in given:
+            if not 1 <= len(message) <= self.max_message:
+                raise RecordFormatError(f"a RELP message is 1..{self.max_message} octets, not {len(message)} "
+                                        f"(item {item!r:.40})")
+        self._queue.extend(given)
+        self._given += len(given)
 
     def flush(self) -> None:
         """Send everything queued and wait until each message is answered, on this session.
