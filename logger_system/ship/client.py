@@ -293,12 +293,15 @@ class RelpClient:
         self.send(messages, items)
         end = time.monotonic() + deadline
         delay = retry_delay
+        sessions = self.stats.connects
         while True:
             try:
                 self.flush()
                 return self.stats
             except (TransportError, FrameError, ProtocolError) as e:
                 self.last_error = str(e)
+                if self.stats.connects != sessions:  # a session opened since the last failure
+                    sessions, delay = self.stats.connects, retry_delay
                 if time.monotonic() + delay >= end:
                     raise TransportError(f"RELP to {self.host}:{self.port}: {self.pending} message(s) "
                                          f"not acknowledged after {deadline:g} s; last error: {e}") from None
