@@ -5,6 +5,7 @@
   tls.py      client SSLContext objects: TLS 1.2+, verified chain and name, mutual TLS
   client.py   blocking clients over a socket and the sans-IO cores: RelpClient,
               SyslogTlsClient
+  target.py   `--ship` URLs (relp://, syslog+tls://, ls://) and the client for each
   errors.py   this layer's branch of logger_system.errors' hierarchy
 
 The protocol modules never touch a socket, a clock or a thread: they take bytes and give
