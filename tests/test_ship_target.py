@@ -16,6 +16,7 @@ from rsyslog_env import Certs
     ("syslog+tls://127.0.0.1:6514", Target("syslog+tls", "127.0.0.1", 6514)),
     ("syslog+tls://[2001:DB8::5]:6514/", Target("syslog+tls", "2001:db8::5", 6514)),
     ("ls://collector:7000", Target("ls", "collector", 7000)),
+    ("RELP://Logs.Example.NET:2514", Target("relp", "Logs.Example.NET", 2514)),
 ])
 def test_a_ship_url_names_scheme_host_and_port(url, target):
     assert parse_target(url) == target
@@ -24,7 +25,7 @@ def test_a_ship_url_names_scheme_host_and_port(url, target):
 
 @pytest.mark.parametrize("url, match", [
     ("tcp://logs:514", "unknown scheme"), ("udp://logs:514", "unknown scheme"),
-    ("syslog://logs:514", "unknown scheme"), ("RELP://logs:2514", "not SCHEME"),
+    ("syslog://logs:514", "unknown scheme"), ("TCP://logs:514", "unknown scheme"),
     ("relp://logs", "not SCHEME"), ("relp://:2514", "not SCHEME"), ("relp://logs:0", "outside"),
     ("relp://logs:70000", "outside"), ("relp://user@logs:2514", "not SCHEME"),
     ("relp://[not:v6:x]:2514", "not SCHEME"), ("relp://[1::2::3]:2514", "not an IPv6"),
