@@ -3,6 +3,7 @@ killed and restarted under it."""
 from __future__ import annotations
 
 import collections
+import socket
 import ssl
 import threading
 import time
@@ -317,6 +318,127 @@ def test_across_any_breaks_every_message_is_acked_once_and_resent_in_first_send_
         if not owed and conn is not None and conn.outstanding == 0:
             break
     assert acked and sorted(acked) == list(range(count))
+
+
+# ---- the blocking client against a misbehaving peer (a TLS server of the test's own) --------
+
+class Peer:
+    """A RELP server that misbehaves as told: one script per connection it accepts.
+
+    A script is (acks, then): answer the open, acknowledge the first `acks` syslog commands
+    (None: all), then send `then` (b"": nothing) and stay silent until the client goes.
+    Every syslog message received is kept, per connection."""
+
+    def __init__(self, certs: Certs, scripts: list[tuple[int | None, bytes]]) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(certs.server.cert, certs.server.key)
+        self.scripts = scripts
+        self.received: list[list[bytes]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for acks, then in self.scripts:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            got: list[bytes] = []
+            self.received.append(got)
+            with raw:
+                raw.settimeout(10)
+                try:
+                    conn = self.ctx.wrap_socket(raw, server_side=True)
+                    self._serve(conn, acks, then, got)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _serve(conn: ssl.SSLSocket, acks: int | None, then: bytes, got: list[bytes]) -> None:
+        decoder = FrameDecoder()
+        silent = False
+        while data := conn.recv(65536):
+            decoder.feed(data)
+            out = bytearray()
+            for f in decoder.frames():
+                if f.command == "open":
+                    out += rsp(f.txnr, OPEN_RSP)
+                elif f.command == "syslog":
+                    got.append(f.data)
+                    if silent:
+                        continue
+                    if acks is None or acks > 0:
+                        out += rsp(f.txnr)
+                        acks = None if acks is None else acks - 1
+                    if acks == 0:
+                        out += then
+                        silent = True
+                elif f.command == "close":
+                    out += rsp(f.txnr)
+            conn.sendall(out)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def peer(certs):
+    made: list[Peer] = []
+
+    def make(*scripts: tuple[int | None, bytes]) -> Peer:
+        made.append(Peer(certs, list(scripts)))
+        return made[-1]
+    yield make
+    for p in made:
+        p.close()
+
+
+def _client(certs: Certs, port: int, **kw) -> RelpClient:
+    ctx = client_context(ca=certs.ca, cert=certs.client.cert, key=certs.client.key)
+    return RelpClient("127.0.0.1", port, ctx, **kw)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("then, error", [(b"HTTP/1.1 400 Bad Request\r\n\r\n", "garbage"),
+                                         (b"1 rsp 6 200 OK\n", "an rsp for no command"),
+                                         (b"0 serverclose 0\n", "serverclose")])
+def test_a_peer_that_breaks_the_protocol_gets_a_new_session_and_the_unanswered_again(certs, peer, then, error):
+    server = peer((3, then), (None, b""))
+    client = _client(certs, server.port, timeout=5)
+    messages = [b"m%d" % i for i in range(10)]
+    stats = client.deliver(messages, deadline=30, retry_delay=0.05)
+    client.close()
+    assert stats.acked == 10 and stats.connects == 2 and stats.errors == 1, (error, client.last_error)
+    first, second = server.received
+    assert first == messages  # all ten went out in the window; three were answered
+    assert second == messages[3:]  # the unanswered, again, in their order
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_that_stops_answering_is_timed_out_and_the_unanswered_resent(certs, peer):
+    server = peer((4, b""), (None, b""))
+    client = _client(certs, server.port, timeout=0.5)
+    started = time.monotonic()
+    stats = client.deliver([b"m%d" % i for i in range(10)], deadline=30, retry_delay=0.05)
+    client.close()
+    assert stats.acked == 10 and stats.resent == 6 and stats.errors == 1
+    assert "no answer in 0.5 s" in client.last_error
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.timeout(60)
+def test_a_server_certificate_for_another_name_is_refused_before_any_command(certs, peer):
+    server = peer((None, b""))
+    ctx = client_context(ca=certs.ca, cert=certs.client.cert, key=certs.client.key)
+    client = RelpClient("127.0.0.1", server.port, ctx, server_name="collector.example", timeout=5)
+    client.send([b"m"])
+    with pytest.raises(TransportError, match="certificate"):
+        client.connect()
+    assert client.stats.sent == 0 and client.stats.errors == 1 and client.pending == 1
 
 
 # ---- a real rsyslogd: imrelp over TLS, tls.authmode="name" ---------------------------------

@@ -228,8 +228,6 @@ class RelpClient:
             self._write(session.start())
             while session.state is relp.State.OPENING:
                 self._read()
-                for event in session.events():
-                    self._event(event)
             if session.state is not relp.State.OPEN:  # a serverclose hint instead of the open's rsp
                 raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session before "
                                      f"it opened (as it does when it refuses the client's certificate: "
@@ -275,8 +273,6 @@ class RelpClient:
                 target = self.window // 2 if self._queue else 0
                 while session.outstanding > target:
                     self._read()
-                    for event in session.events():
-                        self._event(event)
                     if session.state is not relp.State.OPEN:
                         raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session")
         except (TransportError, FrameError, ProtocolError) as e:
@@ -317,8 +313,6 @@ class RelpClient:
                 deadline = time.monotonic() + min(self.timeout, 2.0)
                 while session.state is relp.State.CLOSING and time.monotonic() < deadline:
                     self._read()
-                    for event in session.events():
-                        self._event(event)
             except (TransportError, FrameError, ProtocolError):
                 pass
         self._drop()
@@ -339,6 +333,8 @@ class RelpClient:
             raise TransportError(f"RELP to {self.host}:{self.port} broke while sending: {_reason(e)}") from None
 
     def _read(self) -> None:
+        """One read; its events handled even when the same bytes then break the session (acks
+        that came before garbage are acks: their messages are neither owed nor lost)."""
         assert self._sock is not None and self._session is not None
         try:
             data = self._sock.recv(65536)
@@ -349,7 +345,11 @@ class RelpClient:
         if not data:
             self._session.connection_lost()
             raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the connection")
-        self._session.receive_data(data)
+        try:
+            self._session.receive_data(data)
+        finally:
+            for event in self._session.events():
+                self._event(event)
 
     def _event(self, event: relp.Event) -> None:
         if isinstance(event, relp.Acked):
