@@ -30,6 +30,8 @@ Rules this module holds (its tests feed each of them as bytes):
     every syslog command without an `rsp` is owed: `unacked()` gives them back in the order
     they were sent, for a new session (numbered from 1 again) to send before anything new.
     A message the server wrote but whose rsp was lost is sent twice: RELP is at least once.
+  * Events made by the frames before the one that broke the session are still handed out:
+    an acknowledgement that arrived before garbage is an acknowledgement.
 
 Why not relppy (PyPI, 0.4, "RELP protocol server"): its client is two threads and futures
 around a socket, not a protocol core we can feed bytes; it finds frames by splitting lines
