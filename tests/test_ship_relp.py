@@ -381,6 +381,10 @@ class Peer:
             conn.sendall(out)
 
     def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() waiting for a spare script
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(timeout=10)
 
@@ -420,14 +424,16 @@ def test_a_peer_that_breaks_the_protocol_gets_a_new_session_and_the_unanswered_a
 
 @pytest.mark.timeout(60)
 def test_a_peer_that_stops_answering_is_timed_out_and_the_unanswered_resent(certs, peer):
-    server = peer((4, b""), (None, b""))
-    client = _client(certs, server.port, timeout=0.5)
+    server = peer((4, b""), (None, b""), (None, b""), (None, b""))  # spares, should a loaded machine stall
+    client = _client(certs, server.port, timeout=1.0)
+    messages = [b"m%d" % i for i in range(10)]
     started = time.monotonic()
-    stats = client.deliver([b"m%d" % i for i in range(10)], deadline=30, retry_delay=0.05)
+    stats = client.deliver(messages, deadline=30, retry_delay=0.05)
     client.close()
-    assert stats.acked == 10 and stats.resent == 6 and stats.errors == 1
-    assert "no answer in 0.5 s" in client.last_error
-    assert time.monotonic() - started < 10
+    assert stats.acked == 10 and stats.resent >= 6 and stats.errors >= 1
+    assert "no answer in 1 s" in client.last_error
+    assert server.received[1][:6] == messages[4:]  # the six unanswered, first, in their order
+    assert time.monotonic() - started < 20
 
 
 @pytest.mark.timeout(60)
