@@ -477,16 +477,19 @@ def _seqs(rs: Rsyslog) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_every_record_reaches_imrelp_at_least_once_across_a_sigkill_and_restart(rsyslog, certs):
+@pytest.mark.parametrize("window", [128, 1024])
+def test_every_record_reaches_imrelp_at_least_once_across_a_sigkill_and_restart(rsyslog, certs, window):
     count = 40_000  # 2 producers x 20,000
     ctx = client_context(ca=certs.ca, cert=certs.client.cert, key=certs.client.key)
-    client = RelpClient("127.0.0.1", rsyslog.relp_port, ctx, timeout=5)
+    acked: list[int] = []
+    client = RelpClient("127.0.0.1", rsyslog.relp_port, ctx, window=window, timeout=5, on_ack=acked.append)
     killed = threading.Event()
 
     def kill_midway() -> None:
         deadline = time.monotonic() + 60
-        while client.stats.acked < count // 2 and time.monotonic() < deadline:
+        while client.stats.sent < count // 2 and time.monotonic() < deadline:
             time.sleep(0.002)
+        time.sleep(0.02)  # mid-stream, not at a moment the client chose
         rsyslog.kill()
         killed.set()
         time.sleep(0.5)  # a receiver away for a moment: the client retries meanwhile
@@ -505,12 +508,13 @@ def test_every_record_reaches_imrelp_at_least_once_across_a_sigkill_and_restart(
     seqs = _seqs(rsyslog)
     counts = collections.Counter(seqs)
     duplicates = len(seqs) - len(counts)
-    print(f"\nrelp: {count} records, {stats.acked} acked, {stats.sent} sent ({stats.resent} resent), "
+    print(f"\nrelp, window {window}: {count} records, {stats.acked} acked, {stats.sent} sent ({stats.resent} resent), "
           f"{stats.connects} sessions, {stats.errors} broken; rsyslog wrote {len(seqs)} lines: "
           f"{duplicates} duplicate(s) {sorted(s for s, c in counts.items() if c > 1)[:20]}; "
           f"{elapsed:.2f} s ({count / elapsed:.0f}/s)")
     assert set(counts) == set(range(count)), f"missing at rsyslog: {sorted(set(range(count)) - set(counts))[:20]}"
     assert stats.acked == count and stats.connects >= 2 and stats.errors >= 1
+    assert sorted(acked) == list(range(count))  # locally, each record's acknowledgement came once
     assert duplicates <= stats.resent  # a duplicate is only ever a resend of an unanswered message
 
 
