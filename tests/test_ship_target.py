@@ -1,0 +1,47 @@
+"""`--ship` URLs: the three schemes, hosts of every kind, and nothing plaintext."""
+from __future__ import annotations
+
+import pytest
+
+from logger_system.errors import ConfigError
+from logger_system.ship.client import RelpClient, SyslogTlsClient
+from logger_system.ship.target import Target, client_for, parse_target
+from logger_system.ship.tls import TlsOptions
+
+from rsyslog_env import Certs
+
+
+@pytest.mark.parametrize("url, target", [
+    ("relp://logs.example.net:2514", Target("relp", "logs.example.net", 2514)),
+    ("syslog+tls://127.0.0.1:6514", Target("syslog+tls", "127.0.0.1", 6514)),
+    ("syslog+tls://[2001:DB8::5]:6514/", Target("syslog+tls", "2001:db8::5", 6514)),
+    ("ls://collector:7000", Target("ls", "collector", 7000)),
+    ("RELP://Logs.Example.NET:2514", Target("relp", "Logs.Example.NET", 2514)),
+])
+def test_a_ship_url_names_scheme_host_and_port(url, target):
+    assert parse_target(url) == target
+    assert parse_target(target.url) == target
+
+
+@pytest.mark.parametrize("url, match", [
+    ("tcp://logs:514", "unknown scheme"), ("udp://logs:514", "unknown scheme"),
+    ("syslog://logs:514", "unknown scheme"), ("TCP://logs:514", "unknown scheme"),
+    ("relp://logs", "not SCHEME"), ("relp://:2514", "not SCHEME"), ("relp://logs:0", "outside"),
+    ("relp://logs:70000", "outside"), ("relp://user@logs:2514", "not SCHEME"),
+    ("relp://[not:v6:x]:2514", "not SCHEME"), ("relp://[1::2::3]:2514", "not an IPv6"),
+    ("relp://bad_name:2514", "not a host name"), ("relp://logs:2514/path", "not SCHEME"), (42, "text"),
+])
+def test_anything_else_is_a_config_error_that_says_what_is_accepted(url, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_target(url)
+
+
+def test_each_scheme_gets_its_client_and_ls_is_not_built_yet(tmp_path):
+    certs = Certs.make(tmp_path)
+    tls = TlsOptions(ca=certs.ca, cert=certs.client.cert, key=certs.client.key, server_name="logs.internal")
+    relp = client_for(parse_target("relp://10.0.0.5:2514"), tls)
+    assert isinstance(relp, RelpClient) and relp.server_name == "logs.internal" and not relp.connected
+    syslog = client_for(parse_target("syslog+tls://10.0.0.5:6514"), TlsOptions(ca=certs.ca))
+    assert isinstance(syslog, SyslogTlsClient) and syslog.server_name == "10.0.0.5"
+    with pytest.raises(ConfigError, match="not built yet"):
+        client_for(parse_target("ls://10.0.0.5:7000"), tls)
