@@ -81,8 +81,8 @@ def _check_config(args: argparse.Namespace) -> int:
                               if t and t.any else "none"))
     print(f"  metrics: {cfg.metrics or 'off'}")
     for d in cfg.ship:
-        client = f", client certificate {d.tls_cert}" if d.tls_cert else ", no client certificate"
-        print(f"  ship: {d.url} over TLS (CA {d.tls_ca}, server name {d.server_name}{client}), "
+        client = f", client certificate {d.tls.cert}" if d.tls.cert else ", no client certificate"
+        print(f"  ship: {d.url} over TLS (CA {d.tls.ca}, server name {d.server_name}{client}), "
               f"spool up to {d.spool_size} bytes")
     if not cfg.ship:
         print("  ship: nowhere (the files only)")

@@ -474,6 +474,10 @@ def unlink(name: str) -> bool:
             check(rc, f"remove ring {name!r}")
         if mapped:
             lib.lsr_mark_removed(out[0])
+        try:  # what its writer published beside it (ship/shipper.py)
+            os.unlink("/dev/shm" + _shm_name(ring_name(name)).decode() + ".ship")
+        except OSError:
+            pass
         return True
     finally:
         if mapped:

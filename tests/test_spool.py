@@ -66,6 +66,7 @@ def test_past_its_bound_new_records_are_counted_not_spooled(tmp_path):
     s = Spool(tmp_path / "spool", "ls://h:1", max_bytes=3000, segment_bytes=1000)
     taken = sum(s.append(k * 10, 10, lines(k * 10, 10)) for k in range(20))
     assert 0 < taken < 200 and s.overflow == 200 - taken
+    assert numbers(s) == list(range(taken))  # one unbroken stretch: no later batch slipped in
     s.acknowledge(taken)  # the receiver took what was there: room again
     assert s.append(200, 10, lines(200, 10)) == 10
     assert numbers(s, s.acked_n)[-10:] == list(range(200, 210))

@@ -24,8 +24,12 @@ import time
 from pathlib import Path
 
 from . import ls
+from .client import RelpClient, SyslogTlsClient
 from .destination import Destination
+from . import relp
+from .errors import RecordFormatError, ShipError
 from .spool import Frame, Spool
+from .syslog import SyslogFormat
 
 WINDOW_RECORDS = 50_000    # unacknowledged records in flight per destination
 BATCH_BYTES = 1 << 20      # frames are joined into sends of about this size
@@ -34,26 +38,23 @@ SEND_TIMEOUT = 30.0
 BACKOFF_MAX = 5.0
 
 
-def client_context(dest: Destination) -> ssl.SSLContext:
-    """TLS 1.2 or later, the receiver's certificate checked against tls_ca and its name."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(dest.tls_ca))
-    if dest.tls_cert is not None:
-        ctx.load_cert_chain(str(dest.tls_cert), str(dest.tls_key))
-    return ctx
-
-
 class LsSession:
     """ls:// to `logger-system serve`: exactly once (the server says where to resume)."""
 
-    def __init__(self, sock: ssl.SSLSocket, source: int) -> None:
-        self.sock = sock
+    def __init__(self, dest: Destination, source: int) -> None:
+        self.dest = dest
         self.source = source
+        self.sock: ssl.SSLSocket | None = None
         self.decoder = ls.Decoder()
         self.frames: list[ls.Frame] = []
 
     def open(self) -> int:
+        raw = socket.create_connection((self.dest.host, self.dest.port), timeout=CONNECT_TIMEOUT)
+        try:
+            self.sock = self.dest.tls.context().wrap_socket(raw, server_hostname=self.dest.server_name)
+        except BaseException:
+            raw.close()
+            raise
         self.sock.settimeout(CONNECT_TIMEOUT)
         self.sock.sendall(ls.hello(self.source))
         f = self._next(CONNECT_TIMEOUT)
@@ -96,14 +97,85 @@ class LsSession:
         return f
 
     def close(self) -> None:
+        if self.sock is None:
+            return
         try:
             self.sock.settimeout(1.0)
             self.sock.sendall(ls.bye())
         except OSError:
             pass
+        self.sock.close()
 
 
-SESSIONS = {"ls": LsSession}
+class _SyslogBase:
+    """RFC 5424 messages of each record, for the syslog transports."""
+
+    max_octets: int | None = None
+
+    def __init__(self, dest: Destination, source: int) -> None:
+        self.dest = dest
+        self.format = SyslogFormat(max_octets=self.max_octets)
+        self.client = None
+        self.unshippable = 0  # records no message could be made of (skipped, counted)
+        self._acked: int | None = None
+
+    def messages(self, frame: Frame) -> list[bytes]:
+        out = []
+        for line in frame.lines.splitlines():
+            try:
+                out.append(self.format.format(json.loads(line)))
+            except (ValueError, RecordFormatError):
+                self.unshippable += 1
+        return out
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def acked(self, timeout: float) -> int | None:
+        got, self._acked = self._acked, None
+        return got
+
+
+class RelpSession(_SyslogBase):
+    """relp:// : each record a RELP syslog command; a frame counts as delivered once every
+    record of it is answered (`rsp 200`).  At least once: what was not answered when a
+    connection broke is sent again from the spool's cursor."""
+
+    max_octets = relp.DEFAULT_MAX_DATA  # a longer MSG is cut (imrelp's maxDataSize)
+
+    def open(self) -> None:
+        self.client = RelpClient(self.dest.host, self.dest.port, self.dest.tls.context(),
+                                 server_name=self.dest.server_name, timeout=SEND_TIMEOUT)
+        self.client.connect()
+        return None
+
+    def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
+        self.client.send(self.messages(frame))
+        self.client.flush()
+        self._acked = frame.end_n
+
+
+class SyslogTlsSession(_SyslogBase):
+    """syslog+tls:// (RFC 5425): no acknowledgement, so a frame counts as delivered once TLS
+    took it; what is in flight when a connection breaks is lost (at most once)."""
+
+    def open(self) -> None:
+        self.client = SyslogTlsClient(self.dest.host, self.dest.port, self.dest.tls.context(),
+                                      server_name=self.dest.server_name, timeout=SEND_TIMEOUT)
+        self.client.connect()
+        return None
+
+    def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
+        self.client.send(self.messages(frame))
+        self._acked = frame.end_n
+
+    def acked(self, timeout: float) -> int | None:
+        self.client.check(0.0)  # a receiver that closed or refused: this connection is over
+        return super().acked(timeout)
+
+
+SESSIONS = {"ls": LsSession, "relp": RelpSession, "syslog+tls": SyslogTlsSession}
 
 
 class Shipper(threading.Thread):
@@ -120,6 +192,7 @@ class Shipper(threading.Thread):
         self.shipped = 0
         self.errors = 0
         self.spool_errors = 0  # records not spooled because the spool could not be written
+        self.unshippable = 0   # records a syslog transport could make no message of (skipped)
         self.connected = False
         self.last_error: str | None = None
 
@@ -129,7 +202,7 @@ class Shipper(threading.Thread):
             try:
                 self._session()
                 backoff = 0.1
-            except (OSError, ssl.SSLError, ls.ProtocolError, ValueError) as exc:
+            except (OSError, ssl.SSLError, ShipError, ls.ProtocolError, ValueError) as exc:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             self.connected = False
@@ -138,17 +211,9 @@ class Shipper(threading.Thread):
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _session(self) -> None:
-        kind = SESSIONS.get(self.dest.scheme)
-        if kind is None:
-            raise ValueError(f"{self.dest.scheme}:// is not available in this build")
-        raw = socket.create_connection((self.dest.host, self.dest.port), timeout=CONNECT_TIMEOUT)
+        session = SESSIONS[self.dest.scheme](self.dest, self.source)
+        self._unshippable_before = self.unshippable
         try:
-            sock = client_context(self.dest).wrap_socket(raw, server_hostname=self.dest.server_name)
-        except BaseException:
-            raw.close()
-            raise
-        try:
-            session = kind(sock, self.source)
             resume = session.open()
             self.connected = True
             if resume is not None and resume > self.spool.acked_n:
@@ -161,6 +226,7 @@ class Shipper(threading.Thread):
                     gap = frame.first_n - expected if frame.first_n > expected else 0
                     session.send(frame, gap, self._head_for(frame))
                     self.shipped += frame.count
+                    self.unshippable = getattr(session, "unshippable", 0) + self._unshippable_before
                     expected = sent_upto = frame.end_n
                     moved = True
                     while sent_upto - self.spool.acked_n > WINDOW_RECORDS and not self.stopping.is_set():
@@ -175,9 +241,8 @@ class Shipper(threading.Thread):
             deadline = time.monotonic() + 2.0
             while self.spool.acked_n < sent_upto and time.monotonic() < deadline:
                 self._take_acks(session, 0.1)
-            session.close()
         finally:
-            sock.close()
+            session.close()
 
     def _head_for(self, frame: Frame) -> dict | None:
         """The local chain's head once the files hold the frame's records (else None: a later
@@ -196,6 +261,7 @@ class Shipper(threading.Thread):
         return {"url": self.dest.url, "shipped": self.shipped, "acked": self.spool.acked_n,
                 "pending": self.spool.pending, "errors": self.errors, "connected": self.connected,
                 "overflow": self.spool.overflow, "torn": self.spool.torn, "spool_errors": self.spool_errors,
+                "unshippable": self.unshippable,
                 "last_error": self.last_error}
 
 

@@ -15,7 +15,8 @@ Rules this module keeps:
   only what is not acknowledged yet.  A frame that does not open (torn by a crash, or tampered
   with) ends its file: the newest file is cut there at open, and its records are counted as lost.
 - Bounded: past `max_bytes` new records are not spooled (counted `overflow`) until
-  acknowledgements make room: the receiver gets an unbroken stretch, then a counted gap.
+  acknowledgements have freed half of it: the receiver gets an unbroken stretch, then one
+  counted gap.
 - The cursor (`cursor`, written atomically) says the next `n` the destination acknowledged;
   files holding only records below it are removed.  Nothing unacknowledged is removed, except
   by the size bound, which counts it.
@@ -96,6 +97,7 @@ class Spool:
         self._keys = self._load_keys(keyring)
         self._lock = threading.Lock()
         self.overflow = 0      # records not spooled because the spool was full
+        self._full = False
         self.torn = 0          # records lost to a torn or damaged frame found at open
         self._fd: int | None = None
         self._last_sync = 0.0
@@ -218,7 +220,10 @@ class Spool:
                 for _ in range(skip):
                     cut = lines.index(b"\n", cut) + 1
                 lines, first_n, count = lines[cut:], end, count - skip
-            if self.pending_bytes_locked() + len(lines) > self.max_bytes:
+            if self._full or self.pending_bytes_locked() + len(lines) > self.max_bytes:
+                # full: nothing more until acknowledgements have freed half of it, so that
+                # the receiver gets one unbroken stretch and then one counted gap
+                self._full = True
                 self.overflow += count
                 return 0
             seg = self._segments[-1] if self._segments else None
@@ -324,6 +329,8 @@ class Spool:
             os.replace(tmp, self.dir / "cursor")
             _fsync_dir(self.dir)
             self._prune()
+            if self._full and self.pending_bytes_locked() <= self.max_bytes // 2:
+                self._full = False
 
     def _prune(self) -> None:
         """Remove the files that hold only acknowledged records (never the newest: it is
