@@ -116,17 +116,20 @@ class _SyslogBase:
         self.dest = dest
         self.format = SyslogFormat(max_octets=self.max_octets)
         self.client = None
+        self.progress = None  # called with the n up to which records are delivered, mid-frame
         self.unshippable = 0  # records no message could be made of (skipped, counted)
         self._acked: int | None = None
 
-    def messages(self, frame: Frame) -> list[bytes]:
-        out = []
-        for line in frame.lines.splitlines():
+    def messages(self, frame: Frame) -> tuple[list[bytes], list[int]]:
+        """The frame's records as messages, and the n of each."""
+        out, ns = [], []
+        for n, line in enumerate(frame.lines.splitlines(), frame.first_n):
             try:
                 out.append(self.format.format(json.loads(line)))
+                ns.append(n)
             except (ValueError, RecordFormatError):
                 self.unshippable += 1
-        return out
+        return out, ns
 
     def close(self) -> None:
         if self.client is not None:
@@ -151,8 +154,28 @@ class RelpSession(_SyslogBase):
         return None
 
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
-        self.client.send(self.messages(frame))
-        self.client.flush()
+        """Every record of the frame answered, or the ones answered in order so far made
+        known (progress) before the error goes up: a reconnect resends only the rest."""
+        messages, ns = self.messages(frame)
+        waiting = iter(ns)
+        answered: set[int] = set()
+        state = {"next": next(waiting, None), "upto": None}
+
+        def on_ack(n: int) -> None:
+            answered.add(n)
+            while state["next"] is not None and state["next"] in answered:
+                answered.discard(state["next"])
+                state["upto"] = state["next"] + 1
+                state["next"] = next(waiting, None)
+
+        self.client.on_ack = on_ack
+        try:
+            self.client.send(messages, items=ns)
+            self.client.flush()
+        except BaseException:
+            if state["upto"] is not None and self.progress is not None:
+                self.progress(state["upto"])
+            raise
         self._acked = frame.end_n
 
 
@@ -167,7 +190,7 @@ class SyslogTlsSession(_SyslogBase):
         return None
 
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
-        self.client.send(self.messages(frame))
+        self.client.send(self.messages(frame)[0])
         self._acked = frame.end_n
 
     def acked(self, timeout: float) -> int | None:
@@ -212,6 +235,7 @@ class Shipper(threading.Thread):
 
     def _session(self) -> None:
         session = SESSIONS[self.dest.scheme](self.dest, self.source)
+        session.progress = self.spool.acknowledge
         self._unshippable_before = self.unshippable
         try:
             resume = session.open()
