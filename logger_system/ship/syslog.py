@@ -112,8 +112,15 @@ def timestamp(ts: Any) -> str:
 
 def param_text(value: Any) -> str:
     """The text a field's value travels as: a string itself, anything else its JSON."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return value
+    if kind is int:  # the common values, without the JSON encoder (bool is not int here)
+        return str(value)
+    if value is None or kind is bool:
+        return "null" if value is None else ("true" if value else "false")
+    if isinstance(value, str):
+        return str(value)
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
@@ -122,6 +129,8 @@ def param_text(value: Any) -> str:
 
 def escape_param(text: str) -> str:
     """PARAM-VALUE escaping (RFC 5424 6.3.3): a backslash before `"`, `\\` and `]`."""
+    if "\\" not in text and '"' not in text and "]" not in text:
+        return text
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
@@ -151,6 +160,12 @@ class SyslogFormat:
             raise RecordFormatError(f"the SD-ID's enterprise number must be positive, not {self.enterprise!r}")
         if self.max_octets is not None and self.max_octets < 480:  # RFC 5424 6.1: receivers take 480
             raise RecordFormatError(f"max_octets {self.max_octets} is below the 480 every receiver accepts")
+        # what is the same for every message, worked out once (the dataclass is frozen)
+        host_app = f"{_header_token(self.hostname, 255)} {_header_token(self.app_name, 48)}"
+        object.__setattr__(self, "_host_app", host_app)
+        object.__setattr__(self, "_names", {})     # key -> whether it can be a PARAM-NAME
+        object.__setattr__(self, "_msgids", {})    # logger -> MSGID
+        object.__setattr__(self, "_pris", {})      # level -> PRI
 
     @property
     def sd_id(self) -> str:
@@ -164,20 +179,31 @@ class SyslogFormat:
         """One record -> the bytes of one RFC 5424 message (without framing)."""
         if not isinstance(record, Mapping):
             raise RecordFormatError(f"a record is a mapping, not {type(record).__name__}")
-        pri = self.facility * 8 + severity(record.get("level"))
+        level = record.get("level")
+        try:
+            pri = self._pris[level]
+        except (KeyError, TypeError):
+            pri = self.facility * 8 + severity(level)
+            if type(level) in (str, int) and len(self._pris) < 256:
+                self._pris[level] = pri
         pid = record.get("pid")
-        procid = str(pid) if isinstance(pid, int) and not isinstance(pid, bool) else NIL
+        procid = str(pid) if type(pid) is int else NIL
         logger = record.get("logger")
-        msgid = _header_token(logger, 32) if isinstance(logger, str) else NIL
-        header = (f"<{pri}>1 {timestamp(record.get('ts'))} {_header_token(self.hostname, 255)} "
-                  f"{_header_token(self.app_name, 48)} {_header_token(procid, 128)} {msgid}")
+        msgid = self._msgids.get(logger) if type(logger) is str else NIL
+        if msgid is None:
+            msgid = _header_token(logger, 32)
+            if len(self._msgids) < 4096:
+                self._msgids[logger] = msgid
+        header = (f"<{pri}>1 {timestamp(record.get('ts'))} {self._host_app} "
+                  f"{procid if len(procid) <= 128 else NIL} {msgid}")
 
         ours: list[tuple[str, Any]] = [(k, record[k]) for k in ("seq", "n", "logger", "level") if k in record]
         more: dict[str, Any] = {}
+        names = self._names
         for key, value in record.items():
             if key in _STANDARD:
                 continue
-            if key not in _OURS and isinstance(key, str) and _SD_NAME.fullmatch(key):
+            if key not in _OURS and self._param_name(key):
                 ours.append((key, value))
             else:
                 more[str(key)] = value
@@ -188,7 +214,10 @@ class SyslogFormat:
                 raise RecordFormatError(f"a record's fields are a mapping, not {type(fields).__name__}")
             extra: dict[str, Any] = {}
             for key, value in fields.items():
-                if isinstance(key, str) and _SD_NAME.fullmatch(key):
+                ok = names.get(key) if type(key) is str else False
+                if ok is None:
+                    ok = self._param_name(key)
+                if ok:
                     params.append((key, value))
                 else:
                     extra[str(key)] = value
@@ -214,9 +243,20 @@ class SyslogFormat:
             body = truncate_utf8(body, room)
         return head + b" " + BOM + body
 
+    def _param_name(self, key: Any) -> bool:
+        """Whether a key can be a PARAM-NAME (remembered: the same keys come again)."""
+        if not isinstance(key, str):
+            return False
+        ok = self._names.get(key)
+        if ok is None:
+            ok = bool(_SD_NAME.fullmatch(key))
+            if len(self._names) < 4096:
+                self._names[key] = ok
+        return ok
+
     @staticmethod
     def _element(sd_id: str, params: list[tuple[str, Any]]) -> str:
-        inner = "".join(f' {name}="{escape_param(param_text(value))}"' for name, value in params)
+        inner = "".join([f' {name}="{escape_param(param_text(value))}"' for name, value in params])
         return f"[{sd_id}{inner}]"
 
 

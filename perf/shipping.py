@@ -1,0 +1,256 @@
+"""Shipping over TLS on loopback, side by side with rsyslog's own TLS forwarding.
+
+`python -m perf.shipping` (needs rsyslog, rsyslog-relp, rsyslog-openssl and trustme) runs, in
+one run, against one receiving rsyslogd (imrelp with TLS, imtcp with ossl; the test
+configuration, tests/rsyslog_env.py):
+
+- ours: a writer with `--ship relp://...` (then `syslog+tls://...`); producers log N records;
+  the time from the first call until the receiver has written all N: records/s delivered.
+  Beside it, the same records through the same writer with no `--ship`: how long the local
+  pipeline takes, and with `--ship` how long until the files hold all N (shipping must not
+  be what limits the local pipeline).
+- rsyslog: a second rsyslogd, fed the same messages (RFC 5424, as our shipper makes them) on
+  a plain loopback TCP input (imptcp), forwarding with omrelp (TLS) and omfwd (ossl, octet
+  counted) to the same receiver: records/s from the first byte sent until the receiver has
+  all N.
+
+Each figure is the median of `--rounds` rounds; the rounds of ours and rsyslog's alternate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+PRODUCER = textwrap.dedent("""
+    import sys
+    import logger_system
+    ring, who, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    log = logger_system.connect(ring, name="app.perf")
+    for i in range(count):
+        log.info("request %d from %s took %d ms with status %d", i, who, i % 900, 200, p=who, i=i)
+""")
+
+
+def _env():
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    import rsyslog_env
+
+    return rsyslog_env
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise RuntimeError(f"timed out: {what}")
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+class _Receiver:
+    """The receiving rsyslogd, its output file emptied between rounds (by a restart)."""
+
+    def __init__(self, work: Path, certs) -> None:
+        self.rs = _env().Rsyslog(work, certs)
+
+    def fresh(self):
+        self.rs.stop()
+        self.rs.received.unlink(missing_ok=True)
+        self.rs.start()
+        return self.rs
+
+
+def _writer(ring: str, logs: Path, ship: list[str]):
+    cmd = [sys.executable, "-P", "-m", "logger_system", "writer", "--ring", ring, "--dir", str(logs),
+           "--plaintext", *ship]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    from logger_system.ring import writer_attached
+
+    _wait(lambda: writer_attached(ring, p.pid) or p.poll() is not None, 30, "the writer attached")
+    if p.poll() is not None:
+        raise RuntimeError(f"writer failed: {p.stderr.read().decode()[-2000:]}")
+    return p
+
+
+def _stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(10)
+
+
+def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None) -> dict:
+    """One round: N records through a writer (shipping to url, or not)."""
+    from logger_system.ring import Ring, unlink
+
+    ring = f"perf-ship-{uuid.uuid4().hex[:8]}"
+    ship = [] if url is None else ["--ship", url, "--tls-ca", str(certs.ca), "--tls-cert", str(certs.client.cert),
+                                   "--tls-key", str(certs.client.key)]
+    with tempfile.TemporaryDirectory() as tmp:
+        w = _writer(ring, Path(tmp) / "logs", ship)
+        try:
+            per = n // producers
+            t0 = time.perf_counter()
+            ps = [subprocess.Popen([sys.executable, "-c", PRODUCER, ring, str(k), str(per)]) for k in range(producers)]
+            for p in ps:
+                if p.wait(600) != 0:
+                    raise RuntimeError("a producer failed")
+
+            def written():
+                r = Ring(ring, create=False)
+                try:
+                    return r.stats().written >= per * producers
+                finally:
+                    r.close()
+
+            _wait(written, 600, "written locally")
+            t_local = time.perf_counter() - t0
+            out = {"local_s": round(t_local, 3), "local_records_per_s": round(per * producers / t_local)}
+            if receiver is not None:
+                _wait(lambda: _count_lines(receiver) >= per * producers, 900, "delivered")
+                t_all = time.perf_counter() - t0
+                out.update(delivered_s=round(t_all, 3), delivered_records_per_s=round(per * producers / t_all))
+            return out
+        finally:
+            _stop(w)
+            unlink(ring)
+
+
+def _messages(n: int) -> bytes:
+    from logger_system.ship.syslog import SyslogFormat
+
+    fmt = SyslogFormat()
+    base = {"seq": 0, "n": 0, "ts": "2026-12-01T00:00:00.000000Z", "level": "INFO", "logger": "app.perf",
+            "pid": os.getpid(), "msg": "", "fields": {}}
+    out = bytearray()
+    for i in range(n):
+        rec = {**base, "seq": i * 160, "n": i, "msg": f"request {i} from 0 took {i % 900} ms with status 200",
+               "fields": {"p": "0", "i": i}}
+        out += fmt.format(rec) + b"\n"
+    return bytes(out)
+
+
+def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver) -> dict:
+    """One round: rsyslogd forwarding N messages from a plain loopback input to the receiver."""
+    env = _env()
+    fwd_dir = work / f"fwd-{uuid.uuid4().hex[:6]}"
+    fwd_dir.mkdir(parents=True)
+    port = env.free_port()
+    c = certs
+    if transport == "relp":
+        action = (f'action(type="omrelp" target="127.0.0.1" port="{receiver.relp_port}" tls="on" '
+                  f'tls.tlsLib="openssl" tls.caCert="{c.ca}" tls.myCert="{c.client.cert}" '
+                  f'tls.myPrivKey="{c.client.key}" tls.authMode="name" tls.permittedPeer=["localhost"])')
+        module = 'module(load="omrelp")'
+    else:
+        action = (f'action(type="omfwd" target="127.0.0.1" port="{receiver.tcp_port}" protocol="tcp" '
+                  f'streamDriver="ossl" streamDriverMode="1" streamDriverAuthMode="x509/name" '
+                  f'streamDriverPermittedPeers="localhost" tcp_framing="octet-counted" '
+                  f'template="RSYSLOG_SyslogProtocol23Format")')
+        module = ""
+    conf = fwd_dir / "rsyslog.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        global(workDirectory="{fwd_dir}" maxMessageSize="64k" net.enableDNS="off"
+               defaultNetstreamDriverCAFile="{c.ca}" defaultNetstreamDriverCertFile="{c.client.cert}"
+               defaultNetstreamDriverKeyFile="{c.client.key}")
+        module(load="imptcp")
+        {module}
+        input(type="imptcp" address="127.0.0.1" port="{port}" ruleset="fwd")
+        ruleset(name="fwd") {{
+            {action}
+        }}
+        """))
+    rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    p = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(fwd_dir / "pid")], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=open(fwd_dir / "err", "wb"), start_new_session=True)
+    try:
+        _wait(lambda: env._listening(port) or p.poll() is not None, 15, "the forwarder listening")
+        data = _messages(n)
+        t0 = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(data)
+        _wait(lambda: _count_lines(receiver.received) >= n, 900, "forwarded")
+        t = time.perf_counter() - t0
+        return {"delivered_s": round(t, 3), "delivered_records_per_s": round(n / t)}
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:
+    env = _env()
+    if not (shutil.which("rsyslogd") or Path("/usr/sbin/rsyslogd").exists()):
+        raise SystemExit("perf.shipping needs rsyslogd: apt-get install rsyslog rsyslog-relp rsyslog-openssl")
+    results: dict = {"records": n, "rounds": rounds, "producers": producers}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        certs = env.Certs.make(work / "pki")
+        recv = _Receiver(work / "receiver", certs)
+        try:
+            samples: dict[str, list[dict]] = {k: [] for k in (
+                "local_only", "ours_relp", "ours_syslog_tls", "rsyslog_omrelp", "rsyslog_omfwd_tls")}
+            for _ in range(rounds):
+                samples["local_only"].append(ours(n, producers, None, certs, None))
+                rs = recv.fresh()
+                samples["ours_relp"].append(ours(n, producers, f"relp://127.0.0.1:{rs.relp_port}", certs, rs.received))
+                rs = recv.fresh()
+                samples["rsyslog_omrelp"].append(rsyslog_forwarding(n, "relp", certs, work, rs))
+                rs = recv.fresh()
+                samples["ours_syslog_tls"].append(
+                    ours(n, producers, f"syslog+tls://127.0.0.1:{rs.tcp_port}", certs, rs.received))
+                rs = recv.fresh()
+                samples["rsyslog_omfwd_tls"].append(rsyslog_forwarding(n, "syslog", certs, work, rs))
+        finally:
+            recv.rs.stop()
+    for name, rows in samples.items():
+        keys = rows[0].keys()
+        results[name] = {k: statistics.median(r[k] for r in rows) for k in keys}
+    for ours_name, theirs in (("ours_relp", "rsyslog_omrelp"), ("ours_syslog_tls", "rsyslog_omfwd_tls")):
+        results[f"{ours_name}_vs_{theirs}"] = round(results[ours_name]["delivered_records_per_s"]
+                                                     / results[theirs]["delivered_records_per_s"], 2)
+    results["local_with_ship_vs_without"] = {
+        k: round(results[k]["local_records_per_s"] / results["local_only"]["local_records_per_s"], 2)
+        for k in ("ours_relp", "ours_syslog_tls")}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m perf.shipping", description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--producers", type=int, default=2)
+    a = ap.parse_args(argv)
+    print(json.dumps(run(a.records, a.rounds, a.producers), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
