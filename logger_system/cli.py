@@ -126,6 +126,24 @@ def _verify(args: argparse.Namespace) -> int:
         print(line)
     for n in verdict.notes:
         print(f"note: {n}", file=sys.stderr)
+    head_faults: list[str] = []
+    if args.heads:
+        from .files.chain import check_heads
+
+        if len(args.paths) != 1 or not Path(args.paths[0]).is_dir():
+            raise ConfigError("--heads checks one log directory: give its path alone")
+        try:
+            lines = Path(args.heads).read_text(errors="replace").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--heads {args.heads}: cannot read it ({exc.strerror})") from None
+        checked, head_faults = check_heads(Path(args.paths[0]), lines)
+        for fault in head_faults:
+            print(f"FAIL {fault}")
+        print(f"chain heads: {checked} checked against {args.heads}, {len(head_faults)} not here as shipped")
+    if head_faults and not verdict.faults:
+        print(f"logger-system verify: {len(head_faults)} chain head(s) the receiver holds are not in "
+              f"{args.paths[0]}", file=sys.stderr)
+        return 1
     if verdict.faults:
         print(f"logger-system verify: {verdict.failed} of {verdict.files} file(s) failed"
               f"{f' ({len(verdict.faults)} faults)' if len(verdict.faults) > verdict.failed else ''}",
@@ -399,6 +417,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--accept-loss", action="store_true",
                    help="report records the writer recorded as lost, and damaged files it moved aside, "
                         "as notes instead of failing (once investigated)")
+    v.add_argument("--heads", default=None, metavar="FILE",
+                   help="also check the chain heads a receiver kept for this directory "
+                        "(serve's DIR/.serve/heads/<client>.jsonl): a tail cut or rewritten here fails")
     v.add_argument("paths", nargs="+")
     v.set_defaults(func=_verify)
 

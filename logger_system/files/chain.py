@@ -457,3 +457,61 @@ def resume(files: FilesEnd, ring: RingEnd, tag: int, ring_id: int) -> Resume:
         return Resume(ring.next_n, n_from_ring=True, unknown_loss=missing,
                       unconfirmed=files.crash_closed and (missing or not told))
     return Resume(0, unconfirmed=unconfirmed, restarted=files.last is not None)
+
+
+# ---- chain heads kept off the host -----------------------------------------------------
+
+def check_heads(directory: Path, records) -> tuple[int, list[str]]:
+    """The chain heads a receiver kept for this directory (`logger-system serve` writes them
+    to DIR/.serve/heads/<client>.jsonl: one JSON object per line, its `head` holding `file`,
+    `chunk` and `digest`) against the directory: every head must still be there, the file
+    with that id holding that chunk with that SHA-256.  A head that is not is a tail cut or
+    rewritten on this host after the receiver saw it.  Returns (heads checked, faults)."""
+    import hashlib
+    import json
+
+    by_id: dict[str, tuple[Path, bytes]] = {}
+    for f in log_files(directory, sealed.SUFFIX):
+        path = Path(directory) / f.name
+        try:
+            data = path.read_bytes()
+            file_id = sealed.parse_header(data, str(path)).file_id.hex()
+        except (OSError, sealed.SealError):
+            continue  # the sequence rules say what is wrong with it
+        by_id[file_id] = (path, data)
+    checked, faults = 0, []
+    for number, line in enumerate(records, 1):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            faults.append(f"heads line {number}: not JSON")
+            continue
+        head = obj.get("head") if isinstance(obj, dict) else None
+        if head is None:
+            continue
+        file_id, chunk, digest = head.get("file"), head.get("chunk"), head.get("digest")
+        if not (isinstance(file_id, str) and type(chunk) is int and chunk >= 0 and isinstance(digest, str)):
+            faults.append(f"heads line {number}: not a chain head")
+            continue
+        checked += 1
+        below = f" (records below n {obj['next_n']})" if type(obj.get("next_n")) is int else ""
+        found = by_id.get(file_id)
+        if found is None:
+            faults.append(f"{directory}: the receiver holds chunk {chunk} of file {file_id}{below}, "
+                          "and no file here has that id: removed after it was shipped")
+            continue
+        path, data = found
+        try:
+            scan = sealed.scan_chunks(data, str(path))
+        except sealed.SealError as exc:
+            faults.append(f"{path}: {exc}")
+            continue
+        if chunk >= len(scan.chunks):
+            faults.append(f"{path}: the receiver holds chunk {chunk}{below}; this file has "
+                          f"{len(scan.chunks)} chunk(s): its tail was cut after it was shipped")
+            continue
+        c = scan.chunks[chunk]
+        if hashlib.sha256(data[c.start:c.end]).hexdigest() != digest:
+            faults.append(f"{path}: chunk {chunk}{below} is not the one the receiver holds: "
+                          "rewritten after it was shipped")
+    return checked, faults
