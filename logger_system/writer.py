@@ -232,7 +232,7 @@ class Writer:
 
     # settings a running writer cannot take on: they need a restart
     _FIXED = ("ring", "dir", "plaintext", "capacity", "max_record", "batch_records", "batch_bytes",
-              "metrics")
+              "metrics", "ship")
 
     def reload(self) -> bool:
         """Take on a new configuration between two batches: nothing in flight is lost.
