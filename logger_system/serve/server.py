@@ -200,6 +200,7 @@ class Server:
             if s is None:
                 s = self.sinks[name] = ClientSink(self.dir / name, name, self._sealing(), self.policy,
                                                   self.rotation, self.cfg.keep)
+                self.counters.reconcile(name, s.next_n)
             return s
 
     def _listen(self, where: tuple[str, int]) -> socket.socket:
@@ -377,18 +378,27 @@ class Server:
             self._conns.add(t)
         t.start()
 
+    _refusing = threading.BoundedSemaphore(32)  # refusals saying why at once; more just close
+
     def _refuse_after_handshake(self, sock: ssl.SSLSocket, text: str) -> None:
-        """Say why in an ERROR frame (best effort: the peer may be gone) and close."""
-        try:
-            sock.setblocking(True)
-            sock.settimeout(1.0)
-            sock.sendall(ls.error(text))
-        except (OSError, ssl.SSLError):
-            pass
-        try:
+        """Say why in an ERROR frame and close, in a thread of its own (the acceptor does not
+        wait on a peer); when many are refused at once, the rest are closed unsaid."""
+        if not self._refusing.acquire(blocking=False):
             sock.close()
-        except OSError:
-            pass
+            return
+
+        def refuse() -> None:
+            try:
+                sock.setblocking(True)
+                sock.settimeout(1.0)
+                sock.sendall(ls.error(text))
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                _linger_close(sock)
+                self._refusing.release()
+
+        threading.Thread(target=refuse, name="serve-refuse", daemon=True).start()
 
     # ---- one connection --------------------------------------------------------------------
 
@@ -423,13 +433,33 @@ class Server:
         except Exception as exc:  # a bug must not take the server down; say it, close this one
             say("connection_failed", client=name, error=f"{type(exc).__name__}: {exc}")
         finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            _linger_close(sock)
             self.counters.connection(name, -1)
             with self._conns_lock:
                 self._conns.discard(threading.current_thread())
+
+
+def _linger_close(sock: ssl.SSLSocket, seconds: float = 0.5) -> None:
+    """Close so that what was sent last (an ERROR) reaches the peer: a socket closed with
+    unread bytes in it resets the connection, and the peer may lose the frame that says
+    why.  So: no more writes, read and discard for a moment, then close."""
+    try:
+        sock.settimeout(seconds)
+        raw = socket.socket(fileno=os.dup(sock.fileno()))
+        try:
+            raw.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            raw.settimeout(seconds)
+            while time.monotonic() < deadline and raw.recv(1 << 16):
+                pass
+        finally:
+            raw.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 class _Closed(Exception):
@@ -484,6 +514,8 @@ class _Conversation:
                         # TODO(RFC 5425): an octet-counted syslog client on the same port: hand it to
                         # the syslog listener (ship/syslog.py), which calls Server.syslog_records
                         self._malformed("syslog over TLS is not accepted on this port yet")
+                if self.generation != self.server.generation:
+                    self._recheck()  # a reload while this read waited: before its frames act
                 now = time.monotonic()
                 frames = self._feed(data)
                 if frames:
@@ -550,7 +582,7 @@ class _Conversation:
             self._error("the server could not write the batch: send it again later")
         self.server.counters.add(self.name, received=w.received, written=w.written, duplicates=w.duplicates,
                                  lost=w.lost, gaps=1 if w.lost else 0, sanitized=w.sanitized,
-                                 sanitize_dropped=w.sanitize_dropped, batches=1)
+                                 sanitize_dropped=w.sanitize_dropped, batches=1, next_n=w.next_n)
         rate = self.server._rate(self.name)
         if rate is not None and w.written:
             delay = rate.delay(w.written, time.monotonic())

@@ -128,7 +128,7 @@ class ClientSink:
             if end_n <= self.next_n:
                 out.duplicates = b.count
                 return out
-            skip = max(self.next_n - b.first_n, 0)
+            skip = out.duplicates = max(self.next_n - b.first_n, 0)
             lines = b.lines
             if skip:
                 cut = 0

@@ -4,8 +4,11 @@ The file is replaced whole (written to a temporary name, fsynced, renamed over t
 one), so a reader sees one complete snapshot or the one before it, never a torn one.  The
 server saves it at most every `every` seconds while counters move and when it stops; a
 server that starts again loads it and counts on, so the counters are totals over the
-server's life in that directory.  What a SIGKILL costs is the last second of counts, never
-records: nothing about delivery (next_n) is kept here (see sink.py).
+server's life in that directory.  What a SIGKILL costs is the last half second of counts,
+never records: nothing about delivery is decided from here (next_n comes from the files, see
+sink.py).  `written` is even made whole again: each client's entry also says where its
+stream stood (`next_n`) when it was saved, and a server that starts finds in the files how
+far past that its killed predecessor wrote (`reconcile`).
 
 `clients` has one entry per client name that passed the handshake (the names come from
 certificates the CA issued and the allowlist admitted, so the map is bounded by them);
@@ -57,7 +60,7 @@ def stats_path(directory: Path) -> Path:
 
 
 class Counters:
-    def __init__(self, directory: Path, every: float = 1.0) -> None:
+    def __init__(self, directory: Path, every: float = 0.5) -> None:
         self.path = stats_path(directory)
         self.every = every
         self._lock = threading.Lock()
@@ -65,6 +68,7 @@ class Counters:
         self.top: dict[str, int] = dict.fromkeys(TOP_COUNTERS, 0)
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)
         self.connected: dict[str, int] = {}
+        self.positions: dict[str, int] = {}  # client -> its stream's next_n
         self.started = time.time()
         self._dirty = True
         self._saved = 0.0
@@ -79,6 +83,8 @@ class Counters:
             if isinstance(c, dict):
                 self.client(name).update({k: v for k, v in c.items() if k in CLIENT_COUNTERS
                                           and isinstance(v, (int, float))})
+                if type(c.get("next_n")) is int:
+                    self.positions[name] = c["next_n"]
         for k in TOP_COUNTERS:
             if isinstance(old.get(k), int):
                 self.top[k] = old[k]
@@ -92,12 +98,28 @@ class Counters:
             c = self.clients[name] = dict.fromkeys(CLIENT_COUNTERS, 0)
         return c
 
-    def add(self, name: str, **counts: float) -> None:
+    def add(self, name: str, next_n: int | None = None, **counts: float) -> None:
+        """Add to a client's counters; next_n: where its stream stands with them (one
+        snapshot has both, or reconcile would count a batch twice)."""
         with self._lock:
+            if next_n is not None and next_n > self.positions.get(name, -1):
+                self.positions[name] = next_n
             c = self.client(name)
             for k, v in counts.items():
                 c[k] += v
             c["last_seen"] = time.time()
+            self._dirty = True
+
+    def reconcile(self, name: str, next_n: int) -> None:
+        """A client's directory opened: records the files hold past the saved position were
+        written by a server killed before it saved its counters.  No saved position: none
+        of them was counted (a client's position is saved with its first counted batch), so
+        the directory's whole stream is counted from 0."""
+        with self._lock:
+            saved = self.positions.get(name, 0)
+            if next_n > saved:
+                self.client(name)["written"] += next_n - saved
+            self.positions[name] = next_n
             self._dirty = True
 
     def refuse(self, reason: str) -> None:
@@ -126,6 +148,8 @@ class Counters:
             for name, c in sorted(self.clients.items()):
                 d = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()}
                 d["connected"] = self.connected.get(name, 0)
+                if name in self.positions:
+                    d["next_n"] = self.positions[name]
                 clients[name] = d
             return {"clients": clients, **self.top, "handshake_refused": dict(self.refused),
                     "server": {"pid": os.getpid(), "started": self.started, "updated": time.time()}}
