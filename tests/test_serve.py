@@ -554,12 +554,26 @@ def test_half_open_and_slow_clients_cannot_exhaust_the_handshake_budget(serve, p
     took = time.monotonic() - t0
     assert good.error is None and good.acked == 500, good.error
     assert took < 10
-    # after the handshake: a frame begun and never finished, and a connection that says nothing
+    # after the handshake: a frame trickled a byte at a time (never a quiet read), and a
+    # connection that says nothing
     slow = s.raw_tls("slow.example")
-    slow.sendall(ls.hello(SOURCE_A)[:3])
     idle = s.raw_tls("m.example")
+
+    def trickle():
+        for b in ls.hello(SOURCE_A):
+            try:
+                slow.send(bytes([b]))
+            except (OSError, ssl.SSLError):
+                return
+            time.sleep(0.15)
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    t1 = time.monotonic()
     assert "not completed" in _closed_with_error(slow)
+    assert time.monotonic() - t1 < 3  # within --frame-timeout 1s (and a poll), not the whole hello
     assert "no frame" in _closed_with_error(idle)
+    trickler.join(15)
     stop.set()
     for so in socks:
         so.close()

@@ -496,11 +496,7 @@ class _Conversation:
                 try:
                     data = sock.recv(1 << 16)
                 except (TimeoutError, socket.timeout):
-                    now = time.monotonic()
-                    if frame_started is not None and now - frame_started > self.cfg.frame_timeout:
-                        self._timeout(f"a frame not completed within {self.cfg.frame_timeout:g} s")
-                    if frame_started is None and now - last_frame > self.cfg.idle_timeout:
-                        self._timeout(f"no frame for {self.cfg.idle_timeout:g} s")
+                    self._deadlines(frame_started, last_frame)
                     continue
                 except ssl.SSLWantReadError:
                     continue
@@ -516,18 +512,32 @@ class _Conversation:
                         self._malformed("syslog over TLS is not accepted on this port yet")
                 if self.generation != self.server.generation:
                     self._recheck()  # a reload while this read waited: before its frames act
-                now = time.monotonic()
+                arrived = time.monotonic()
                 frames = self._feed(data)
-                if frames:
-                    last_frame = now
                 for f in frames:
                     self._handle(f)
+                # the clocks start after the frames acted (a rate-limit wait is not the client's)
+                now = time.monotonic()
+                if frames:
+                    last_frame = now
                 if not self.decoder.pending:
                     frame_started = None
-                elif frames or frame_started is None:
+                elif frames:
                     frame_started = now
+                elif frame_started is None:
+                    frame_started = arrived
+                # a peer that trickles bytes never lets a read time out: the deadline is checked
+                # after every read, not only after a quiet one
+                self._deadlines(frame_started, last_frame)
         except _Closed:
             return
+
+    def _deadlines(self, frame_started: float | None, last_frame: float) -> None:
+        now = time.monotonic()
+        if frame_started is not None and now - frame_started > self.cfg.frame_timeout:
+            self._timeout(f"a frame not completed within {self.cfg.frame_timeout:g} s")
+        if frame_started is None and now - last_frame > self.cfg.idle_timeout:
+            self._timeout(f"no frame for {self.cfg.idle_timeout:g} s")
 
     def _feed(self, data: bytes) -> list[ls.Frame]:
         try:
