@@ -405,13 +405,17 @@ def test_a_resend_after_a_lost_ack_is_skipped_and_welcome_says_where_the_files_e
     assert c.ship(0, lines(0, 10), 10) == 10
     c.close()  # as if the ACK had been lost: the client sends the batch again, and more
     assert c.connect() == 10
-    assert c.ship(5, lines(5, 10), 10) == 15
+    head = {"file_id": "ab" * 16, "chunks": 3, "digest": "cd" * 32}
+    assert c.ship(5, lines(5, 10), 10, head=head) == 15
     assert c.ship(0, lines(0, 10), 10) == 15  # all of it a resend
     assert c.bye() == 15
     assert s.stop() == 0
     assert [r["n"] for r in records(s.dir / "a.example", pki["key"])] == list(range(15))
     c = stats(s.dir)["clients"]["a.example"]
     assert (c["received"], c["written"], c["duplicates"]) == (30, 15, 15)
+    # the chain head the batch carried is kept, with where the stream stood after it
+    kept = [json.loads(x) for x in (s.dir / ".serve" / "heads" / "a.example.jsonl").read_text().splitlines()]
+    assert [(k["next_n"], k["head"]) for k in kept] == [(15, head)]
 
 
 def test_another_source_under_one_client_name_is_refused_and_counted(serve, pki):

@@ -199,7 +199,8 @@ class Server:
             s = self.sinks.get(name)
             if s is None:
                 s = self.sinks[name] = ClientSink(self.dir / name, name, self._sealing(), self.policy,
-                                                  self.rotation, self.cfg.keep)
+                                                  self.rotation, self.cfg.keep,
+                                                  heads=self.dir / STATE_DIR / "heads" / f"{name}.jsonl")
                 self.counters.reconcile(name, s.next_n)
             return s
 

@@ -30,6 +30,11 @@ finished, and the next one opens with a header that says how many records were l
 before its first `n` (sealed.PREV_LOSS; in plaintext, the gap in `n` at a file boundary),
 so `verify` reports it until an operator accepts it (--accept-loss).
 
+Chain heads: a batch's header says where the source's sealed chain stood after its
+records (`head`); the server appends it, with the next_n it goes with, to
+DIR/.serve/heads/<client>.jsonl, fsynced before the ACK, so that the server holds points of
+the source's chain that a tail cut or rewritten on the source's host no longer matches.
+
 A record the server's own policy drops keeps its number as a stub (ingest.keep_numbered).
 One lock per client: connections of one client (a reconnect while the old socket is not
 yet gone) are served one batch at a time, and the skip below next_n keeps them from
@@ -37,6 +42,7 @@ writing anything twice.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -76,8 +82,9 @@ class Written:
 
 class ClientSink:
     def __init__(self, directory: Path, name: str, sealing: Sealing | None, policy: Policy,
-                 rotation: RotationPolicy, keep: int | None = None) -> None:
+                 rotation: RotationPolicy, keep: int | None = None, heads: Path | None = None) -> None:
         self.name = name
+        self.heads = heads  # where the chain heads of this client's batches are appended
         self.dir = prepare_dir(directory)
         self._lock_fd = lock_dir(self.dir)  # `verify` tells a live directory by it
         self.lock = threading.Lock()
@@ -157,9 +164,27 @@ class ClientSink:
                 raise
             self.next_n = self.format.next_n = end_n
             self._lost = 0
+            if b.head is not None and self.heads is not None:
+                self._record_head(b.head, end_n)
             out.written = b.count - skip
             out.next_n = end_n
             return out
+
+    HEAD_MAX = 1024  # bytes of a head kept; a longer one is a client's junk, not a chain head
+
+    def _record_head(self, head: dict, next_n: int) -> None:
+        line = json.dumps({"next_n": next_n, "head": head, "at": round(time.time(), 3)},
+                          separators=(",", ":"), sort_keys=True)
+        if len(line) > self.HEAD_MAX:
+            line = json.dumps({"next_n": next_n, "head": None, "at": round(time.time(), 3),
+                               "note": "head over the size limit, not kept"})
+        self.heads.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.heads, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _written_part(self, data: bytes) -> None:
         """A write failed after part of the batch reached the files (a rotation between its
