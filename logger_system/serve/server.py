@@ -129,10 +129,11 @@ def _refusal(exc: BaseException) -> str:
 
 
 class _Pending:
-    __slots__ = ("sock", "peer")
+    __slots__ = ("sock", "peer", "over")
 
     def __init__(self, sock: ssl.SSLSocket, peer) -> None:
         self.sock, self.peer = sock, peer
+        self.over = False  # given up or handed on: an event already selected for it is stale
 
 
 class Server:
@@ -299,10 +300,16 @@ class Server:
                 nxt = budget.next_deadline()
                 wait = 0.2 if nxt is None else min(0.2, max(nxt - now, 0.0))
                 for key, _events in sel.select(wait):
-                    if key.data is None:
-                        self._accept(sel, budget)
-                    else:
-                        self._step(sel, budget, key.data)
+                    try:
+                        if key.data is None:
+                            self._accept(sel, budget)
+                        elif not key.data.over:
+                            self._step(sel, budget, key.data)
+                    except Exception as exc:  # a bug must not stop the accepting; say it
+                        say("accept_error", error=f"{type(exc).__name__}: {exc}")
+                        if key.data is not None:
+                            budget.done(key.data)
+                            self._give_up(sel, key.data, "tls_error")
                 for p in budget.expired(time.monotonic()):
                     self._give_up(sel, p, "timeout")
         finally:
@@ -334,6 +341,9 @@ class Server:
             sel.register(tls, selectors.EVENT_READ, p)
 
     def _give_up(self, sel: selectors.BaseSelector, p: _Pending, reason: str | None) -> None:
+        if p.over:
+            return
+        p.over = True
         try:
             sel.unregister(p.sock)
         except (KeyError, ValueError):
@@ -354,12 +364,13 @@ class Server:
         except ssl.SSLWantWriteError:
             sel.modify(p.sock, selectors.EVENT_WRITE, p)
             return
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError, ValueError) as exc:
             budget.done(p)
             self._give_up(sel, p, _refusal(exc))
             return
         budget.done(p)
         sel.unregister(p.sock)
+        p.over = True
         names = cert_names(p.sock.getpeercert() or {})
         decision = self.allow.decide(names)
         if decision.name is None:
@@ -609,10 +620,13 @@ class _Conversation:
             say("revoked", client=self.name, note="the reloaded allowlist no longer admits it")
             self._error("no longer allowed")
 
+    FINISH = 1.0  # stopping: how long what has arrived is read (a peer that keeps sending is cut)
+
     def _finish(self) -> None:
         """Stopping: write and acknowledge every whole batch that has arrived, then close."""
         self.sock.settimeout(0.05)
-        while True:
+        deadline = time.monotonic() + self.FINISH
+        while time.monotonic() < deadline:
             try:
                 data = self.sock.recv(1 << 16)
             except (TimeoutError, socket.timeout, ssl.SSLWantReadError):

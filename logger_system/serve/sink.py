@@ -42,6 +42,7 @@ writing anything twice.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -129,6 +130,8 @@ class ClientSink:
         """Write the batch's records numbered next_n on (those below are a resend), fsynced;
         ProtocolError for a batch that is not well formed (nothing of it written)."""
         with self.lock:
+            if self._lock_fd is None:  # closed (the server stops): no file is opened again
+                raise OSError(errno.ESHUTDOWN, "the server is stopping")
             self._claim(source)
             out = Written(self.next_n, received=b.count)
             end_n = b.first_n + b.count
@@ -205,6 +208,8 @@ class ClientSink:
 
     def tick(self, now: float) -> None:
         with self.lock:
+            if self._lock_fd is None:
+                return
             self.files.tick(now)
             self.files.rotate_if_due(now)
 
