@@ -337,10 +337,20 @@ def test_handshake_budget_gives_up_the_oldest_when_full_and_expires_the_slow():
     (b'{"seq":1,"n":0,"ts":"yesterday","level":"INFO","pid":1,"logger":"a","msg":"m"}', "ts"),
     (b'{"seq":-1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m"}', "seq"),
     (b'{"seq":1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m","x":1}', "unknown"),
+    (b'{"seq":1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
+     b'"fields":{"x":NaN}}', "not JSON"),
+    (b'{"seq":1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
+     b'"fields":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "not JSON"),
+    (b'\xff\xfe', "not UTF-8"),
 ])
 def test_ingest_refuses_a_batch_with_any_line_that_is_not_a_record(line, match):
     with pytest.raises(ls.ProtocolError, match=match):
         ingest.decode(line + b"\n", 0, 1)
+
+
+def test_a_control_frame_nested_past_the_recursion_limit_is_a_protocol_error():
+    with pytest.raises(ls.ProtocolError, match="not JSON"):
+        ls.Frame(ls.HELLO, b"[" * 4000).json()
 
 
 def test_ingest_resanitizes_and_a_dropped_record_keeps_its_number_as_a_stub():

@@ -135,7 +135,7 @@ def parse_batch(payload: bytes) -> Batch:
 def _object(data: bytes, kind: bytes) -> dict:
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # 4 KiB of `[` nests past the limit
         raise ProtocolError(f"{kind.decode(errors='replace')} frame: not JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{kind.decode(errors='replace')} frame: not a JSON object")
