@@ -126,13 +126,14 @@ def _free_port() -> int:
 class ServeProcess:
     """`logger-system serve` as a child process on a fixed port (kept across restarts)."""
 
-    def __init__(self, pki, directory: Path, *extra: str, allow=("*.example",), seal: bool = True) -> None:
+    def __init__(self, pki, directory: Path, *extra: str, allow=("*.example",), seal: bool | list = True) -> None:
         self.pki, self.dir = pki, directory
         self.port = _free_port()
         self.args = ["serve", "--listen", f"127.0.0.1:{self.port}", "--dir", directory,
                      "--tls-ca", pki["ca"], "--tls-cert", pki["server"][0], "--tls-key", pki["server"][1],
                      *[x for a in allow for x in ("--allow", a)],
-                     *(["--key", pki["key"]] if seal else ["--plaintext"]), *extra]
+                     *(seal if isinstance(seal, list) else ["--key", pki["key"]] if seal else ["--plaintext"]),
+                     *extra]
         self.proc: subprocess.Popen | None = None
         self.err = directory.parent / f"serve-{self.port}.err"
 
@@ -703,3 +704,25 @@ def test_plaintext_server_directory_reads_and_verifies_like_a_writers(serve, pki
     assert [r["n"] for r in records(s.dir / "a.example", None)] == list(range(20))
     assert verify(s.dir / "a.example", None).returncode == 0
     assert os.stat(s.dir / "a.example").st_mode & 0o077 == 0
+
+
+def test_recipient_mode_resumes_from_chunk_headers_after_a_sigkill_without_the_key(serve, pki, tmp_path):
+    identity = tmp_path / "reader.identity"
+    out = subprocess.run(cli("keygen", "--x25519", "--out", identity), capture_output=True, text=True,
+                         check=True, timeout=30)
+    s = serve(seal=["--recipient", out.stdout.strip()])
+    c = s.client("a.example")
+    c.connect()
+    c.ship(0, lines(0, 100), 100)
+    s.kill()  # the server can seal but not read: its next_n must come from the chunk headers
+    s.restart()
+    c = s.client("a.example")
+    assert c.connect() == 100
+    assert c.ship(100, lines(100, 50), 50) == 150
+    c.bye()
+    assert s.stop() == 0
+    d = s.dir / "a.example"
+    v = subprocess.run(cli("verify", "--identity", identity, d), capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr
+    got = subprocess.run(cli("cat", "--identity", identity, d), capture_output=True, timeout=60)
+    assert [json.loads(x)["n"] for x in got.stdout.splitlines()] == list(range(150))
