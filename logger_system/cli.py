@@ -409,7 +409,11 @@ def _serve_config(args: argparse.Namespace):
 
     if ":" not in args.listen:
         raise ConfigError(f"--listen {args.listen!r}: give HOST:PORT (e.g. 0.0.0.0:6514)")
-    host, port = parse_host_port(args.listen)
+    try:
+        host, port = parse_host_port(args.listen)
+    except ConfigError:
+        raise ConfigError(f"--listen {args.listen!r}: give HOST:PORT with an IP address (or localhost) "
+                          "and a port 0..65535, e.g. 0.0.0.0:6514 or [::]:6514") from None
 
     def duration(flag: str, value):
         try:

@@ -111,6 +111,7 @@ def pki(tmp_path_factory):
     p["cn-only"] = ca.issue("cn-only", cn="cn.example")
     p["other-ca"] = other.issue("other", dns=["a.example"])
     p["key"] = d / "server.key"
+    p["issuer"] = ca
     subprocess.run(cli("keygen", "--out", p["key"]), check=True, capture_output=True)
     return p
 
@@ -726,3 +727,43 @@ def test_recipient_mode_resumes_from_chunk_headers_after_a_sigkill_without_the_k
     assert v.returncode == 0, v.stdout + v.stderr
     got = subprocess.run(cli("cat", "--identity", identity, d), capture_output=True, timeout=60)
     assert [json.loads(x)["n"] for x in got.stdout.splitlines()] == list(range(150))
+
+
+def _wait_log(s: ServeProcess, text: str, count: int = 1, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while s.log().count(text) < count:
+        assert time.monotonic() < deadline, f"never said {text}: {s.log()[-2000:]}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sighup_reloads_the_certificates_and_a_bad_reload_keeps_the_running_ones(serve, pki, tmp_path):
+    ca_file = tmp_path / "ca-bundle.pem"
+    ca_file.write_bytes(pki["ca"].read_bytes())
+    crt, key = tmp_path / "server.crt", tmp_path / "server.key"
+    crt.write_bytes(pki["server"][0].read_bytes())
+    key.write_bytes(pki["server"][1].read_bytes())
+    s = serve("--tls-ca", ca_file, "--tls-cert", crt, "--tls-key", key)  # the later flags win
+    serial = s.raw_tls("a.example").getpeercert()["serialNumber"]
+    with pytest.raises(ShipError):
+        s.client("other-ca").connect()  # its CA is not trusted yet
+    # the CA bundle gains the other CA, and the server gets a new certificate
+    other_ca = pki["ca"].parent / "other-ca.pem"
+    ca_file.write_bytes(pki["ca"].read_bytes() + other_ca.read_bytes())
+    renewed = pki["issuer"].issue("server-renewed", dns=["localhost"], ip="127.0.0.1", server=True)
+    crt.write_bytes(renewed[0].read_bytes())
+    key.write_bytes(renewed[1].read_bytes())
+    s.signal(signal.SIGHUP)
+    _wait_log(s, '"serve": "reloaded"')
+    assert s.raw_tls("a.example").getpeercert()["serialNumber"] != serial
+    c = s.client("other-ca")
+    assert c.connect() == 0  # named a.example by a CA trusted now
+    c.bye()
+    # a reload that cannot be done (no CA file) keeps what runs
+    ca_file.write_text("not a certificate\n")
+    s.signal(signal.SIGHUP)
+    _wait_log(s, '"serve": "reload_failed"')
+    c = s.client("a.example")
+    assert c.connect() == 0
+    c.bye()
+    assert s.stop() == 0

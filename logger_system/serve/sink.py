@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import sealed
+from ..errors import LoggerSystemError
 from ..files.chain import log_files
 from ..files.format import SEQ_N, Sealing
 from ..files.format import of as format_of
@@ -66,7 +67,7 @@ from ..writer import lock_dir, prepare_dir
 from . import ingest
 
 
-class SourceRefused(Exception):
+class SourceRefused(LoggerSystemError):
     """A HELLO whose source tag is not the one this client's directory holds."""
 
 
