@@ -278,7 +278,7 @@ while acked < total and time.monotonic() < deadline:
                 sent += k
                 send += k
                 inflight += 1
-                time.sleep(0.01)
+                time.sleep(0.02)
             acked = c.wait_ack()
             inflight -= 1
     except ShipError as exc:
@@ -376,11 +376,15 @@ def test_ingest_resanitizes_and_a_dropped_record_keeps_its_number_as_a_stub():
 @pytest.mark.slow
 def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server(serve, pki, tmp_path):
     s = serve()
-    total = 6000
+    total = 8000
     t0 = time.monotonic()
     ships = [shipper(s, "a.example", SOURCE_A, total), shipper(s, "b.example", SOURCE_B, total)]
-    for pause in (0.8, 1.2):
-        time.sleep(pause)
+
+    def written(d: dict) -> int:
+        return min(d["clients"].get(n, {}).get("written", 0) for n in ("a.example", "b.example"))
+
+    for mark in (1500, 5000):  # each kill falls while both are shipping
+        wait_stats(s.dir, lambda d: written(d) >= mark, timeout=60)
         s.kill()
         time.sleep(0.3)  # shippers find it gone, and retry
         s.restart()
