@@ -438,7 +438,8 @@ def _serve_config(args: argparse.Namespace):
         handshake_timeout=duration("--handshake-timeout", args.handshake_timeout),
         frame_timeout=duration("--frame-timeout", args.frame_timeout),
         idle_timeout=duration("--idle-timeout", args.idle_timeout),
-        max_connections=args.max_connections, max_frame=size("--max-frame", args.max_frame),
+        max_connections=args.max_connections, max_client_connections=args.max_client_connections,
+        max_frame=size("--max-frame", args.max_frame),
         rotate_size=size("--rotate-size", args.rotate_size),
         rotate_interval=duration("--rotate-interval", args.rotate_interval) if args.rotate_interval else None,
         keep=args.keep, sanitize=not args.no_sanitize)
@@ -503,6 +504,8 @@ def _serve_parser(sub) -> None:
     sv.add_argument("--frame-timeout", default="30s", help="a frame begun must be complete within this")
     sv.add_argument("--idle-timeout", default="10m", help="a connection with no frame this long is closed")
     sv.add_argument("--max-connections", type=int, default=1024, help="connections served at once")
+    sv.add_argument("--max-client-connections", type=int, default=8,
+                    help="connections of one client name served at once")
     sv.add_argument("--max-frame", default="8MiB", help="the largest batch frame accepted")
     sv.add_argument("--rotate-size", default="64MiB", help="rotate each client's file at this size")
     sv.add_argument("--rotate-interval", default=None, help="rotate each client's file after this long")

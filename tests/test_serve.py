@@ -771,3 +771,21 @@ def test_sighup_reloads_the_certificates_and_a_bad_reload_keeps_the_running_ones
     assert c.connect() == 0
     c.bye()
     assert s.stop() == 0
+
+
+def test_one_client_cannot_take_more_than_its_share_of_connections(serve, pki):
+    s = serve("--max-client-connections", "2")
+    held = [s.raw_tls("m.example") for _ in range(2)]
+    for h in held:  # each one is served: it says HELLO and is welcomed
+        h.sendall(ls.hello(SOURCE_A))
+        h.settimeout(10)
+        assert ls.Decoder().feed(h.recv(4096))[0].kind == ls.WELCOME
+    third = s.raw_tls("m.example")
+    assert "more than 2 connections of m.example" in _closed_with_error(third)
+    c = s.client("a.example")  # another client is not affected
+    assert c.connect() == 0
+    c.bye()
+    for h in held:
+        h.close()
+    assert s.stop() == 0
+    assert stats(s.dir)["connections_refused"] == 1

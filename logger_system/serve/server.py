@@ -78,6 +78,7 @@ class ServeConfig:
     frame_timeout: float = 30.0
     idle_timeout: float = 600.0
     max_connections: int = 1024
+    max_client_connections: int = 8
     max_frame: int = ls.MAX_FRAME
     rotate_size: int | None = 64 * 1024**2
     rotate_interval: float | None = None
@@ -95,6 +96,8 @@ class ServeConfig:
                               "names that may ship, globs allowed")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ConfigError("--rate-limit: give records per second > 0")
+        if self.max_connections < 1 or self.max_client_connections < 1:
+            raise ConfigError("--max-connections and --max-client-connections: use at least 1")
         if not 1 <= self.max_handshakes <= 100_000:
             raise ConfigError("--max-handshakes: use 1..100000")
         for k in ("handshake_timeout", "frame_timeout", "idle_timeout"):
@@ -161,6 +164,7 @@ class Server:
         self._rates: dict[str, RateLimit] = {}
         self._conns: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
+        self._per_client: dict[str, int] = {}  # connections open, by client name
         self._open_existing()
         self.listener = self._listen(cfg.listen)
         self.address = self.listener.getsockname()[:2]
@@ -378,16 +382,22 @@ class Server:
             say("refused", peer=f"{p.peer[0]}:{p.peer[1]}", reason=decision.reason)
             self._refuse_after_handshake(p.sock, f"refused: {decision.reason}")
             return
+        name = decision.name
         with self._conns_lock:
             full = len(self._conns) >= self.cfg.max_connections
-        if full:
+            crowded = self._per_client.get(name, 0) >= self.cfg.max_client_connections
+            if not (full or crowded):
+                t = threading.Thread(target=self._connection, args=(p.sock, name, p.peer),
+                                     name=f"serve-{name}", daemon=True)
+                self._conns.add(t)
+                self._per_client[name] = self._per_client.get(name, 0) + 1
+        if full or crowded:
+            # each connection may hold a frame of up to --max-frame in memory: the caps bound it
             self.counters.count("connections_refused")
-            self._refuse_after_handshake(p.sock, "server full: try again later")
+            self._refuse_after_handshake(p.sock, "server full: try again later" if full else
+                                         f"more than {self.cfg.max_client_connections} connections of "
+                                         f"{name} at once")
             return
-        t = threading.Thread(target=self._connection, args=(p.sock, decision.name, p.peer),
-                             name=f"serve-{decision.name}", daemon=True)
-        with self._conns_lock:
-            self._conns.add(t)
         t.start()
 
     _refusing = threading.BoundedSemaphore(32)  # refusals saying why at once; more just close
@@ -449,6 +459,7 @@ class Server:
             self.counters.connection(name, -1)
             with self._conns_lock:
                 self._conns.discard(threading.current_thread())
+                self._per_client[name] -= 1
 
 
 def _linger_close(sock: ssl.SSLSocket, seconds: float = 0.5) -> None:

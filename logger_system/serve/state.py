@@ -48,7 +48,8 @@ TOP_COUNTERS = {
     "handshake_failures": "Connections refused or failed during the TLS handshake (any reason).",
     "handshake_timeouts": "Handshakes not finished within --handshake-timeout.",
     "handshake_evicted": "Handshakes given up to make room under --max-handshakes.",
-    "connections_refused": "Connections closed after the handshake because the server was full.",
+    "connections_refused": "Connections closed after the handshake: the server, or the client's share "
+                           "of it, was full.",
 }
 # the reasons behind handshake_failures
 REFUSALS = ("tls_error", "no_certificate", "untrusted", "no_name", "not_allowed", "unsafe_name",
