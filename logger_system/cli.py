@@ -470,8 +470,8 @@ def _server_stats(args: argparse.Namespace) -> int:
     srv = d["server"]
     print(f"log server {directory}: {'running, pid ' + str(srv.get('pid')) if srv['running'] else 'not running'}"
           f", counters of {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(srv.get('updated', 0)))}")
-    print(f"  handshake failures {d.get('handshake_failures', 0):,}: " + ", ".join(
-        f"{k} {v:,}" for k, v in sorted((d.get("handshake_refused") or {}).items()) if v))
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted((d.get("handshake_refused") or {}).items()) if v)
+    print(f"  handshake failures {d.get('handshake_failures', 0):,}" + (f" ({reasons})" if reasons else ""))
     for name, c in sorted(d["clients"].items()):
         print(f"  {name}: " + ", ".join(f"{k} {c.get(k, 0):,}" for k in (
             "received", "written", "duplicates", "refused_rate", "malformed", "lost", "timeouts",
