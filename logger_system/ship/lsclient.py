@@ -13,6 +13,9 @@ Whatever goes wrong (the server gone, a TLS refusal, an ERROR frame, a frame tha
 the protocol's, no answer in time) is a ShipError and the connection is closed: the caller
 connects again and sends from what WELCOME says, which is what makes delivery exactly once.
 The class holds no records and no retry policy; the shipper that owns the spool does.
+
+A server with --rate-limit N answers a batch of C records up to C/N seconds late (it slows
+a shipper down rather than drop): a shipper's ACK timeout, and its batch size, allow for it.
 """
 from __future__ import annotations
 
