@@ -790,3 +790,24 @@ def test_one_client_cannot_take_more_than_its_share_of_connections(serve, pki):
         h.close()
     assert s.stop() == 0
     assert stats(s.dir)["connections_refused"] == 1
+
+
+def test_client_sink_in_plaintext_records_a_gap_at_a_file_boundary_and_reads_next_n_back(tmp_path):
+    from logger_system.policy import Policy
+    from logger_system.rotation import RotationPolicy
+    from logger_system.serve.sink import ClientSink
+
+    d = tmp_path / "srv" / "a.example"
+    sink = ClientSink(d, "a.example", None, Policy(), RotationPolicy(None))
+    assert sink.welcome(SOURCE_A) == 0
+    assert sink.write(SOURCE_A, ls.parse_batch(ls.batch(0, lines(0, 4), 4)[5:])).next_n == 4
+    w = sink.write(SOURCE_A, ls.parse_batch(ls.batch(7, lines(7, 3), 3)[5:]))
+    assert (w.next_n, w.lost, w.written) == (10, 3, 3)
+    sink.close()
+    assert len(list(d.glob("log-*.jsonl"))) == 2  # the gap falls between two files
+    v = verify(d, None)
+    assert v.returncode == 1 and "records n=4..6 missing" in v.stdout + v.stderr
+    assert verify(d, None, "--accept-loss").returncode == 0
+    again = ClientSink(d, "a.example", None, Policy(), RotationPolicy(None))
+    assert again.welcome(SOURCE_A) == 10  # from the files, nothing else
+    again.close()
