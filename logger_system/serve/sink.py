@@ -202,7 +202,9 @@ class ClientSink:
     def _mark_loss(self, first: int, lost: int) -> None:
         """The next file starts with a header recording `lost` records just before `first`."""
         self.files.close()
-        self._lost += lost
+        # set, not added: a loss still pending is of a write that failed, next_n did not move,
+        # and this gap (measured from the same next_n) covers it
+        self._lost = lost
         self.format.mark(sealed.PREV_LOSS, self._lost)
         say("records_lost", client=self.name, first_n=first - lost, count=lost,
             note="the client's stream skips these numbers: they never reached this server")
