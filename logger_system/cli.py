@@ -155,6 +155,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from .ship.shipper import read_status as read_ship_status
 
+    if args.server is not None:
+        return _server_stats(args)
     name = ring_name(args.ring)
     try:
         ring = Ring(name, create=False)
@@ -384,6 +386,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.add_argument("--watch", action="store_true", help="repeat until interrupted")
     s.add_argument("--interval", type=float, default=1.0)
+    s.add_argument("--server", default=None, metavar="DIR",
+                   help="the counters of the log server whose --dir is DIR, instead of a ring's")
     s.set_defaults(func=_stats)
 
     c = sub.add_parser("cat", help="print records of log files or directories, in order")
@@ -442,7 +446,121 @@ def parser() -> argparse.ArgumentParser:
     rm = rs.add_parser("rm")
     rm.add_argument("names", nargs="+")
     r.set_defaults(func=_ring)
+    _serve_parser(sub)
     return p
+
+
+# ---- the log server: `serve` and `stats --server` -----------------------------------------
+
+def _serve_config(args: argparse.Namespace):
+    from .metrics import parse_listen as parse_host_port
+    from .rotation import parse_duration, parse_size
+    from .serve.server import ServeConfig
+
+    if ":" not in args.listen:
+        raise ConfigError(f"--listen {args.listen!r}: give HOST:PORT (e.g. 0.0.0.0:6514)")
+    try:
+        host, port = parse_host_port(args.listen)
+    except ConfigError:
+        raise ConfigError(f"--listen {args.listen!r}: give HOST:PORT with an IP address (or localhost) "
+                          "and a port 0..65535, e.g. 0.0.0.0:6514 or [::]:6514") from None
+
+    def duration(flag: str, value):
+        try:
+            return parse_duration(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{flag} {value!r}: {exc}") from None
+
+    def size(flag: str, value):
+        try:
+            return parse_size(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{flag} {value!r}: {exc}") from None
+
+    return ServeConfig(
+        listen=(host, port), dir=Path(args.dir), tls_ca=Path(args.tls_ca), tls_cert=Path(args.tls_cert),
+        tls_key=Path(args.tls_key), allow=tuple(args.allow or ()),
+        allow_file=Path(args.allow_file) if args.allow_file else None,
+        key=Path(args.key) if args.key else None,
+        recipient=",".join(args.recipient) if args.recipient else None, plaintext=args.plaintext,
+        rate_limit=args.rate_limit, policy=Path(args.policy) if args.policy else None, metrics=args.metrics,
+        max_handshakes=args.max_handshakes,
+        handshake_timeout=duration("--handshake-timeout", args.handshake_timeout),
+        frame_timeout=duration("--frame-timeout", args.frame_timeout),
+        idle_timeout=duration("--idle-timeout", args.idle_timeout),
+        max_connections=args.max_connections, max_client_connections=args.max_client_connections,
+        max_frame=size("--max-frame", args.max_frame),
+        rotate_size=size("--rotate-size", args.rotate_size),
+        rotate_interval=duration("--rotate-interval", args.rotate_interval) if args.rotate_interval else None,
+        keep=args.keep, sanitize=not args.no_sanitize)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve.server import Server
+
+    return Server(_serve_config(args)).run()
+
+
+def _server_stats(args: argparse.Namespace) -> int:
+    from .files.chain import writer_holds
+    from .serve import state
+
+    directory = Path(args.server)
+    try:
+        d = state.read(directory)
+    except FileNotFoundError:
+        raise ConfigError(f"{directory}: no server counters here ({state.stats_path(directory)}); is it "
+                          "the --dir of a `logger-system serve`?") from None
+    except OSError as exc:
+        raise ConfigError(f"{state.stats_path(directory)}: cannot read: {exc.strerror}") from None
+    d.setdefault("server", {})["running"] = writer_holds(directory)
+    if args.json:
+        print(json.dumps(d, sort_keys=True))
+        return 0
+    srv = d["server"]
+    print(f"log server {directory}: {'running, pid ' + str(srv.get('pid')) if srv['running'] else 'not running'}"
+          f", counters of {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(srv.get('updated', 0)))}")
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted((d.get("handshake_refused") or {}).items()) if v)
+    print(f"  handshake failures {d.get('handshake_failures', 0):,}" + (f" ({reasons})" if reasons else ""))
+    for name, c in sorted(d["clients"].items()):
+        print(f"  {name}: " + ", ".join(f"{k} {c.get(k, 0):,}" for k in (
+            "received", "written", "duplicates", "refused_rate", "malformed", "lost", "timeouts",
+            "connected")))
+    return 0
+
+
+def _serve_parser(sub) -> None:
+    sv = sub.add_parser("serve", help="the log server: receive shipped records over mutual TLS")
+    sv.add_argument("--listen", required=True, metavar="HOST:PORT", help="the address to listen on, only it")
+    sv.add_argument("--dir", required=True, help="where DIR/<client name>/ directories go")
+    sv.add_argument("--tls-ca", required=True, metavar="FILE", help="CA bundle client certificates chain to")
+    sv.add_argument("--tls-cert", required=True, metavar="FILE", help="the server's certificate (chain)")
+    sv.add_argument("--tls-key", required=True, metavar="FILE", help="the server certificate's key")
+    sv.add_argument("--allow", action="append", default=None, metavar="NAME",
+                    help="a certificate name (DNS SAN, else CN) that may ship; globs allowed; repeatable")
+    sv.add_argument("--allow-file", default=None, metavar="FILE",
+                    help="more --allow names, one per line; read again on SIGHUP")
+    g = sv.add_mutually_exclusive_group()
+    g.add_argument("--key", default=None, help="seal the files with this key file")
+    g.add_argument("--recipient", action="append", default=None, help="seal the files for this recipient")
+    g.add_argument("--plaintext", action="store_true", help="write unencrypted files")
+    sv.add_argument("--rate-limit", type=float, default=None, metavar="N",
+                    help="at most N records/s per client (ls:// shippers are slowed, syslog excess dropped)")
+    sv.add_argument("--policy", default=None, help="sanitizer policy file (the server sanitizes again)")
+    sv.add_argument("--no-sanitize", action="store_true", help="do not sanitize again (not recommended)")
+    sv.add_argument("--metrics", default=None, metavar="[HOST:]PORT", help="serve Prometheus metrics")
+    sv.add_argument("--max-handshakes", type=int, default=64, help="TLS handshakes in progress at most")
+    sv.add_argument("--handshake-timeout", default="5s", help="a handshake must finish within this")
+    sv.add_argument("--frame-timeout", default="30s", help="a frame begun must be complete within this")
+    sv.add_argument("--idle-timeout", default="10m", help="a connection with no frame this long is closed")
+    sv.add_argument("--max-connections", type=int, default=1024, help="connections served at once")
+    sv.add_argument("--max-client-connections", type=int, default=8,
+                    help="connections of one client name served at once")
+    sv.add_argument("--max-frame", default="8MiB", help="the largest batch frame accepted")
+    sv.add_argument("--rotate-size", default="64MiB", help="rotate each client's file at this size")
+    sv.add_argument("--rotate-interval", default=None, help="rotate each client's file after this long")
+    sv.add_argument("--keep", type=int, default=None, help="files kept per client (default: all)")
+    sv.set_defaults(func=_serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,15 @@ class CorruptRecordError(LoggerSystemError):
     """Bytes from another process or from a file are not what they claim to be."""
 
 
+class ShipError(LoggerSystemError):
+    """Base of the shipping layer's errors (logger_system/ship/errors.py has the rest)."""
+
+
+class TransportError(ShipError, ConnectionError):
+    """A log receiver could not be reached, refused this side (an ERROR frame, a TLS
+    refusal) or broke off the conversation; what was not acknowledged is sent again."""
+
+
 # ---- values in messages ----------------------------------------------------
 
 def describe(value: Any) -> str:

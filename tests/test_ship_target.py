@@ -4,11 +4,7 @@ from __future__ import annotations
 import pytest
 
 from logger_system.errors import ConfigError
-from logger_system.ship.client import RelpClient, SyslogTlsClient
-from logger_system.ship.target import Target, client_for, parse_target
-from logger_system.ship.tls import TlsOptions
-
-from rsyslog_env import Certs
+from logger_system.ship.target import Target, parse_target
 
 
 @pytest.mark.parametrize("url, target", [
@@ -34,14 +30,3 @@ def test_a_ship_url_names_scheme_host_and_port(url, target):
 def test_anything_else_is_a_config_error_that_says_what_is_accepted(url, match):
     with pytest.raises(ConfigError, match=match):
         parse_target(url)
-
-
-def test_each_scheme_gets_its_client_and_ls_is_not_built_yet(tmp_path):
-    certs = Certs.make(tmp_path)
-    tls = TlsOptions(ca=certs.ca, cert=certs.client.cert, key=certs.client.key, server_name="logs.internal")
-    relp = client_for(parse_target("relp://10.0.0.5:2514"), tls)
-    assert isinstance(relp, RelpClient) and relp.server_name == "logs.internal" and not relp.connected
-    syslog = client_for(parse_target("syslog+tls://10.0.0.5:6514"), TlsOptions(ca=certs.ca))
-    assert isinstance(syslog, SyslogTlsClient) and syslog.server_name == "10.0.0.5"
-    with pytest.raises(ConfigError, match="not built yet"):
-        client_for(parse_target("ls://10.0.0.5:7000"), tls)

@@ -1,6 +1,7 @@
 """Writer stages that need no state beyond their configuration."""
 from __future__ import annotations
 
+import json
 
 from .._native import ffi, lib
 from . import Batch
@@ -63,11 +64,16 @@ class LevelFilter:
 
 class FormatJsonl:
     """Render kept records as one JSON object per line, in C, for the whole batch,
-    numbered (`n`) consecutively from `batch.n`."""
+    numbered (`n`) consecutively from `batch.n`.
 
-    def __init__(self) -> None:
+    host: a top-level `host` key added as the last key of every line (the log server
+    names the client a record came from).  A line ends in `}` and a newline and has no
+    other newline (the formatter escapes them), so the key goes in before each line end."""
+
+    def __init__(self, host: str | None = None) -> None:
         self._out = ffi.new("uint8_t[]", 1 << 20)
         self._cap = 1 << 20
+        self._line_end = (b',"host":' + json.dumps(host).encode() + b"}\n") if host is not None else None
 
     def __call__(self, batch: Batch) -> Batch:
         n = len(batch.meta)
@@ -86,6 +92,8 @@ class FormatJsonl:
         if size < 0:
             raise RuntimeError("format buffer too small")  # lsr_format_bound makes this impossible
         batch.out = ffi.buffer(self._out, size)[:]
+        if self._line_end is not None:
+            batch.out = batch.out.replace(b"}\n", self._line_end)
         kept_seq = batch.meta["seq"][batch.keep != 0]
         batch.last_seq = int(kept_seq[-1])
         return batch

@@ -1,8 +1,8 @@
 """The shipping layer's errors, as branches of logger_system.errors' one hierarchy.
 
-They live here, not in errors.py, only while the ship layer is not yet wired into the
-writer; each subclasses a class of errors.py, so a caller that catches LoggerSystemError,
-CorruptRecordError or ValueError catches these too.  Bad files named in TLS options are
+ShipError and TransportError are errors.py's (the writer, the log server and their clients
+catch them); the rest live here, each subclassing a class of errors.py, so a caller that
+catches LoggerSystemError, CorruptRecordError or ValueError catches these too.  Bad files named in TLS options are
 errors.ConfigError itself.
 
   ShipError            base of the branch, never raised itself
@@ -18,11 +18,7 @@ errors.ConfigError itself.
 """
 from __future__ import annotations
 
-from logger_system.errors import CorruptRecordError, LoggerSystemError
-
-
-class ShipError(LoggerSystemError):
-    """Base of every error of the shipping layer."""
+from logger_system.errors import CorruptRecordError, ShipError, TransportError
 
 
 class RecordFormatError(ShipError, ValueError):
@@ -41,5 +37,5 @@ class ProtocolError(ShipError):
     """The peer sent well-formed frames that the protocol does not allow here."""
 
 
-class TransportError(ShipError, ConnectionError):
-    """Connecting, the TLS handshake, or the connection itself failed."""
+__all__ = ["ShipError", "RecordFormatError", "FrameError", "FrameTooLargeError", "ProtocolError",
+           "TransportError"]

@@ -34,7 +34,7 @@ import json
 import struct
 from dataclasses import dataclass
 
-from ..errors import CorruptRecordError
+from .errors import FrameError
 
 VERSION = 1
 HELLO, WELCOME, BATCH, ACK, ERROR, BYE = b"H", b"W", b"B", b"A", b"E", b"Q"
@@ -46,7 +46,7 @@ MAX_FRAME = 8 << 20
 MAX_CONTROL = 4096
 
 
-class ProtocolError(CorruptRecordError):
+class ProtocolError(FrameError):
     """A frame that is not one of this protocol's: the connection is closed."""
 
 
@@ -135,7 +135,7 @@ def parse_batch(payload: bytes) -> Batch:
 def _object(data: bytes, kind: bytes) -> dict:
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # 4 KiB of `[` nests past the limit
         raise ProtocolError(f"{kind.decode(errors='replace')} frame: not JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{kind.decode(errors='replace')} frame: not a JSON object")

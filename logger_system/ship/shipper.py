@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from . import ls
 from .client import RelpClient, SyslogTlsClient
 from .destination import Destination
+from .lsclient import LsClient
 from . import relp
 from .errors import RecordFormatError, ShipError
 from .spool import Frame, Spool
@@ -42,69 +42,26 @@ class LsSession:
     """ls:// to `logger-system serve`: exactly once (the server says where to resume)."""
 
     def __init__(self, dest: Destination, source: int) -> None:
-        self.dest = dest
-        self.source = source
-        self.sock: ssl.SSLSocket | None = None
-        self.decoder = ls.Decoder()
-        self.frames: list[ls.Frame] = []
+        self.client = LsClient(dest.host, dest.port, source, ca=str(dest.tls.ca), context=dest.tls.context(),
+                               server_name=dest.server_name, timeout=SEND_TIMEOUT)
 
     def open(self) -> int:
-        raw = socket.create_connection((self.dest.host, self.dest.port), timeout=CONNECT_TIMEOUT)
-        try:
-            self.sock = self.dest.tls.context().wrap_socket(raw, server_hostname=self.dest.server_name)
-        except BaseException:
-            raw.close()
-            raise
-        self.sock.settimeout(CONNECT_TIMEOUT)
-        self.sock.sendall(ls.hello(self.source))
-        f = self._next(CONNECT_TIMEOUT)
-        if f is None:
-            raise ConnectionError("no welcome from the server")
-        return ls.parse_next_n(f.json(), "welcome")
+        return self.client.connect()
 
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
-        self.sock.settimeout(SEND_TIMEOUT)  # a receiver that takes nothing for this long is gone
-        self.sock.sendall(ls.batch(frame.first_n, frame.lines, frame.count, gap=gap, head=head))
+        self.client.send(frame.first_n, frame.lines, frame.count, head=head, gap=gap)
 
     def acked(self, timeout: float) -> int | None:
-        """The last ACK's next_n among what arrives within timeout, or None."""
-        got = None
-        f = self._next(timeout)
-        while f is not None:
-            got = ls.parse_next_n(f.json(), "ack")
-            f = self._next(0.0)
-        return got
-
-    def _next(self, timeout: float) -> ls.Frame | None:
-        deadline = time.monotonic() + timeout
-        while not self.frames:
-            left = deadline - time.monotonic()
-            if left < 0 and timeout > 0:
-                return None
-            self.sock.settimeout(max(left, 0.0) if timeout > 0 else 0.0)
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
-                return None
-            if not data:
-                raise ConnectionError("the server closed the connection")
-            self.frames += self.decoder.feed(data)
-        f = self.frames.pop(0)
-        if f.kind == ls.ERROR:
-            raise ConnectionError(f"the server refused: {f.json().get('error')}")
-        if f.kind not in (ls.WELCOME, ls.ACK):
-            raise ls.ProtocolError(f"unexpected frame {f.kind!r} from the server")
-        return f
+        return self.client.poll_ack(timeout)
 
     def close(self) -> None:
-        if self.sock is None:
-            return
+        self.client.timeout = 2.0  # the last ACKs, briefly: the spool keeps what is not acknowledged
         try:
-            self.sock.settimeout(1.0)
-            self.sock.sendall(ls.bye())
-        except OSError:
+            self.client.bye()
+        except ShipError:
             pass
-        self.sock.close()
+        finally:
+            self.client.close()
 
 
 class _SyslogBase:

@@ -1,8 +1,10 @@
 """`--ship URL` values: which transport, which host and port; and the client for one.
 
-  relp://HOST:PORT        RELP over TLS             -> client.RelpClient
-  syslog+tls://HOST:PORT  RFC 5425 syslog over TLS  -> client.SyslogTlsClient
-  ls://HOST:PORT          logger-system serve       (not built yet: refused with a ConfigError)
+  relp://HOST:PORT        RELP over TLS             (client.RelpClient)
+  syslog+tls://HOST:PORT  RFC 5425 syslog over TLS  (client.SyslogTlsClient)
+  ls://HOST:PORT          logger-system serve       (lsclient.LsClient)
+
+The shipper (shipper.py, SESSIONS) picks the client of each scheme.
 
 HOST is a name, an IPv4 address or a bracketed IPv6 address; PORT is required (RELP and
 RFC 5425 receivers listen where their operator says; 6514 is only RFC 5425's suggestion).
@@ -16,8 +18,6 @@ import re
 from dataclasses import dataclass
 
 from logger_system.errors import ConfigError, describe
-from logger_system.ship.client import RelpClient, SyslogTlsClient
-from logger_system.ship.tls import TlsOptions
 
 SCHEMES = ("relp", "syslog+tls", "ls")
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^/:\[\]@?#\s]+))"
@@ -65,14 +65,3 @@ def parse_target(url: str) -> Target:
     if not 1 <= port <= 65535:
         raise ConfigError(f"--ship {describe(url)}: port {port} is outside 1..65535")
     return Target(scheme, host, port)
-
-
-def client_for(target: Target, tls: TlsOptions, *, timeout: float = 10.0) -> RelpClient | SyslogTlsClient:
-    """The blocking client of a target's transport, with its TLS context (not yet connected)."""
-    context = tls.context()
-    name = tls.server_name_for(target.host)
-    if target.scheme == "relp":
-        return RelpClient(target.host, target.port, context, server_name=name, timeout=timeout)
-    if target.scheme == "syslog+tls":
-        return SyslogTlsClient(target.host, target.port, context, server_name=name, timeout=timeout)
-    raise ConfigError(f"--ship {target.url}: the ls:// transport is not built yet; use relp:// or syslog+tls://")
