@@ -161,6 +161,8 @@ class Writer:
                                      keyring=self.sealing.keyring if self.sealing else None,
                                      fsync=config.fsync, fsync_interval=config.fsync_interval)
             self.files.format.track_heads = True
+            resumed = getattr(self.files.format, "resumed_head", None)
+            self.shipping.written(self.next_n, resumed() if resumed else None)
             self.shipping.start()
             self.sinks.append(self.shipping)
             for d in config.ship:

@@ -867,6 +867,9 @@ int lsr_writer_acquire(lsr_ring *r) {
     }
 #undef FITS
     r->wend = r->whead;
+    /* the active count stays as the last writer left it, until this one counts again */
+    uint32_t active = LOAD_RLX(&h->active);
+    r->wactive = active <= LSR_PROCS ? active : 0;
     t.head = r->whead;
     r->wtotals = t;
     r->wgen = gen;

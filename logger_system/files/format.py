@@ -228,6 +228,14 @@ class SealedFormat:
     def stream_tag(self, directory: Path) -> int:
         return int.from_bytes(self.sealing.stream_id[:8], "little") or 1
 
+    def resumed_head(self) -> dict | None:
+        """The chain's head as the files left it at start (the last chunk of the newest file,
+        which resume read), for the receivers before this writer writes anything."""
+        file_id, digest, chunks, _ = self.sealing.prev
+        if not chunks or file_id == bytes(16):
+            return None
+        return {"file": file_id.hex(), "chunk": chunks - 1, "digest": digest.hex()}
+
     def rekey(self, sealing: Sealing | None) -> bool:
         """New keys from a reload: true when the current file must close for them."""
         return sealing is not None and self.sealing.take_keys(sealing)

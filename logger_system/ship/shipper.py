@@ -226,10 +226,11 @@ class Shipper(threading.Thread):
             session.close()
 
     def _head_for(self, frame: Frame) -> dict | None:
-        """The local chain's head once the files hold the frame's records (else None: a later
-        frame carries it), with the n it vouches for."""
+        """Where the local sealed chain stands as the frame goes out (its records may not be
+        in the files yet: the spool comes first), with the n below which it vouches for
+        every record; None before the writer has any."""
         state = self.heads.head if self.heads is not None else None
-        if state is None or state[0] < frame.end_n or state[1] is None:
+        if state is None or state[1] is None:
             return None
         return {**state[1], "next_n": state[0]}
 
