@@ -9,6 +9,8 @@ configuration, tests/rsyslog_env.py):
   Beside it, the same records through the same writer with no `--ship`: how long the local
   pipeline takes, and with `--ship` how long until the files hold all N (shipping must not
   be what limits the local pipeline).
+- ours over ls:// to `logger-system serve` (plaintext there, so that the figure is the
+  transport's and the server's pipeline, not its sealing): records/s until serve has written N.
 - rsyslog: a second rsyslogd, fed the same messages (RFC 5424, as our shipper makes them) on
   a plain loopback TCP input (imptcp), forwarding with omrelp (TLS) and omfwd (ossl, octet
   counted) to the same receiver: records/s from the first byte sent until the receiver has
@@ -131,7 +133,8 @@ def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None) 
             t_local = time.perf_counter() - t0
             out = {"local_s": round(t_local, 3), "local_records_per_s": round(per * producers / t_local)}
             if receiver is not None:
-                _wait(lambda: _count_lines(receiver) >= per * producers, 900, "delivered")
+                done = receiver if callable(receiver) else (lambda: _count_lines(receiver) >= per * producers)
+                _wait(done, 900, "delivered")
                 t_all = time.perf_counter() - t0
                 out.update(delivered_s=round(t_all, 3), delivered_records_per_s=round(per * producers / t_all))
             return out
@@ -205,6 +208,47 @@ def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver) -> d
             p.wait(10)
 
 
+class _Serve:
+    """`logger-system serve` (plaintext, so that the figure is the transport's) for ls://."""
+
+    def __init__(self, work: Path, certs) -> None:
+        self.work, self.certs = work, certs
+        self.proc = None
+        self.n = 0
+
+    def fresh(self) -> tuple[str, object]:
+        self.stop()
+        self.n += 1
+        self.dir = self.work / f"serve-{self.n}"
+        port = _env().free_port()
+        c = self.certs
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "logger_system", "serve", "--listen",
+                                      f"127.0.0.1:{port}", "--dir", str(self.dir), "--tls-ca", str(c.ca),
+                                      "--tls-cert", str(c.server.cert), "--tls-key", str(c.server.key),
+                                      "--allow", _env().ALLOWED, "--plaintext"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: _env()._listening(port) or self.proc.poll() is not None, 30, "serve listening")
+        return f"ls://127.0.0.1:{port}", self._written
+
+    def _written(self) -> int:
+        out = subprocess.run([sys.executable, "-P", "-m", "logger_system", "stats", "--server", str(self.dir),
+                              "--json"], capture_output=True, text=True, timeout=60)
+        try:
+            clients = json.loads(out.stdout)["clients"]
+        except (ValueError, KeyError):
+            return 0
+        return sum(c.get("written", 0) for c in clients.values())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
 def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:
     env = _env()
     if not (shutil.which("rsyslogd") or Path("/usr/sbin/rsyslogd").exists()):
@@ -214,9 +258,10 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:
         work = Path(tmp)
         certs = env.Certs.make(work / "pki")
         recv = _Receiver(work / "receiver", certs)
+        srv = _Serve(work, certs)
         try:
             samples: dict[str, list[dict]] = {k: [] for k in (
-                "local_only", "ours_relp", "ours_syslog_tls", "rsyslog_omrelp", "rsyslog_omfwd_tls")}
+                "local_only", "ours_relp", "ours_syslog_tls", "ours_ls", "rsyslog_omrelp", "rsyslog_omfwd_tls")}
             for _ in range(rounds):
                 samples["local_only"].append(ours(n, producers, None, certs, None))
                 rs = recv.fresh()
@@ -228,8 +273,12 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:
                     ours(n, producers, f"syslog+tls://127.0.0.1:{rs.tcp_port}", certs, rs.received))
                 rs = recv.fresh()
                 samples["rsyslog_omfwd_tls"].append(rsyslog_forwarding(n, "syslog", certs, work, rs))
+                url, written = srv.fresh()
+                total = (n // producers) * producers
+                samples["ours_ls"].append(ours(n, producers, url, certs, lambda: written() >= total))
         finally:
             recv.rs.stop()
+            srv.stop()
     for name, rows in samples.items():
         keys = rows[0].keys()
         results[name] = {k: statistics.median(r[k] for r in rows) for k in keys}
@@ -238,7 +287,7 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:
                                                      / results[theirs]["delivered_records_per_s"], 2)
     results["local_with_ship_vs_without"] = {
         k: round(results[k]["local_records_per_s"] / results["local_only"]["local_records_per_s"], 2)
-        for k in ("ours_relp", "ours_syslog_tls")}
+        for k in ("ours_relp", "ours_syslog_tls", "ours_ls")}
     return results
 
 
