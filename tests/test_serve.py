@@ -281,6 +281,7 @@ while acked < total and time.monotonic() < deadline:
                 time.sleep(0.02)
             acked = c.wait_ack()
             inflight -= 1
+            print(f"acked {acked}", flush=True)
     except ShipError as exc:
         time.sleep(0.05)
 try:
@@ -291,11 +292,39 @@ print(json.dumps({"acked": acked, "connects": connects, "sent": sent}))
 """
 
 
-def shipper(s: ServeProcess, name: str, source: int, total: int, batch: int = 100, window: int = 4):
-    crt, key = s.pki[name]
-    return subprocess.Popen([sys.executable, "-P", "-c", SHIPPER, str(s.port), str(s.pki["ca"]), str(crt),
-                             str(key), f"{source:016x}", str(total), str(batch), str(window), name],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Shipper:
+    """A shipper process; `acked` follows its progress as it says it."""
+
+    def __init__(self, s: ServeProcess, name: str, source: int, total: int, batch: int = 100,
+                 window: int = 4) -> None:
+        crt, key = s.pki[name]
+        self.err = s.dir.parent / f"shipper-{name}.err"
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-c", SHIPPER, str(s.port), str(s.pki["ca"]), str(crt), str(key),
+                 f"{source:016x}", str(total), str(batch), str(window), name],
+                stdout=subprocess.PIPE, stderr=err, text=True)
+        self.acked, self.result = 0, None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("acked "):
+                self.acked = int(line.split()[1])
+            elif line.startswith("{"):
+                self.result = json.loads(line)
+
+    def wait(self, timeout: float) -> dict:
+        rc = self.proc.wait(timeout)
+        self._reader.join(10)
+        assert rc == 0, self.err.read_text()[-2000:]
+        return self.result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 # ---- the pure decisions ------------------------------------------------------------------------
@@ -378,21 +407,20 @@ def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server
     s = serve()
     total = 8000
     t0 = time.monotonic()
-    ships = [shipper(s, "a.example", SOURCE_A, total), shipper(s, "b.example", SOURCE_B, total)]
-
-    def written(d: dict) -> int:
-        return min(d["clients"].get(n, {}).get("written", 0) for n in ("a.example", "b.example"))
-
-    for mark in (1500, 5000):  # each kill falls while both are shipping
-        wait_stats(s.dir, lambda d: written(d) >= mark, timeout=60)
-        s.kill()
-        time.sleep(0.3)  # shippers find it gone, and retry
-        s.restart()
-    results = []
-    for p in ships:
-        out, err = p.communicate(timeout=100)
-        assert p.returncode == 0, err[-2000:]
-        results.append(json.loads(out))
+    ships = [Shipper(s, "a.example", SOURCE_A, total), Shipper(s, "b.example", SOURCE_B, total)]
+    try:
+        for mark in (1500, 5000):  # each kill falls while both are shipping
+            deadline = time.monotonic() + 60
+            while min(p.acked for p in ships) < mark:
+                assert time.monotonic() < deadline, [p.acked for p in ships]
+                time.sleep(0.01)
+            s.kill()
+            time.sleep(0.3)  # shippers find it gone, and retry
+            s.restart()
+        results = [p.wait(100) for p in ships]
+    finally:
+        for p in ships:
+            p.kill()
     assert s.stop() == 0
     assert all(r["acked"] == total for r in results), results
     # each shipper's conversation broke at least once: the kills fell while it shipped
