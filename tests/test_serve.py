@@ -403,29 +403,37 @@ def test_ingest_resanitizes_and_a_dropped_record_keeps_its_number_as_a_stub():
 # ---- exactly once ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server(serve, pki, tmp_path):
+def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server_and_one_of_a_shipper(
+        serve, pki, tmp_path):
     s = serve()
     total = 8000
     t0 = time.monotonic()
     ships = [Shipper(s, "a.example", SOURCE_A, total), Shipper(s, "b.example", SOURCE_B, total)]
+    killed = None
     try:
-        for mark in (1500, 5000):  # each kill falls while both are shipping
+        for mark, what in ((1500, "server"), (3000, "shipper"), (5000, "server")):
             deadline = time.monotonic() + 60
-            while min(p.acked for p in ships) < mark:
+            while min(p.acked for p in ships) < mark:  # each kill falls while both are shipping
                 assert time.monotonic() < deadline, [p.acked for p in ships]
                 time.sleep(0.01)
-            s.kill()
-            time.sleep(0.3)  # shippers find it gone, and retry
-            s.restart()
+            if what == "server":
+                s.kill()
+                time.sleep(0.3)  # shippers find it gone, and retry
+                s.restart()
+            else:  # a shipper killed with batches in flight; a new one starts from WELCOME
+                killed = ships[0]
+                killed.kill()
+                ships[0] = Shipper(s, "a.example", SOURCE_A, total)
         results = [p.wait(100) for p in ships]
     finally:
         for p in ships:
             p.kill()
+    assert killed is not None and 0 < killed.acked < total
     assert s.stop() == 0
     assert all(r["acked"] == total for r in results), results
-    # each shipper's conversation broke at least once: the kills fell while it shipped
-    assert all(r["connects"] >= 2 for r in results), results
-    assert sum(r["sent"] for r in results) > 2 * total  # something was sent twice...
+    # each shipper's conversation broke: the kills fell while it shipped
+    assert results[0]["connects"] >= 1 and results[1]["connects"] >= 3, results
+    assert results[1]["sent"] > total  # something was sent twice...
     for name, src in (("a.example", SOURCE_A), ("b.example", SOURCE_B)):
         recs = records(s.dir / name, pki["key"])
         assert [r["n"] for r in recs] == list(range(total))  # ...and written once
@@ -439,7 +447,8 @@ def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server
         c = d["clients"][name]
         assert c["written"] == total and c["malformed"] == 0 and c["connections"] >= 1, d
     assert not d["server"]["running"]
-    print(f"exactly once: 2 x {total} records, 2 SIGKILLs, {time.monotonic() - t0:.1f} s, {results}")
+    print(f"exactly once: 2 x {total} records, 2 SIGKILLs of the server and 1 of a shipper, "
+          f"{time.monotonic() - t0:.1f} s, {results}")
 
 
 def test_a_resend_after_a_lost_ack_is_skipped_and_welcome_says_where_the_files_end(serve, pki):
