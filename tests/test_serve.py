@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -373,6 +374,7 @@ def test_handshake_budget_gives_up_the_oldest_when_full_and_expires_the_slow():
     (b'{"seq":1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
      b'"fields":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "not JSON"),
     (b'\xff\xfe', "not UTF-8"),
+    (b'{"seq":1,"n":0,"ts":"2600-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m"}', "2554"),
 ])
 def test_ingest_refuses_a_batch_with_any_line_that_is_not_a_record(line, match):
     with pytest.raises(ls.ProtocolError, match=match):
@@ -848,3 +850,30 @@ def test_client_sink_in_plaintext_records_a_gap_at_a_file_boundary_and_reads_nex
     again = ClientSink(d, "a.example", None, Policy(), RotationPolicy(None))
     assert again.welcome(SOURCE_A) == 10  # from the files, nothing else
     again.close()
+
+
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
+                         st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
+_json_value = st.recursive(_json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(recs=st.lists(st.fixed_dictionaries({
+    "seq": st.integers(0, 2**64 - 1), "pid": st.integers(0, 2**32 - 1),
+    "ts": st.datetimes(min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(2554, 1, 1)),
+    "level": st.sampled_from(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "Level 7"]),
+    "logger": st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    "msg": st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    "fields": st.dictionaries(st.text(max_size=8), _json_value, max_size=4)}), min_size=1, max_size=6),
+    first=st.integers(0, 2**40))
+def test_a_shipped_record_comes_out_of_the_server_formatter_as_it_went_in_plus_host(recs, first):
+    sent = []
+    for i, r in enumerate(recs):
+        r = dict(r, n=first + i, ts=r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        if not r["fields"]:
+            del r["fields"]
+        sent.append(r)
+    data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in sent)
+    out = FormatJsonl(host="h.example")(ingest.decode(data, first, len(sent))).out
+    assert [json.loads(x) for x in out.splitlines()] == [dict(r, host="h.example") for r in sent]
