@@ -877,3 +877,18 @@ def test_a_shipped_record_comes_out_of_the_server_formatter_as_it_went_in_plus_h
     data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in sent)
     out = FormatJsonl(host="h.example")(ingest.decode(data, first, len(sent))).out
     assert [json.loads(x) for x in out.splitlines()] == [dict(r, host="h.example") for r in sent]
+
+
+@settings(max_examples=300, deadline=None)
+@given(junk=st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(st.sampled_from(["seq", "n", "ts", "level", "pid", "logger", "msg", "fields", "host"]),
+                    _json_value, max_size=9).map(lambda d: json.dumps(d).encode())))
+def test_ingest_of_anything_is_a_batch_or_a_protocol_error_never_a_crash(junk):
+    line = junk.replace(b"\n", b" ") + b"\n"
+    try:
+        batch = ingest.decode(line, 0, 1)
+    except ls.ProtocolError:
+        return
+    out = FormatJsonl(host="h.example")(batch).out
+    assert json.loads(out)["host"] == "h.example"
