@@ -408,9 +408,11 @@ def test_ingest_resanitizes_and_a_dropped_record_keeps_its_number_as_a_stub():
 def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server_and_one_of_a_shipper(
         serve, pki, tmp_path):
     s = serve()
-    total = 8000
+    # b ships more than a: it is still shipping while a's replacement catches up after its kill
+    totals = {"a.example": 8000, "b.example": 14000}
     t0 = time.monotonic()
-    ships = [Shipper(s, "a.example", SOURCE_A, total), Shipper(s, "b.example", SOURCE_B, total)]
+    ships = [Shipper(s, "a.example", SOURCE_A, totals["a.example"]),
+             Shipper(s, "b.example", SOURCE_B, totals["b.example"])]
     killed = None
     try:
         for mark, what in ((1500, "server"), (3000, "shipper"), (5000, "server")):
@@ -425,32 +427,32 @@ def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server
             else:  # a shipper killed with batches in flight; a new one starts from WELCOME
                 killed = ships[0]
                 killed.kill()
-                ships[0] = Shipper(s, "a.example", SOURCE_A, total)
+                ships[0] = Shipper(s, "a.example", SOURCE_A, totals["a.example"])
         results = [p.wait(100) for p in ships]
     finally:
         for p in ships:
             p.kill()
-    assert killed is not None and 0 < killed.acked < total
+    assert killed is not None and 0 < killed.acked < totals["a.example"]
     assert s.stop() == 0
-    assert all(r["acked"] == total for r in results), results
+    assert [r["acked"] for r in results] == list(totals.values()), results
     # each shipper's conversation broke: the kills fell while it shipped
     assert results[0]["connects"] >= 1 and results[1]["connects"] >= 3, results
-    assert results[1]["sent"] > total  # something was sent twice...
+    assert results[1]["sent"] > totals["b.example"]  # something was sent twice...
     for name, src in (("a.example", SOURCE_A), ("b.example", SOURCE_B)):
         recs = records(s.dir / name, pki["key"])
-        assert [r["n"] for r in recs] == list(range(total))  # ...and written once
+        assert [r["n"] for r in recs] == list(range(totals[name]))  # ...and written once
         assert all(r["host"] == name and r["msg"] == f"record {r['n']} of {name}" for r in recs)
         assert recs[5]["seq"] == 11 and recs[5]["pid"] == 4242 and recs[5]["fields"] == {"i": 5}
         v = verify(s.dir / name, pki["key"])
         assert v.returncode == 0, v.stdout + v.stderr
         assert all(f"{src:016x}" in f.name for f in (s.dir / name).glob("log-*"))
     d = stats(s.dir)
-    for name in ("a.example", "b.example"):
+    for name, total in totals.items():
         c = d["clients"][name]
         assert c["written"] == total and c["malformed"] == 0 and c["connections"] >= 1, d
     assert not d["server"]["running"]
-    print(f"exactly once: 2 x {total} records, 2 SIGKILLs of the server and 1 of a shipper, "
-          f"{time.monotonic() - t0:.1f} s, {results}")
+    print(f"exactly once: {sum(totals.values())} records of 2 sources, 2 SIGKILLs of the server and 1 "
+          f"of a shipper, {time.monotonic() - t0:.1f} s, {results}")
 
 
 def test_a_resend_after_a_lost_ack_is_skipped_and_welcome_says_where_the_files_end(serve, pki):
@@ -631,7 +633,7 @@ def test_half_open_and_slow_clients_cannot_exhaust_the_handshake_budget(serve, p
     trickler.start()
     t1 = time.monotonic()
     assert "not completed" in _closed_with_error(slow)
-    assert time.monotonic() - t1 < 3  # within --frame-timeout 1s (and a poll), not the whole hello
+    assert time.monotonic() - t1 < 5  # within --frame-timeout 1s (and a poll), not the whole hello
     assert "no frame" in _closed_with_error(idle)
     trickler.join(15)
     stop.set()
