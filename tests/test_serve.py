@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -281,6 +282,7 @@ while acked < total and time.monotonic() < deadline:
                 time.sleep(0.02)
             acked = c.wait_ack()
             inflight -= 1
+            print(f"acked {acked}", flush=True)
     except ShipError as exc:
         time.sleep(0.05)
 try:
@@ -291,11 +293,39 @@ print(json.dumps({"acked": acked, "connects": connects, "sent": sent}))
 """
 
 
-def shipper(s: ServeProcess, name: str, source: int, total: int, batch: int = 100, window: int = 4):
-    crt, key = s.pki[name]
-    return subprocess.Popen([sys.executable, "-P", "-c", SHIPPER, str(s.port), str(s.pki["ca"]), str(crt),
-                             str(key), f"{source:016x}", str(total), str(batch), str(window), name],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Shipper:
+    """A shipper process; `acked` follows its progress as it says it."""
+
+    def __init__(self, s: ServeProcess, name: str, source: int, total: int, batch: int = 100,
+                 window: int = 4) -> None:
+        crt, key = s.pki[name]
+        self.err = s.dir.parent / f"shipper-{name}.err"
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-c", SHIPPER, str(s.port), str(s.pki["ca"]), str(crt), str(key),
+                 f"{source:016x}", str(total), str(batch), str(window), name],
+                stdout=subprocess.PIPE, stderr=err, text=True)
+        self.acked, self.result = 0, None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("acked "):
+                self.acked = int(line.split()[1])
+            elif line.startswith("{"):
+                self.result = json.loads(line)
+
+    def wait(self, timeout: float) -> dict:
+        rc = self.proc.wait(timeout)
+        self._reader.join(10)
+        assert rc == 0, self.err.read_text()[-2000:]
+        return self.result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 # ---- the pure decisions ------------------------------------------------------------------------
@@ -344,6 +374,7 @@ def test_handshake_budget_gives_up_the_oldest_when_full_and_expires_the_slow():
     (b'{"seq":1,"n":0,"ts":"2026-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
      b'"fields":{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "not JSON"),
     (b'\xff\xfe', "not UTF-8"),
+    (b'{"seq":1,"n":0,"ts":"2600-01-02T03:04:05Z","level":"INFO","pid":1,"logger":"a","msg":"m"}', "2554"),
 ])
 def test_ingest_refuses_a_batch_with_any_line_that_is_not_a_record(line, match):
     with pytest.raises(ls.ProtocolError, match=match):
@@ -374,44 +405,54 @@ def test_ingest_resanitizes_and_a_dropped_record_keeps_its_number_as_a_stub():
 # ---- exactly once ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server(serve, pki, tmp_path):
+def test_two_sources_every_record_exactly_once_across_two_sigkills_of_the_server_and_one_of_a_shipper(
+        serve, pki, tmp_path):
     s = serve()
-    total = 8000
+    # b ships more than a: it is still shipping while a's replacement catches up after its kill
+    totals = {"a.example": 8000, "b.example": 14000}
     t0 = time.monotonic()
-    ships = [shipper(s, "a.example", SOURCE_A, total), shipper(s, "b.example", SOURCE_B, total)]
-
-    def written(d: dict) -> int:
-        return min(d["clients"].get(n, {}).get("written", 0) for n in ("a.example", "b.example"))
-
-    for mark in (1500, 5000):  # each kill falls while both are shipping
-        wait_stats(s.dir, lambda d: written(d) >= mark, timeout=60)
-        s.kill()
-        time.sleep(0.3)  # shippers find it gone, and retry
-        s.restart()
-    results = []
-    for p in ships:
-        out, err = p.communicate(timeout=100)
-        assert p.returncode == 0, err[-2000:]
-        results.append(json.loads(out))
+    ships = [Shipper(s, "a.example", SOURCE_A, totals["a.example"]),
+             Shipper(s, "b.example", SOURCE_B, totals["b.example"])]
+    killed = None
+    try:
+        for mark, what in ((1500, "server"), (3000, "shipper"), (5000, "server")):
+            deadline = time.monotonic() + 60
+            while min(p.acked for p in ships) < mark:  # each kill falls while both are shipping
+                assert time.monotonic() < deadline, [p.acked for p in ships]
+                time.sleep(0.01)
+            if what == "server":
+                s.kill()
+                time.sleep(0.3)  # shippers find it gone, and retry
+                s.restart()
+            else:  # a shipper killed with batches in flight; a new one starts from WELCOME
+                killed = ships[0]
+                killed.kill()
+                ships[0] = Shipper(s, "a.example", SOURCE_A, totals["a.example"])
+        results = [p.wait(100) for p in ships]
+    finally:
+        for p in ships:
+            p.kill()
+    assert killed is not None and 0 < killed.acked < totals["a.example"]
     assert s.stop() == 0
-    assert all(r["acked"] == total for r in results), results
-    # each shipper's conversation broke at least once: the kills fell while it shipped
-    assert all(r["connects"] >= 2 for r in results), results
-    assert sum(r["sent"] for r in results) > 2 * total  # something was sent twice...
+    assert [r["acked"] for r in results] == list(totals.values()), results
+    # each shipper's conversation broke: the kills fell while it shipped
+    assert results[0]["connects"] >= 1 and results[1]["connects"] >= 3, results
+    assert results[1]["sent"] > totals["b.example"]  # something was sent twice...
     for name, src in (("a.example", SOURCE_A), ("b.example", SOURCE_B)):
         recs = records(s.dir / name, pki["key"])
-        assert [r["n"] for r in recs] == list(range(total))  # ...and written once
+        assert [r["n"] for r in recs] == list(range(totals[name]))  # ...and written once
         assert all(r["host"] == name and r["msg"] == f"record {r['n']} of {name}" for r in recs)
         assert recs[5]["seq"] == 11 and recs[5]["pid"] == 4242 and recs[5]["fields"] == {"i": 5}
         v = verify(s.dir / name, pki["key"])
         assert v.returncode == 0, v.stdout + v.stderr
         assert all(f"{src:016x}" in f.name for f in (s.dir / name).glob("log-*"))
     d = stats(s.dir)
-    for name in ("a.example", "b.example"):
+    for name, total in totals.items():
         c = d["clients"][name]
         assert c["written"] == total and c["malformed"] == 0 and c["connections"] >= 1, d
     assert not d["server"]["running"]
-    print(f"exactly once: 2 x {total} records, 2 SIGKILLs, {time.monotonic() - t0:.1f} s, {results}")
+    print(f"exactly once: {sum(totals.values())} records of 2 sources, 2 SIGKILLs of the server and 1 "
+          f"of a shipper, {time.monotonic() - t0:.1f} s, {results}")
 
 
 def test_a_resend_after_a_lost_ack_is_skipped_and_welcome_says_where_the_files_end(serve, pki):
@@ -592,7 +633,7 @@ def test_half_open_and_slow_clients_cannot_exhaust_the_handshake_budget(serve, p
     trickler.start()
     t1 = time.monotonic()
     assert "not completed" in _closed_with_error(slow)
-    assert time.monotonic() - t1 < 3  # within --frame-timeout 1s (and a poll), not the whole hello
+    assert time.monotonic() - t1 < 5  # within --frame-timeout 1s (and a poll), not the whole hello
     assert "no frame" in _closed_with_error(idle)
     trickler.join(15)
     stop.set()
@@ -811,3 +852,45 @@ def test_client_sink_in_plaintext_records_a_gap_at_a_file_boundary_and_reads_nex
     again = ClientSink(d, "a.example", None, Policy(), RotationPolicy(None))
     assert again.welcome(SOURCE_A) == 10  # from the files, nothing else
     again.close()
+
+
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
+                         st.text(st.characters(blacklist_categories=("Cs",)), max_size=20))
+_json_value = st.recursive(_json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(recs=st.lists(st.fixed_dictionaries({
+    "seq": st.integers(0, 2**64 - 1), "pid": st.integers(0, 2**32 - 1),
+    "ts": st.datetimes(min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(2554, 1, 1)),
+    "level": st.sampled_from(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "Level 7"]),
+    "logger": st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+    "msg": st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    "fields": st.dictionaries(st.text(max_size=8), _json_value, max_size=4)}), min_size=1, max_size=6),
+    first=st.integers(0, 2**40))
+def test_a_shipped_record_comes_out_of_the_server_formatter_as_it_went_in_plus_host(recs, first):
+    sent = []
+    for i, r in enumerate(recs):
+        r = dict(r, n=first + i, ts=r["ts"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        if not r["fields"]:
+            del r["fields"]
+        sent.append(r)
+    data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in sent)
+    out = FormatJsonl(host="h.example")(ingest.decode(data, first, len(sent))).out
+    assert [json.loads(x) for x in out.splitlines()] == [dict(r, host="h.example") for r in sent]
+
+
+@settings(max_examples=300, deadline=None)
+@given(junk=st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(st.sampled_from(["seq", "n", "ts", "level", "pid", "logger", "msg", "fields", "host"]),
+                    _json_value, max_size=9).map(lambda d: json.dumps(d).encode())))
+def test_ingest_of_anything_is_a_batch_or_a_protocol_error_never_a_crash(junk):
+    line = junk.replace(b"\n", b" ") + b"\n"
+    try:
+        batch = ingest.decode(line, 0, 1)
+    except ls.ProtocolError:
+        return
+    out = FormatJsonl(host="h.example")(batch).out
+    assert json.loads(out)["host"] == "h.example"

@@ -52,7 +52,10 @@ def ts_ns_of(value) -> int:
     if not (1970 <= y and 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
         raise ProtocolError("record: ts is out of range")
     frac = (m.group(7) or "").ljust(9, "0")
-    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1_000_000_000 + int(frac)
+    ns = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1_000_000_000 + int(frac)
+    if ns >= _U64:  # a record's time is nanoseconds in 64 bits: up to the year 2554
+        raise ProtocolError("record: ts is past what a record can hold (the year 2554)")
+    return ns
 
 
 def _text(value, key: str) -> bytes:
@@ -111,6 +114,8 @@ def decode(lines: bytes, first_n: int, count: int) -> Batch:
         if isinstance(ts, str) and len(ts) > 20 and ts[:19] == last_sec[0] and ts[19] == "." \
                 and ts[-1] == "Z" and ts[20:-1].isdigit() and len(ts) <= 30 and ts[20:-1].isascii():
             stamp = last_sec[1] + int(ts[20:-1].ljust(9, "0"))
+            if stamp >= _U64:
+                raise ProtocolError("record: ts is past what a record can hold (the year 2554)")
         else:
             stamp = ts_ns_of(ts)
             last_sec = (ts[:19], stamp - stamp % 1_000_000_000)
