@@ -234,7 +234,9 @@ def test_restarted_writer_runs_on_a_damaged_header(writer_factory, ring_name, fi
             hdr.close()
         time.sleep(0.2)
         w2 = writer_factory().start()
-        more = producer(ring_name, "later", 0.3, on_full="block")
+        # long enough to outlast a ring replacement (the writer waits REMOVED_GRACE before it
+        # moves; until then a new ring has no writer, and block mode drops rather than wait)
+        more = producer(ring_name, "later", 2.0, on_full="block")
         finish(more)
         arrives(w2.dir, "later")
         finish(busy)
