@@ -18,6 +18,11 @@ Threads, and what each may block on:
               client's lock (sink.py: one batch at a time per client) and on the rate
               limit's wait before an ACK.  A frame that breaks the protocol is counted in
               the client's `malformed` and closes that connection only.
+              A connection whose first byte is a digit is an RFC 5425 syslog client
+              (serve/syslog_input.py): its messages, numbered by the server, go through
+              the same sink; past --rate-limit they are dropped (`refused_rate`); a frame
+              that breaks octet counting or RFC 5424 is `malformed` and closes it; it is
+              closed after --idle-timeout without a message.
   metrics     prometheus_client's HTTP thread, reading the counters (serve/metrics.py).
 
 Stopping (SIGTERM): the listener and the handshakes in progress are closed; each
@@ -50,12 +55,15 @@ from ..policy import Policy
 from ..policy import load as load_policy
 from ..rotation import RotationPolicy
 from ..ship import ls
+from ..ship.errors import FrameError
+from ..ship.syslog import OctetCountingDecoder
 from ..writer import lock_dir, prepare_dir
 from . import say
 from .auth import Allowlist, cert_names, is_safe_name, read_allow_file
 from .limits import HandshakeBudget, RateLimit
 from .sink import ClientSink, SourceRefused
 from .state import STATE_DIR, Counters
+from .syslog_input import SYSLOG_SOURCE, batch_of
 
 
 @dataclass(frozen=True)
@@ -529,10 +537,9 @@ class _Conversation:
                     return
                 if first:
                     first = False
-                    if data[:1].isdigit():
-                        # TODO(RFC 5425): an octet-counted syslog client on the same port: hand it to
-                        # the syslog listener (ship/syslog.py), which calls Server.syslog_records
-                        self._malformed("syslog over TLS is not accepted on this port yet")
+                    if data[:1].isdigit():  # an RFC 5425 client (serve/syslog_input.py)
+                        self._syslog(data)
+                        return
                 if self.generation != self.server.generation:
                     self._recheck()  # a reload while this read waited: before its frames act
                 arrived = time.monotonic()
@@ -554,6 +561,78 @@ class _Conversation:
                 self._deadlines(frame_started, last_frame)
         except _Closed:
             return
+
+    def _syslog(self, data: bytes) -> None:
+        """An RFC 5425 client, from its first bytes on: its messages, as records numbered by
+        the server, through this client's sink; past --rate-limit dropped and counted."""
+        decoder = OctetCountingDecoder(self.cfg.max_frame)
+        try:
+            self.sink = self.server.sink(self.name)
+            self.sink.welcome(SYSLOG_SOURCE)
+        except SourceRefused as exc:
+            self.server.counters.add(self.name, refused_source=1)
+            say("source_refused", client=self.name, error=str(exc))
+            raise _Closed from None
+        self.source = SYSLOG_SOURCE
+        last = time.monotonic()
+        while True:
+            try:
+                decoder.feed(data)
+                messages = []
+                while (m := decoder.next_frame()) is not None:
+                    messages.append(m)
+            except FrameError as exc:
+                self._malformed_syslog(str(exc))
+            if messages:
+                last = time.monotonic()
+                self._syslog_batch(messages)
+            if self.server.stopping.is_set():
+                raise _Closed
+            while True:
+                try:
+                    data = self.sock.recv(1 << 16)
+                    break
+                except (TimeoutError, socket.timeout, ssl.SSLWantReadError):
+                    if self.server.stopping.is_set():
+                        raise _Closed from None
+                    if time.monotonic() - last > self.cfg.idle_timeout:
+                        self.server.counters.add(self.name, timeouts=1)
+                        say("timeout", client=self.name, reason=f"no message for {self.cfg.idle_timeout:g} s")
+                        raise _Closed from None
+                except (OSError, ssl.SSLError):
+                    raise _Closed from None
+            if not data:
+                raise _Closed
+
+    def _syslog_batch(self, messages: list[bytes]) -> None:
+        if not self.server.syslog_records(self.name, len(messages)):
+            self.server.counters.add(self.name, received=len(messages))
+            return  # dropped, counted in refused_rate
+        first = self.sink.next_n
+        try:
+            lines = batch_of(messages, first, time.time_ns())
+        except (ValueError, FrameError) as exc:  # a message that is not RFC 5424
+            self.server.counters.add(self.name, received=len(messages))
+            self._malformed_syslog(str(exc))
+        b = ls.Batch(first, len(messages), lines, None, 0)
+        try:
+            w = self.sink.write(SYSLOG_SOURCE, b)
+        except OSError as exc:
+            self.server.counters.add(self.name, write_errors=1, received=len(messages))
+            say("write_failed", client=self.name, error=exc.strerror)
+            raise _Closed from None
+        except ls.ProtocolError as exc:
+            self.server.counters.add(self.name, received=len(messages))
+            self._malformed_syslog(str(exc))
+        self.server.counters.add(self.name, received=w.received, written=w.written, sanitized=w.sanitized,
+                                 sanitize_dropped=w.sanitize_dropped, batches=1, next_n=w.next_n)
+
+    def _malformed_syslog(self, why: str) -> None:
+        """A syslog client that broke its framing or sent something else: counted, closed
+        (an ls:// ERROR frame would mean nothing to it)."""
+        self.server.counters.add(self.name, malformed=1)
+        say("malformed", client=self.name, error=why)
+        raise _Closed
 
     def _deadlines(self, frame_started: float | None, last_frame: float) -> None:
         now = time.monotonic()
