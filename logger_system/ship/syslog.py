@@ -119,6 +119,8 @@ def param_text(value: Any) -> str:
         return str(value)
     if value is None or kind is bool:
         return "null" if value is None else ("true" if value else "false")
+    if kind is float and math.isfinite(value):
+        return repr(value)  # what the JSON encoder writes for a finite float
     if isinstance(value, str):
         return str(value)
     try:
@@ -177,7 +179,7 @@ class SyslogFormat:
 
     def format(self, record: Mapping[str, Any]) -> bytes:
         """One record -> the bytes of one RFC 5424 message (without framing)."""
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             raise RecordFormatError(f"a record is a mapping, not {type(record).__name__}")
         level = record.get("level")
         try:
@@ -210,7 +212,7 @@ class SyslogFormat:
         fields = record.get("fields")
         params: list[tuple[str, Any]] = []
         if fields is not None:
-            if not isinstance(fields, Mapping):
+            if type(fields) is not dict and not isinstance(fields, Mapping):
                 raise RecordFormatError(f"a record's fields are a mapping, not {type(fields).__name__}")
             extra: dict[str, Any] = {}
             for key, value in fields.items():
