@@ -142,17 +142,24 @@ class RingCollector:
 
 
 def serve(listen: str, read_stats: Callable[[], dict]):
-    """Start the endpoint in a daemon thread; returns (server, thread)."""
+    """Start the writer's endpoint in a daemon thread; returns (server, thread)."""
+    import psutil
+
+    return start(listen, RingCollector(read_stats, psutil.Process()))
+
+
+def start(listen: str, collector):
+    """Serve one collector's metrics over HTTP on `listen` ([HOST:]PORT, loopback unless a
+    host is given) in a daemon thread; returns (server, thread).  The writer's and the log
+    server's endpoints both start here."""
     try:
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError:
         raise ConfigError("--metrics needs the prometheus-client package: "
                           "pip install 'logger_system[metrics]'") from None
-    import psutil
-
     host, port = parse_listen(listen)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RingCollector(read_stats, psutil.Process()))
+    registry.register(collector)
     try:
         return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from perf.procs import stop
+
 CAPACITY = 1 << 20
 
 # the flooding process: 1,500-byte records, drop mode, as fast as it can; with
@@ -142,12 +144,7 @@ def flood(seconds: float = 8.0) -> dict:
                 _wait_writer(ring, writer)
                 results[label] = summary(run_flood(ring, seconds, unaccounted=unaccounted))
             finally:
-                writer.terminate()
-                try:
-                    writer.wait(60)
-                except subprocess.TimeoutExpired:
-                    writer.kill()
-                    writer.wait(10)
+                stop(writer)
                 from logger_system.ring import unlink
                 unlink(ring)
     return results

@@ -34,6 +34,8 @@ import time
 import uuid
 from pathlib import Path
 
+from perf.procs import stop
+
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 PRODUCER = textwrap.dedent("""
     import sys
@@ -96,13 +98,6 @@ def _writer(ring: str, logs: Path, ship: list[str]):
     return p
 
 
-def _stop(p: subprocess.Popen) -> None:
-    p.terminate()
-    try:
-        p.wait(60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(10)
 
 
 def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None) -> dict:
@@ -139,7 +134,7 @@ def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None) 
                 out.update(delivered_s=round(t_all, 3), delivered_records_per_s=round(per * producers / t_all))
             return out
         finally:
-            _stop(w)
+            stop(w)
             unlink(ring)
 
 
@@ -200,12 +195,7 @@ def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver) -> d
         t = time.perf_counter() - t0
         return {"delivered_s": round(t, 3), "delivered_records_per_s": round(n / t)}
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
+        stop(p, 10)
 
 
 class _Serve:
@@ -240,13 +230,8 @@ class _Serve:
         return sum(c.get("written", 0) for c in clients.values())
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop(self.proc, 30)
 
 
 def run(n: int = 50_000, rounds: int = 3, producers: int = 2) -> dict:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import ConfigError
-from ..metrics import parse_listen
+from ..metrics import start
 from .state import CLIENT_COUNTERS, TOP_COUNTERS
 
 TOP_CLIENTS = 50
@@ -49,15 +48,4 @@ class ServerCollector:
 
 def serve(listen: str, snapshot: Callable[[], dict]):
     """Start the endpoint in a daemon thread; returns (server, thread)."""
-    try:
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError:
-        raise ConfigError("--metrics needs the prometheus-client package: "
-                          "pip install 'logger_system[metrics]'") from None
-    host, port = parse_listen(listen)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(snapshot))
-    try:
-        return start_http_server(port, addr=host, registry=registry)
-    except OSError as exc:
-        raise ConfigError(f"metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return start(listen, ServerCollector(snapshot))
