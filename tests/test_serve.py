@@ -561,8 +561,7 @@ def test_refused_certificates_and_malformed_frames_are_counted_while_a_good_clie
     bad = [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
            struct.pack(">cI", b"B", 0x7FFFFFFF),
            ls.encode(ls.HELLO, b"{not json"),
-           ls.hello(SOURCE_B) + ls.batch(0, b'{"seq":"x"}\n', 1),
-           b"12x <34>1 2026-01-02T03:04:05Z host app - - - octet count that is not a number"]
+           ls.hello(SOURCE_B) + ls.batch(0, b'{"seq":"x"}\n', 1)]
     reasons = []
     for frame in bad:
         sock = s.raw_tls("m.example")
@@ -570,11 +569,19 @@ def test_refused_certificates_and_malformed_frames_are_counted_while_a_good_clie
         reasons.append(_closed_with_error(sock))
         sock.close()
     assert all(r.startswith("malformed") for r in reasons), reasons
+    # an RFC 5425 client whose octet count is not a number: closed with no ls:// ERROR (it
+    # would mean nothing to a syslog client), counted malformed like the rest
+    sock = s.raw_tls("b.example")
+    sock.sendall(b"12x <34>1 2026-01-02T03:04:05Z host app - - - octet count that is not a number")
+    assert _closed_with_error(sock) == ""
+    sock.close()
+    d = wait_stats(s.dir, lambda d: d["clients"].get("b.example", {}).get("malformed", 0) == 1)
+    assert d["clients"]["m.example"]["malformed"] == len(bad) and d["clients"]["b.example"]["refused_source"] == 0
     good.join(60)
     assert good.error is None and good.acked == 3000
     assert s.stop() == 0
     d = stats(s.dir)
-    assert d["clients"]["m.example"]["malformed"] == 5
+    assert d["clients"]["m.example"]["malformed"] == len(bad) and d["clients"]["b.example"]["malformed"] == 1
     assert d["clients"]["a.example"]["written"] == 3000 and d["clients"]["a.example"]["malformed"] == 0
     assert "cn.example" in d["clients"] and "intruder.elsewhere" not in d["clients"]
     r = d["handshake_refused"]

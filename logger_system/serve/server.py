@@ -566,14 +566,6 @@ class _Conversation:
         """An RFC 5425 client, from its first bytes on: its messages, as records numbered by
         the server, through this client's sink; past --rate-limit dropped and counted."""
         decoder = OctetCountingDecoder(self.cfg.max_frame)
-        try:
-            self.sink = self.server.sink(self.name)
-            self.sink.welcome(SYSLOG_SOURCE)
-        except SourceRefused as exc:
-            self.server.counters.add(self.name, refused_source=1)
-            say("source_refused", client=self.name, error=str(exc))
-            raise _Closed from None
-        self.source = SYSLOG_SOURCE
         last = time.monotonic()
         while True:
             try:
@@ -605,6 +597,15 @@ class _Conversation:
                 raise _Closed
 
     def _syslog_batch(self, messages: list[bytes]) -> None:
+        if self.source is None:  # the directory is claimed by a first whole message, not by garbage
+            try:
+                self.sink = self.server.sink(self.name)
+                self.sink.welcome(SYSLOG_SOURCE)
+            except SourceRefused as exc:
+                self.server.counters.add(self.name, refused_source=1)
+                say("source_refused", client=self.name, error=str(exc))
+                raise _Closed from None
+            self.source = SYSLOG_SOURCE
         if not self.server.syslog_records(self.name, len(messages)):
             self.server.counters.add(self.name, received=len(messages))
             return  # dropped, counted in refused_rate
