@@ -29,8 +29,8 @@ ffibuilder = FFI()
 
 ffibuilder.set_source(
     "logger_system._lsr_native",
-    '#include "ring.h"\n#include "sanitize.h"\n#include "tokens.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
-    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "sanitize.c", "tokens.c")],
+    '#include "ring.h"\n#include "lines.h"\n#include "sanitize.h"\n#include "tokens.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n',
+    sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "lines.c", "sanitize.c", "tokens.c")],
     include_dirs=[os.path.relpath(NATIVE)],
     extra_compile_args=CFLAGS,
     extra_link_args=LDFLAGS,
@@ -168,6 +168,26 @@ ffibuilder.cdef(
                              const uint8_t *keep, uint64_t first_n, uint8_t *out, size_t out_cap);
     size_t lsr_format_bound(uint32_t n, uint32_t buf_len);
     int lsr_json_valid(const uint8_t *s, size_t n);
+    #define LSR_LINE_OK 0
+    #define LSR_LINE_HOST 1
+    #define LSR_LINE_OTHER 2
+    int64_t lsr_lines_parse(const uint8_t *s, size_t n, uint64_t first_n, lsr_meta *meta, uint8_t *status,
+                            uint32_t max_records, uint8_t *buf, size_t buf_cap, uint64_t *buf_len);
+    typedef struct {
+        const uint8_t *host_app;
+        uint32_t host_app_len;
+        uint32_t facility;
+        const uint8_t *sd_id;
+        uint32_t sd_id_len;
+        const uint8_t *fields_sd_id;
+        uint32_t fields_sd_id_len;
+        uint32_t max_octets;
+        uint32_t framed;
+    } lsr_syslog_cfg;
+    int64_t lsr_syslog_format(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *skip,
+                              uint64_t first_n, const lsr_syslog_cfg *cfg, uint8_t *out, size_t out_cap,
+                              uint64_t *ends);
+    size_t lsr_syslog_bound(uint32_t n, uint32_t buf_len, const lsr_syslog_cfg *cfg);
     int lsr_inject(lsr_ring *r, const uint8_t *bytes, size_t n);
     void lsr_test_pause(int mode);
     double lsr_bench(lsr_ring *r, uint64_t n, uint32_t payload);

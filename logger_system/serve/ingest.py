@@ -8,7 +8,9 @@ the client lying), then FormatJsonl, which writes `seq`, `n`, `ts`, `level`, `pi
 client's name as `host`.  Nothing of the client's bytes reaches a file without passing
 through that formatter.
 
-Each line must be a JSON object with the record keys (`seq`, `n`, `ts`, `level`, `pid`,
+Lines in the writer's own layout (every batch a writer ships) are taken apart in C
+(logger_system.lines); a batch with any other line goes through the general decoder below,
+which holds the rules.  Each line must be a JSON object with the record keys (`seq`, `n`, `ts`, `level`, `pid`,
 `logger`, `msg`; `fields` an object if present; a `host` a relay added is ignored, the
 server sets its own) and `n` must be the number the batch header gives it; anything else
 is a ProtocolError and the whole batch is refused (fail closed: nothing of it is written).
@@ -21,6 +23,7 @@ import re
 
 import numpy as np
 
+from .. import lines as layout
 from ..pipeline import Batch
 from ..record import LEVELS, META_DTYPE
 from ..ship.ls import ProtocolError
@@ -73,7 +76,16 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def decode(lines: bytes, first_n: int, count: int) -> Batch:
-    """`count` JSON lines numbered first_n on -> a Batch (meta, buf) with batch.n = first_n.
+    """`count` JSON lines numbered first_n on -> a Batch (meta, buf) with batch.n = first_n."""
+    parsed = layout.parse(lines, first_n, count) if count else None
+    if (parsed is not None and len(parsed.meta) == count and parsed.all_taken
+            and not bool((parsed.meta["level"] > 255).any())):
+        return Batch(meta=parsed.meta, buf=memoryview(parsed.buf), end=0, n=first_n)
+    return decode_general(lines, first_n, count)
+
+
+def decode_general(lines: bytes, first_n: int, count: int) -> Batch:
+    """decode for lines in any JSON form: the rules of what a shipped record may be.
 
     Built column by column (a Python list per column, one numpy assignment each): a batch
     of thousands of records must not cost a numpy call per field."""

@@ -129,7 +129,17 @@ class SyslogTlsClient:
         self.sent += count
         return count
 
-    def _sendall(self, data: bytes | bytearray) -> None:
+    def send_framed(self, data: bytes, count: int) -> int:
+        """Send `count` messages already framed (SyslogFormat.format_lines(framed=True))."""
+        if self._sock is None:
+            self.connect()
+        view = memoryview(data)
+        for at in range(0, len(data), _SEND_BATCH * 4):
+            self._sendall(view[at:at + _SEND_BATCH * 4])
+        self.sent += count
+        return count
+
+    def _sendall(self, data: bytes | bytearray | memoryview) -> None:
         assert self._sock is not None
         try:
             self._sock.sendall(data)

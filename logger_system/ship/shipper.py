@@ -27,9 +27,9 @@ from .client import RelpClient, SyslogTlsClient
 from .destination import Destination
 from .lsclient import LsClient
 from . import relp
-from .errors import RecordFormatError, ShipError
+from .errors import ShipError
 from .spool import Frame, Spool
-from .syslog import SyslogFormat
+from .syslog import Formatted, SyslogFormat
 
 WINDOW_RECORDS = 50_000    # unacknowledged records in flight per destination
 BATCH_BYTES = 1 << 20      # frames are joined into sends of about this size
@@ -77,16 +77,11 @@ class _SyslogBase:
         self.unshippable = 0  # records no message could be made of (skipped, counted)
         self._acked: int | None = None
 
-    def messages(self, frame: Frame) -> tuple[list[bytes], list[int]]:
-        """The frame's records as messages, and the n of each."""
-        out, ns = [], []
-        for n, line in enumerate(frame.lines.splitlines(), frame.first_n):
-            try:
-                out.append(self.format.format(json.loads(line)))
-                ns.append(n)
-            except (ValueError, RecordFormatError):
-                self.unshippable += 1
-        return out, ns
+    def messages(self, frame: Frame, framed: bool = False) -> Formatted:
+        """The frame's records as messages (in C for the writer's line layout)."""
+        made = self.format.format_lines(frame.lines, frame.first_n, framed=framed)
+        self.unshippable += made.unshippable
+        return made
 
     def close(self) -> None:
         if self.client is not None:
@@ -113,7 +108,8 @@ class RelpSession(_SyslogBase):
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
         """Every record of the frame answered, or the ones answered in order so far made
         known (progress) before the error goes up: a reconnect resends only the rest."""
-        messages, ns = self.messages(frame)
+        made = self.messages(frame)
+        messages, ns = made.messages(), made.ns
         waiting = iter(ns)
         answered: set[int] = set()
         state = {"next": next(waiting, None), "upto": None}
@@ -147,7 +143,8 @@ class SyslogTlsSession(_SyslogBase):
         return None
 
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
-        self.client.send(self.messages(frame)[0])
+        made = self.messages(frame, framed=True)
+        self.client.send_framed(made.data, len(made.ns))
         self._acked = frame.end_n
 
     def acked(self, timeout: float) -> int | None:

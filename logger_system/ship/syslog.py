@@ -22,6 +22,12 @@ PARAM-NAME (longer than 32 octets, not printable ASCII, or holding `=`, space, `
 is not dropped: all such keys travel together as one JSON object in the `more` parameter
 of `ls@PEN`, exactly.  The same goes for a top-level key named like one of ours.
 
+The writer's own lines (`format_lines`, what the shippers send) are made into messages in C
+(native/lines.c) from the columns logger_system.lines reads back; a record the C path does
+not make (a field that is a float or an object, a key that cannot be a PARAM-NAME, a line
+in another layout) is made by `format` from its JSON, so both give the same bytes for what
+the C path makes (tests/test_lines.py) and `format` stays the rule.
+
 Invariants:
   * every message `SyslogFormat.format` returns is parsed by `parse_message` to the same
     header, structured data and text, and `record_from_message` gives the record back up
@@ -41,6 +47,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
+from logger_system import lines as layout
+from logger_system._native import ffi, lib
 from logger_system.record import LEVELS, truncate_utf8
 from logger_system.ship.errors import FrameError, FrameTooLargeError, RecordFormatError
 
@@ -256,10 +266,89 @@ class SyslogFormat:
                 self._names[key] = ok
         return ok
 
+    def format_lines(self, lines: bytes, first_n: int, *, framed: bool = False) -> Formatted:
+        """The writer's JSON lines, numbered from first_n, as one message each (RFC 5425
+        framed if asked), one after the other: in C for the records of the line layout,
+        by `format` for the rest.  A line no message can be made of is counted, not sent."""
+        parsed = layout.parse(lines, first_n)
+        if parsed is None:  # cannot happen: parse is given room for every line
+            raise RecordFormatError("the lines could not be read")
+        count = len(parsed.meta)
+        skip = (parsed.status != layout.OK).astype(np.uint8)
+        cfg = self._native_cfg(framed)
+        need = lib.lsr_syslog_bound(max(count, 1), len(parsed.buf), cfg)
+        out = ffi.new("uint8_t[]", need)
+        ends = np.zeros(max(count, 1), np.uint64)
+        size = lib.lsr_syslog_format(ffi.from_buffer("lsr_meta[]", parsed.meta), count, parsed.buf,
+                                     ffi.from_buffer("uint8_t[]", skip), first_n, cfg, out, need,
+                                     ffi.from_buffer("uint64_t[]", ends))
+        if size < 0:
+            raise RecordFormatError("the message buffer was too small")  # lsr_syslog_bound rules it out
+        data = ffi.buffer(out, size)[:]
+        ends = ends[:count]
+        starts = np.concatenate(([0], ends[:-1])) if count else ends
+        if count and bool((ends > starts).all()):
+            return Formatted(data, ends.tolist(), list(range(first_n, first_n + count)), 0)
+        # some records are the general path's: put their messages in their places
+        rows = lines.split(b"\n")
+        parts: list[bytes] = []
+        out_ends: list[int] = []
+        ns: list[int] = []
+        at = unshippable = 0
+        for i in range(count):
+            a, b = int(starts[i]), int(ends[i])
+            if b > a:
+                piece = data[a:b]
+            else:
+                try:
+                    message = self.format(json.loads(rows[i]))
+                    piece = frame(message) if framed else message
+                except (ValueError, RecursionError, RecordFormatError):
+                    unshippable += 1
+                    continue
+            parts.append(piece)
+            at += len(piece)
+            out_ends.append(at)
+            ns.append(first_n + i)
+        return Formatted(b"".join(parts), out_ends, ns, unshippable)
+
+    def _native_cfg(self, framed: bool):
+        key = "_cfg_framed" if framed else "_cfg"
+        cfg = self.__dict__.get(key)
+        if cfg is None:
+            keep = [ffi.new("uint8_t[]", text.encode("ascii"))
+                    for text in (self._host_app, self.sd_id, self.fields_sd_id)]
+            cfg = ffi.new("lsr_syslog_cfg *", {
+                "host_app": keep[0], "host_app_len": len(self._host_app), "facility": self.facility,
+                "sd_id": keep[1], "sd_id_len": len(self.sd_id), "fields_sd_id": keep[2],
+                "fields_sd_id_len": len(self.fields_sd_id), "max_octets": self.max_octets or 0,
+                "framed": int(framed)})
+            object.__setattr__(self, key + "_keep", keep)  # the texts live as long as the struct
+            object.__setattr__(self, key, cfg)
+        return cfg
+
     @staticmethod
     def _element(sd_id: str, params: list[tuple[str, Any]]) -> str:
         inner = "".join([f' {name}="{escape_param(param_text(value))}"' for name, value in params])
         return f"[{sd_id}{inner}]"
+
+
+@dataclass
+class Formatted:
+    """Messages made of a run of lines: one after the other in `data`, message k ending at
+    ends[k] and carrying the record numbered ns[k]; `unshippable` lines made none."""
+
+    data: bytes
+    ends: list[int]
+    ns: list[int]
+    unshippable: int
+
+    def messages(self) -> list[bytes]:
+        data, out, at = self.data, [], 0
+        for end in self.ends:
+            out.append(data[at:end])
+            at = end
+        return out
 
 
 # ---- RFC 5425 framing -----------------------------------------------------------------
