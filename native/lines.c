@@ -18,7 +18,9 @@
 #define _GNU_SOURCE
 #include "lines.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -692,9 +694,72 @@ static int sd_name(const uint8_t *s, size_t n) {
 
 #define MAX_PARAMS 64
 
+/* Whether the JSON number s[0..n) is a float written as Python writes one (repr: the
+ * shortest digits that read back to the same double, in fixed notation with at least one
+ * digit after the point when its decimal exponent is -4..16, else d.ddde+XX), which is the
+ * text syslog.param_text gives a float field: then it can be copied as it is. */
+static int float_is_repr(const uint8_t *s, size_t n) {
+    char text[48], digits[40], want[64];
+    if (n >= sizeof text) return 0;
+    memcpy(text, s, n);
+    text[n] = 0;
+    char *end;
+    double d = strtod(text, &end);
+    if (end != text + n || !isfinite(d)) return 0;
+    int p, exp10 = 0;
+    for (p = 0; p <= 17; p++) { /* the shortest correctly rounded digits that read back */
+        char e[40];
+        snprintf(e, sizeof e, "%.*e", p, fabs(d));
+        if (strtod(e, NULL) == fabs(d)) {
+            char *x = strchr(e, 'e');
+            exp10 = atoi(x + 1);
+            size_t k = 0;
+            for (char *c = e; c < x; c++)
+                if (*c != '.') digits[k++] = *c;
+            digits[k] = 0;
+            break;
+        }
+    }
+    if (p > 17) return 0;
+    size_t nd = strlen(digits);
+    while (nd > 1 && digits[nd - 1] == '0') digits[--nd] = 0; /* %e pads with zeros: repr does not */
+    int decpt = d == 0.0 ? 1 : exp10 + 1;
+    char *o = want;
+    if (signbit(d)) *o++ = '-';
+    if (decpt <= -4 || decpt > 16) {
+        *o++ = digits[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, digits + 1, nd - 1);
+            o += nd - 1;
+        }
+        o += snprintf(o, 16, "e%c%02d", decpt - 1 < 0 ? '-' : '+', abs(decpt - 1));
+    } else if (decpt <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int k = 0; k < -decpt; k++) *o++ = '0';
+        memcpy(o, digits, nd);
+        o += nd;
+    } else if ((size_t)decpt >= nd) {
+        memcpy(o, digits, nd);
+        o += nd;
+        for (size_t k = nd; k < (size_t)decpt; k++) *o++ = '0';
+        *o++ = '.';
+        *o++ = '0';
+    } else {
+        memcpy(o, digits, (size_t)decpt);
+        o += decpt;
+        *o++ = '.';
+        memcpy(o, digits + decpt, nd - (size_t)decpt);
+        o += nd - (size_t)decpt;
+    }
+    return (size_t)(o - want) == n && memcmp(want, s, n) == 0;
+}
+
 /* The fields object as [fields@PEN name="value"...] at o; NULL where the general path
  * must make it: a key that cannot be a PARAM-NAME or comes twice, a value that is not a
- * string, a whole number, true, false or null, more than MAX_PARAMS fields. */
+ * string, a whole number, a float as Python writes it, true, false or null, more than
+ * MAX_PARAMS fields. */
 static uint8_t *put_fields(uint8_t *o, const uint8_t *f, size_t n, const lsr_syslog_cfg *cfg) {
     jv_t j = {f, n, 1, 0};
     uint8_t *start = o;
@@ -741,9 +806,12 @@ static uint8_t *put_fields(uint8_t *o, const uint8_t *f, size_t n, const lsr_sys
         } else {
             size_t v = j.i;
             if (!jv_number(&j)) return NULL;
+            int whole = 1;
             for (size_t k = v; k < j.i; k++)
-                if (f[k] == '.' || f[k] == 'e' || f[k] == 'E') return NULL; /* a float: its repr is Python's */
-            if (j.i - v == 2 && f[v] == '-' && f[v + 1] == '0') return NULL; /* -0 is 0 */
+                if (f[k] == '.' || f[k] == 'e' || f[k] == 'E') whole = 0;
+            if (whole ? (j.i - v == 2 && f[v] == '-' && f[v + 1] == '0') /* -0 is 0 */
+                      : !float_is_repr(f + v, j.i - v))
+                return NULL;
             memcpy(o, f + v, j.i - v);
             o += j.i - v;
         }

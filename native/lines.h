@@ -37,7 +37,8 @@ typedef struct {
 /* One message per record whose skip[i] is zero, record i numbered first_n + i, one after
  * the other in out; ends[i] is where record i's message ends (it starts where record i-1's
  * ends).  A record made no message of here (skipped, or one the general path must make: a
- * field that is a float or an object, a key that cannot be a PARAM-NAME) has an empty span.
+ * field that is a list, an object or a float not as Python writes it, a key that cannot be a
+ * PARAM-NAME) has an empty span.
  * Returns the bytes written, LSR_EARG if out_cap < lsr_syslog_bound. */
 int64_t lsr_syslog_format(const lsr_meta *meta, uint32_t n, const uint8_t *buf, const uint8_t *skip,
                           uint64_t first_n, const lsr_syslog_cfg *cfg, uint8_t *out, size_t out_cap,

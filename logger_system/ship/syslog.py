@@ -24,8 +24,8 @@ of `ls@PEN`, exactly.  The same goes for a top-level key named like one of ours.
 
 The writer's own lines (`format_lines`, what the shippers send) are made into messages in C
 (native/lines.c) from the columns logger_system.lines reads back; a record the C path does
-not make (a field that is a float or an object, a key that cannot be a PARAM-NAME, a line
-in another layout) is made by `format` from its JSON, so both give the same bytes for what
+not make (a field that is a list or an object, a float not as Python writes it, a key that
+cannot be a PARAM-NAME, a line in another layout) is made by `format` from its JSON, so both give the same bytes for what
 the C path makes (tests/test_lines.py) and `format` stays the rule.
 
 Invariants:
