@@ -326,10 +326,11 @@ class Peer:
     """A RELP server that misbehaves as told: one script per connection it accepts.
 
     A script is (acks, then): answer the open, acknowledge the first `acks` syslog commands
-    (None: all), then send `then` (b"": nothing) and stay silent until the client goes.
+    (None: all), then send `then` (b"": nothing) and stay silent until the client goes, or,
+    with `then` None, close the connection right after those acks (in the same send).
     Every syslog message received is kept, per connection."""
 
-    def __init__(self, certs: Certs, scripts: list[tuple[int | None, bytes]]) -> None:
+    def __init__(self, certs: Certs, scripts: list[tuple[int | None, bytes | None]]) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certs.server.cert, certs.server.key)
         self.scripts = scripts
@@ -357,7 +358,7 @@ class Peer:
                     pass
 
     @staticmethod
-    def _serve(conn: ssl.SSLSocket, acks: int | None, then: bytes, got: list[bytes]) -> None:
+    def _serve(conn: ssl.SSLSocket, acks: int | None, then: bytes | None, got: list[bytes]) -> None:
         decoder = FrameDecoder()
         silent = False
         while data := conn.recv(65536):
@@ -373,6 +374,10 @@ class Peer:
                     if acks is None or acks > 0:
                         out += rsp(f.txnr)
                         acks = None if acks is None else acks - 1
+                    if acks == 0 and then is None:
+                        conn.sendall(out)
+                        conn.close()
+                        return
                     if acks == 0:
                         out += then
                         silent = True
@@ -393,7 +398,7 @@ class Peer:
 def peer(certs):
     made: list[Peer] = []
 
-    def make(*scripts: tuple[int | None, bytes]) -> Peer:
+    def make(*scripts: tuple[int | None, bytes | None]) -> Peer:
         made.append(Peer(certs, list(scripts)))
         return made[-1]
     yield make
@@ -420,6 +425,61 @@ def test_a_peer_that_breaks_the_protocol_gets_a_new_session_and_the_unanswered_a
     first, second = server.received
     assert first == messages  # all ten went out in the window; three were answered
     assert second == messages[3:]  # the unanswered, again, in their order
+
+
+@pytest.mark.timeout(60)
+def test_acks_that_come_with_the_end_of_the_connection_count_and_only_the_rest_is_resent(certs, peer):
+    server = peer((3, None), (None, b""))
+    client = _client(certs, server.port, timeout=5)
+    messages = [b"m%d" % i for i in range(10)]
+    stats = client.deliver(messages, deadline=30, retry_delay=0.05)
+    client.close()
+    assert stats.acked == 10 and stats.connects == 2 and stats.errors == 1, client.last_error
+    assert "closed the connection" in client.last_error
+    first, second = server.received
+    assert first == messages[:len(first)] and second == messages[3:]  # the peer may close before it read all
+
+
+@pytest.mark.timeout(60)
+def test_a_connection_that_ends_right_after_the_last_ack_is_not_an_error_of_that_delivery(certs, peer):
+    """The end is found with the acks (what had arrived is read at once) and raised by the
+    next read, not by this one: every message was answered, so deliver has succeeded."""
+    server = peer((10, None))
+    client = _client(certs, server.port, timeout=5)
+    stats = client.deliver([b"m%d" % i for i in range(10)], deadline=30, retry_delay=0.05)
+    assert stats.acked == 10 and stats.connects == 1 and stats.errors == 0, client.last_error
+    client.close()  # its close finds the connection gone; never raises
+    assert client.pending == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_each_read_is_acknowledged_at_tcp_level_at_once(certs, peer, monkeypatch):
+    """imrelp (librelp) leaves Nagle on: each of its rsp frames after the first of a burst waits
+    for our TCP ACK, which a delayed ACK holds back ~40 ms.  Every read re-arms TCP_QUICKACK."""
+    calls: list[tuple[int, int, int]] = []
+    setsockopt = ssl.SSLSocket.setsockopt
+
+    def spy(self, level, option, value, *rest):
+        calls.append((level, option, value))
+        return setsockopt(self, level, option, value, *rest)
+
+    monkeypatch.setattr(ssl.SSLSocket, "setsockopt", spy, raising=False)
+    server = peer((None, b""))
+    client = _client(certs, server.port, window=4, timeout=5)
+    reads = 0
+    read = client._read
+
+    def counted() -> None:
+        nonlocal reads
+        reads += 1
+        read()
+
+    client._read = counted
+    client.deliver([b"m%d" % i for i in range(40)], deadline=30)
+    client.close()
+    quickacks = calls.count((socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1))
+    assert reads >= 10 and quickacks >= reads - 1  # the close's answer may come with the end
 
 
 @pytest.mark.timeout(60)

@@ -31,6 +31,8 @@ from logger_system.ship.errors import FrameError, ProtocolError, RecordFormatErr
 from logger_system.ship.syslog import frame
 
 _SEND_BATCH = 256 * 1024  # octets gathered into one sendall
+_READ_BATCH = 256 * 1024  # octets a RELP read takes of what has already arrived
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 def _open_tls(host: str, port: int, context: ssl.SSLContext, server_name: str | None,
@@ -210,6 +212,7 @@ class RelpClient:
         self.last_error: str | None = None
         self._sock: ssl.SSLSocket | None = None
         self._session: relp.RelpConnection | None = None
+        self._failed: TransportError | None = None  # found after the last read's data, not yet raised
         self._queue: deque[tuple[bytes, Any, bool]] = deque()  # (message, item, is a resend)
         self._given = 0  # messages given to send(), the default items
 
@@ -343,11 +346,26 @@ class RelpClient:
             raise TransportError(f"RELP to {self.host}:{self.port} broke while sending: {_reason(e)}") from None
 
     def _read(self) -> None:
-        """One read; its events handled even when the same bytes then break the session (acks
-        that came before garbage are acks: their messages are neither owed nor lost)."""
+        """One read, waiting up to timeout, and then whatever else has already arrived, handled
+        at once.  Its events are handled even when the same bytes then break the session (acks
+        that came before garbage are acks: their messages are neither owed nor lost); an end
+        or failure of the connection found right after them is raised by the next read.
+
+        What was read is acknowledged at TCP level at once (TCP_QUICKACK, re-armed on each
+        read: Linux makes it a one-off).  librelp, and so imrelp, leaves Nagle on and uncorks
+        after each burst of rsp frames, so every rsp after the first of a burst waits in the
+        server's kernel for our ACK of the previous segment.  A delayed ACK held that back
+        40 ms or more each time we waited for answers with nothing to send (down to half the
+        window, and at the end of every flush): those stalls, not either end's work, bounded
+        a session to a few thousand messages a second."""
         assert self._sock is not None and self._session is not None
+        sock = self._sock
+        if self._failed is not None:
+            failure, self._failed = self._failed, None
+            self._session.connection_lost()
+            raise failure
         try:
-            data = self._sock.recv(65536)
+            data = sock.recv(65536)
         except socket.timeout:
             raise TransportError(f"RELP to {self.host}:{self.port}: no answer in {self.timeout:g} s") from None
         except (ssl.SSLError, OSError) as e:
@@ -355,11 +373,41 @@ class RelpClient:
         if not data:
             self._session.connection_lost()
             raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the connection")
+        data, self._failed = self._read_arrived(sock, data)
+        if self._failed is None and _QUICKACK is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
         try:
             self._session.receive_data(data)
         finally:
             for event in self._session.events():
                 self._event(event)
+
+    def _read_arrived(self, sock: ssl.SSLSocket, data: bytes) -> tuple[bytes, TransportError | None]:
+        """data and what else can be read without waiting (imrelp sends each rsp as a TLS
+        record of its own: one recv each), up to _READ_BATCH octets; and the error, if the
+        connection ended or failed meanwhile (for the next read: data is handled first)."""
+        chunks, size = [data], len(data)
+        failure: TransportError | None = None
+        saved = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            while size < _READ_BATCH:
+                more = sock.recv(65536)
+                if not more:
+                    failure = TransportError(f"RELP to {self.host}:{self.port}: the server closed the connection")
+                    break
+                chunks.append(more)
+                size += len(more)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass  # nothing more has arrived
+        except (ssl.SSLError, OSError) as e:
+            failure = TransportError(f"RELP to {self.host}:{self.port} broke: {_reason(e)}")
+        finally:
+            sock.settimeout(saved)
+        return (data if len(chunks) == 1 else b"".join(chunks)), failure
 
     def _event(self, event: relp.Event) -> None:
         if isinstance(event, relp.Acked):
@@ -375,6 +423,7 @@ class RelpClient:
         """Forget the session; its unanswered messages go back to the front of the queue."""
         session, sock = self._session, self._sock
         self._session = self._sock = None
+        self._failed = None
         if session is not None:
             if session.state is not relp.State.CLOSED:
                 session.connection_lost()
