@@ -10,6 +10,8 @@ configuration, tests/rsyslog_env.py):
   Beside it, the same records through the same writer with no `--ship`: how long the local
   pipeline takes, and with `--ship` how long until the files hold all N (shipping must not
   be what limits the local pipeline).
+- the RELP pair again with a window of 1024 on both sides (`relp_window` in a [[ship]]
+  table; omrelp's `windowSize`): librelp's default of 128 holds omrelp back most.
 - ours, spooled: syslog+tls with the receiver started only once the writer's files (and so
   its spool) hold all N: the shipper's transport rate from a full spool, as rsyslog's
   forwarder has its whole input at hand.
@@ -141,7 +143,8 @@ def _writer(ring: str, logs: Path, ship: list[str]):
 
 
 
-def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None, before_delivery=None) -> dict:
+def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None, before_delivery=None,
+         relp_window: int | None = None) -> dict:
     """One round: N records through a writer (shipping to url, or not).  before_delivery:
     called once the files hold all N (the receiver started only then: the spool full)."""
     from logger_system.ring import Ring, unlink
@@ -150,6 +153,11 @@ def ours(n: int, producers: int, url: str | None, certs, receiver: Path | None, 
     ship = [] if url is None else ["--ship", url, "--tls-ca", str(certs.ca), "--tls-cert", str(certs.client.cert),
                                    "--tls-key", str(certs.client.key)]
     with tempfile.TemporaryDirectory() as tmp:
+        if relp_window is not None:  # a [[ship]] table: the window is no flag
+            conf = Path(tmp) / "writer.toml"
+            conf.write_text(f'[[ship]]\nurl = "{url}"\ntls_ca = "{certs.ca}"\ntls_cert = "{certs.client.cert}"\n'
+                            f'tls_key = "{certs.client.key}"\nrelp_window = {relp_window}\n')
+            ship = ["--config", str(conf)]
         w = _writer(ring, Path(tmp) / "logs", ship)
         try:
             per = n // producers
@@ -220,7 +228,7 @@ def _rates(n: int, t0: float, t_first: float, t_end: float) -> dict:
             "transport_records_per_s": round(n / max(t_end - t_first, 1e-3))}
 
 
-def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver) -> dict:
+def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver, window: int | None = None) -> dict:
     """One round: rsyslogd forwarding N messages from a plain loopback input to the receiver."""
     env = _env()
     fwd_dir = work / f"fwd-{uuid.uuid4().hex[:6]}"
@@ -230,7 +238,8 @@ def rsyslog_forwarding(n: int, transport: str, certs, work: Path, receiver) -> d
     if transport == "relp":
         action = (f'action(type="omrelp" target="127.0.0.1" port="{receiver.relp_port}" tls="on" '
                   f'tls.tlsLib="openssl" tls.caCert="{c.ca}" tls.myCert="{c.client.cert}" '
-                  f'tls.myPrivKey="{c.client.key}" tls.authMode="name" tls.permittedPeer=["localhost"])')
+                  f'tls.myPrivKey="{c.client.key}" tls.authMode="name" tls.permittedPeer=["localhost"]'
+                  + (f' windowSize="{window}"' if window else "") + ')')
         module = 'module(load="omrelp")'
     else:
         action = (f'action(type="omfwd" target="127.0.0.1" port="{receiver.tcp_port}" protocol="tcp" '
@@ -336,7 +345,7 @@ class _Serve:
             stop(self.proc, 30)
 
 
-SCENARIOS = ("local_only", "ours_relp", "rsyslog_omrelp", "ours_syslog_tls", "ours_syslog_tls_spooled",
+SCENARIOS = ("local_only", "ours_relp", "rsyslog_omrelp", "ours_relp_w1024", "rsyslog_omrelp_w1024", "ours_syslog_tls", "ours_syslog_tls_spooled",
              "ours_syslog_tls_to_sink", "rsyslog_omfwd_tls", "ours_ls")
 
 
@@ -376,6 +385,9 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2, only: tuple[str, .
                 "ours_relp": lambda: (lambda rs: ours(n, producers, f"relp://127.0.0.1:{rs.relp_port}", certs,
                                                       rs.received))(recv.fresh()),
                 "rsyslog_omrelp": lambda: rsyslog_forwarding(n, "relp", certs, work, recv.fresh()),
+                "ours_relp_w1024": lambda: (lambda rs: ours(n, producers, f"relp://127.0.0.1:{rs.relp_port}", certs,
+                                                            rs.received, relp_window=1024))(recv.fresh()),
+                "rsyslog_omrelp_w1024": lambda: rsyslog_forwarding(n, "relp", certs, work, recv.fresh(), window=1024),
                 "ours_syslog_tls": lambda: (lambda rs: ours(n, producers, f"syslog+tls://127.0.0.1:{rs.tcp_port}",
                                                             certs, rs.received))(recv.fresh()),
                 "ours_syslog_tls_spooled": spooled_round,
@@ -393,7 +405,8 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2, only: tuple[str, .
     for name, rows in samples.items():
         keys = rows[0].keys()
         results[name] = {k: statistics.median(r[k] for r in rows) for k in keys}
-    for ours_name, theirs in (("ours_relp", "rsyslog_omrelp"), ("ours_syslog_tls", "rsyslog_omfwd_tls"),
+    for ours_name, theirs in (("ours_relp", "rsyslog_omrelp"), ("ours_relp_w1024", "rsyslog_omrelp_w1024"),
+                              ("ours_syslog_tls", "rsyslog_omfwd_tls"),
                               ("ours_syslog_tls_spooled", "rsyslog_omfwd_tls")):
         if ours_name not in results or theirs not in results:
             continue

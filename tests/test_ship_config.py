@@ -77,6 +77,21 @@ def test_ship_tables_in_the_config_file(ca, tmp_path):
         config.build(f)
 
 
+def test_a_relp_window_is_a_relp_destinations_own(ca, tmp_path):
+    f = tmp_path / "w.toml"
+    f.write_text(f'[writer]\nplaintext = true\n[[ship]]\nurl = "relp://127.0.0.1:2514"\ntls_ca = "{ca}"\n'
+                 f'relp_window = 1024\n')
+    assert [d.relp_window for d in config.build(f).ship] == [1024]
+    for bad, match in (("0", "1..65536"), ("true", "1..65536"), ('"9"', "1..65536"), ("70000", "1..65536")):
+        f.write_text(f'[writer]\nplaintext = true\n[[ship]]\nurl = "relp://127.0.0.1:2514"\ntls_ca = "{ca}"\n'
+                     f'relp_window = {bad}\n')
+        with pytest.raises(ConfigError, match=match):
+            config.build(f)
+    f.write_text(f'[writer]\nplaintext = true\n[[ship]]\nurl = "ls://127.0.0.1:1"\ntls_ca = "{ca}"\nrelp_window = 64\n')
+    with pytest.raises(ConfigError, match="for relp:// destinations"):
+        config.build(f)
+
+
 def test_the_writer_refuses_a_bad_ship_flag_before_it_starts(tmp_path):
     r = subprocess.run([sys.executable, "-P", "-m", "logger_system", "writer", "--ring", "never-made",
                         "--dir", str(tmp_path / "logs"), "--plaintext", "--ship", "ls://127.0.0.1:6514"],

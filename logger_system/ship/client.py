@@ -273,25 +273,56 @@ class RelpClient:
         session = self._session
         try:
             while self._queue or session.outstanding:
-                batch = bytearray()
-                while self._queue and session.can_send and len(batch) < _SEND_BATCH:
-                    message, item, resend = self._queue.popleft()
-                    batch += session.send_syslog(message, item)
-                    self.stats.sent += 1
-                    self.stats.resent += resend
-                if batch:
-                    self._write(batch)
+                self._send_window(session)
                 # wait for answers down to half the window while more is queued (so that the
                 # next write carries half a window, not one frame per answer), else to none
                 target = self.window // 2 if self._queue else 0
                 while session.outstanding > target:
-                    self._read()
-                    if session.state is not relp.State.OPEN:
-                        raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session")
+                    self._read_open(session)
         except (TransportError, FrameError, ProtocolError) as e:
             self.last_error = str(e)
             self._drop()
             raise
+
+    def pump(self, timeout: float) -> None:
+        """Send what the window allows of what is queued, and take the answers that come
+        within timeout (0: only those already here), without waiting for all of them: a
+        shipper keeps the window full across its frames this way.  Errors as flush."""
+        if not self.connected:
+            self.connect()
+        assert self._session is not None and self._sock is not None
+        session = self._session
+        try:
+            self._send_window(session)
+            if session.outstanding and (self._sock.pending() or self._failed is not None
+                                        or select.select([self._sock], [], [], max(timeout, 0.0))[0]):
+                self._read_open(session)
+                self._send_window(session)
+        except (TransportError, FrameError, ProtocolError) as e:
+            self.last_error = str(e)
+            self._drop()
+            raise
+
+    @property
+    def busy(self) -> bool:
+        """Messages queued or waiting for their answer."""
+        return bool(self._queue) or (self._session is not None and self._session.outstanding > 0)
+
+    def _send_window(self, session: relp.RelpConnection) -> None:
+        """Write queued messages while the window has room (in sends of about _SEND_BATCH)."""
+        while self._queue and session.can_send:
+            batch = bytearray()
+            while self._queue and session.can_send and len(batch) < _SEND_BATCH:
+                message, item, resend = self._queue.popleft()
+                batch += session.send_syslog(message, item)
+                self.stats.sent += 1
+                self.stats.resent += resend
+            self._write(batch)
+
+    def _read_open(self, session: relp.RelpConnection) -> None:
+        self._read()
+        if session.state is not relp.State.OPEN:
+            raise TransportError(f"RELP to {self.host}:{self.port}: the server closed the session")
 
     def deliver(self, messages: Sequence[bytes] | Iterable[bytes], *, deadline: float = 60.0,
                 retry_delay: float = 0.2, items: Iterable[Any] | None = None) -> RelpStats:

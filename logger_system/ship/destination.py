@@ -11,6 +11,8 @@ from .target import parse_target
 from .tls import TlsOptions
 
 DEFAULT_SPOOL_SIZE = 1 << 30
+DEFAULT_RELP_WINDOW = 128  # librelp's own default
+MAX_RELP_WINDOW = 65536
 
 
 @dataclass(frozen=True)
@@ -21,13 +23,14 @@ class Destination:
     port: int
     tls: TlsOptions
     spool_size: int = DEFAULT_SPOOL_SIZE
+    relp_window: int = DEFAULT_RELP_WINDOW  # relp:// only: messages in flight unanswered
 
     @property
     def server_name(self) -> str:
         return self.tls.server_name_for(self.host)
 
 
-_KEYS = ("url", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "spool_size")
+_KEYS = ("url", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "spool_size", "relp_window")
 
 
 def build(table: dict, where: str) -> Destination:
@@ -59,5 +62,11 @@ def build(table: dict, where: str) -> Destination:
         raise ConfigError(f"{where}: spool_size={describe(table['spool_size'])}: {exc}") from None
     if spool < 1 << 20:
         raise ConfigError(f"{where}: spool_size must be at least 1MiB")
+    window = table.get("relp_window", DEFAULT_RELP_WINDOW)
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_RELP_WINDOW:
+        raise ConfigError(f"{where}: relp_window={describe(window)}: use a whole number 1..{MAX_RELP_WINDOW} "
+                          f"(messages sent and not yet answered; librelp's default is {DEFAULT_RELP_WINDOW})")
+    if "relp_window" in table and target.scheme != "relp":
+        raise ConfigError(f"{where}: relp_window is for relp:// destinations, not {target.scheme}://")
     return Destination(url=target.url, scheme=target.scheme, host=target.host, port=target.port, tls=tls,
-                       spool_size=spool)
+                       spool_size=spool, relp_window=window)

@@ -20,6 +20,7 @@ import os
 import ssl
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from . import ls
@@ -93,43 +94,58 @@ class _SyslogBase:
 
 
 class RelpSession(_SyslogBase):
-    """relp:// : each record a RELP syslog command; a frame counts as delivered once every
-    record of it is answered (`rsp 200`).  At least once: what was not answered when a
-    connection broke is sent again from the spool's cursor."""
+    """relp:// : each record a RELP syslog command, the window kept full across frames; the
+    spool's cursor moves to the first record not yet answered (`rsp 200`).  At least once:
+    what was not answered when a connection broke is sent again from the cursor."""
 
     max_octets = relp.DEFAULT_MAX_DATA  # a longer MSG is cut (imrelp's maxDataSize)
 
     def open(self) -> None:
         self.client = RelpClient(self.dest.host, self.dest.port, self.dest.tls.context(),
-                                 server_name=self.dest.server_name, timeout=SEND_TIMEOUT)
+                                 server_name=self.dest.server_name, window=self.dest.relp_window,
+                                 timeout=SEND_TIMEOUT)
+        self.client.on_ack = self._answered
+        self.waiting: deque[int] = deque()  # n of each message sent and not answered, in order
+        self.answered: set[int] = set()      # answered out of order, ahead of waiting[0]
+        self.sent_end: int | None = None     # the n after the last frame given
         self.client.connect()
         return None
 
+    def _answered(self, n: int) -> None:
+        self.answered.add(n)
+        waiting = self.waiting
+        while waiting and waiting[0] in self.answered:
+            self.answered.discard(waiting.popleft())
+
+    def _position(self) -> int | None:
+        """Every record below it answered (or made no message): where the cursor may go."""
+        return self.waiting[0] if self.waiting else self.sent_end
+
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
-        """Every record of the frame answered, or the ones answered in order so far made
-        known (progress) before the error goes up: a reconnect resends only the rest."""
         made = self.messages(frame)
-        messages, ns = made.messages(), made.ns
-        waiting = iter(ns)
-        answered: set[int] = set()
-        state = {"next": next(waiting, None), "upto": None}
+        self.client.send(made.messages(), items=made.ns)
+        self.waiting.extend(made.ns)
+        self.sent_end = frame.end_n
+        self._pump(0.0)
 
-        def on_ack(n: int) -> None:
-            answered.add(n)
-            while state["next"] is not None and state["next"] in answered:
-                answered.discard(state["next"])
-                state["upto"] = state["next"] + 1
-                state["next"] = next(waiting, None)
+    @property
+    def busy(self) -> bool:
+        return self.client is not None and self.client.busy
 
-        self.client.on_ack = on_ack
+    def acked(self, timeout: float) -> int | None:
+        self._pump(timeout)
+        return self._position()
+
+    def _pump(self, timeout: float) -> None:
+        """Errors go up after what was answered so far is made known: a reconnect resends
+        only the rest."""
         try:
-            self.client.send(messages, items=ns)
-            self.client.flush()
+            self.client.pump(timeout)
         except BaseException:
-            if state["upto"] is not None and self.progress is not None:
-                self.progress(state["upto"])
+            position = self._position()
+            if position is not None and self.progress is not None:
+                self.progress(position)
             raise
-        self._acked = frame.end_n
 
 
 class SyslogTlsSession(_SyslogBase):
@@ -212,7 +228,7 @@ class Shipper(threading.Thread):
                     if self.stopping.is_set():
                         break
                 self._take_acks(session, 0.0 if moved else 0.05)
-                if not moved:
+                if not moved and not getattr(session, "busy", False):
                     self.wake.wait(0.05)
                     self.wake.clear()
             # stopping: give the receiver a moment to acknowledge what it has
