@@ -254,11 +254,15 @@ class RelpClient:
         """Queue messages (item i identifies message i in on_ack; default its position).
 
         RecordFormatError, queueing none of them, if one is empty or over max_message."""
-        its = iter(items) if items is not None else None
-        given = [(bytes(m), next(its) if its is not None else self._given + i, False) for i, m in enumerate(messages)]
+        messages = [m if type(m) is bytes else bytes(m) for m in messages]
+        ids = items if items is not None else range(self._given, self._given + len(messages))
+        given = list(zip(messages, ids, [False] * len(messages)))
+        if len(given) != len(messages):
+            raise ValueError(f"{len(messages)} messages and fewer items")
+        limit = self.max_message
         for message, item, _ in given:
-            if not 1 <= len(message) <= self.max_message:
-                raise RecordFormatError(f"a RELP message is 1..{self.max_message} octets, not {len(message)} "
+            if not 0 < len(message) <= limit:
+                raise RecordFormatError(f"a RELP message is 1..{limit} octets, not {len(message)} "
                                         f"(item {item!r:.40})")
         self._queue.extend(given)
         self._given += len(given)

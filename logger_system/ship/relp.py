@@ -58,6 +58,7 @@ SOFTWARE = "logger_system"
 
 _ALPHA = re.compile(rb"[A-Za-z]{1,32}")
 _HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})([ \n])")
+_RSP_OK = re.compile(rb"(\d{1,9}) rsp 6 200 OK\n")  # librelp's answer to a syslog command it took
 
 
 def next_txnr(txnr: int) -> int:
@@ -104,6 +105,11 @@ class FrameDecoder:
         if self._failed is not None:
             raise self._failed
         self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Octets fed and not yet taken as frames."""
+        return len(self._buf)
 
     def _fail(self, what: str, error: type[FrameError] = FrameError) -> FrameError:
         shown = bytes(self._buf[:40])
@@ -290,7 +296,7 @@ _TAKES = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outstanding:
     command: str
     message: bytes = b""
@@ -342,13 +348,20 @@ class RelpConnection:
 
     def send_syslog(self, message: bytes, item: Any = None) -> bytes:
         """A syslog command carrying one message; item comes back in its Acked/Refused."""
-        self._require(State.OPEN, "send a syslog message")
+        if self.state is not State.OPEN:
+            self._require(State.OPEN, "send a syslog message")
         if len(self._outstanding) >= self.window:
             raise ProtocolError(f"the window of {self.window} unacknowledged commands is full: wait for rsp")
-        if not message or len(message) > self.max_data:
-            raise RecordFormatError(f"a RELP syslog message is 1..{self.max_data} octets, not {len(message)}")
+        size = len(message)
+        if not 0 < size <= self.max_data:
+            raise RecordFormatError(f"a RELP syslog message is 1..{self.max_data} octets, not {size}")
+        if type(message) is not bytes:
+            message = bytes(message)
         self._syslogs += 1
-        return self._command("syslog", message, _Outstanding("syslog", bytes(message), item))
+        txnr = self._txnr  # _command's steps, for the one command sent per record
+        self._txnr = 1 if txnr >= MAX_TXNR else txnr + 1
+        self._outstanding[txnr] = _Outstanding("syslog", message, item)
+        return b"%d syslog %d %s\n" % (txnr, size, message)
 
     def close(self) -> bytes:
         """The close command; nothing may be sent after it."""
@@ -370,6 +383,8 @@ class RelpConnection:
         if self.state in (State.BROKEN, State.CLOSED, State.IDLE):
             return  # after the end, a serverclose or a reset is no news
         try:
+            if self.state is State.OPEN and not self._decoder.buffered:
+                data = self._take_oks(data)
             self._decoder.feed(data)
             for frame in self._decoder.frames():
                 self._handle(frame)
@@ -378,6 +393,26 @@ class RelpConnection:
         except (FrameError, ProtocolError):
             self.state = State.BROKEN
             raise
+
+    def _take_oks(self, data: bytes) -> bytes:
+        """The plain `rsp 200 OK` answers to syslog commands at the front of data, handled
+        without the general frame path (they are nearly all a session receives); returns the
+        rest, which the decoder takes.  Exactly what _handle would do with those frames."""
+        match, outstanding, events = _RSP_OK.match, self._outstanding, self._events
+        pos = 0
+        while (m := match(data, pos)) is not None:
+            txnr = int(m.group(1))
+            entry = outstanding.get(txnr)
+            if entry is None or entry.command != "syslog":
+                break  # the general path says what is wrong with it
+            del outstanding[txnr]
+            self._syslogs -= 1
+            events.append(Acked(txnr, entry.item))
+            pos = m.end()
+        if not pos:
+            return data
+        self._decoder.offset += pos
+        return data[pos:]
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
