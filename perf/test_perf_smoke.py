@@ -61,3 +61,26 @@ def test_command_writes_json_and_markdown(tmp_path):
     assert (tmp_path / "latest.md").read_text().startswith("# perf results")
     for chart in ("end_to_end.png", "sanitizer.png", "latency.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
+
+
+@pytest.mark.slow
+def test_writer_capacity_runs_small(tmp_path):
+    from perf.writer_capacity import CONFIGS, PROFILE_ROWS, render, run
+
+    res = run(3_000, rounds=1, profile_records=3_000)
+    assert set(res["configs"]) == set(CONFIGS) and set(res["profile"]) == set(CONFIGS)
+    for name, s in res["configs"].items():
+        for key in ("records_per_s", "mb_per_s", "raw_mb_per_s", "share_of_raw", "bytes_per_record",
+                    "writer_on_cpu_share", "records_per_s_uncontended", "share_of_raw_uncontended"):
+            assert s[key] > 0, (name, key)
+        (r,) = s["rounds"]
+        assert r["records"] == 3_000 and r["dropped"] == 0 and r["malformed"] == 0 and r["output_bytes"] > 0
+    for name, p in res["profile"].items():
+        assert set(p["ns_per_record"]) == {*PROFILE_ROWS, "total"}, name
+        assert p["ns_per_record"]["total"] > 0 and p["records_per_s"] > 0
+        for stage in ("drain", "format", "write", "release"):
+            assert p["ns_per_record"][stage] > 0, (name, stage)
+    assert res["profile"]["sealed"]["ns_per_record"]["sanitize"] > 0
+    assert "sanitize" not in res["profile"]["sanitizer_off"]["present"]
+    assert "| sealed |" in render(res)
+    json.dumps(res)
