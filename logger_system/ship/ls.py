@@ -176,8 +176,9 @@ class Decoder:
                 raise self._failed
             if len(self._buf) < _HEAD.size + length:
                 break
-            payload = bytes(self._buf[_HEAD.size:_HEAD.size + length])
-            del self._buf[:_HEAD.size + length]
+            with memoryview(self._buf) as view:  # one copy of the payload, not two
+                payload = bytes(view[_HEAD.size:_HEAD.size + length])
+            del self._buf[:_HEAD.size + length]  # from the front: no copy of the rest
             out.append(Frame(kind, payload))
         return out
 
