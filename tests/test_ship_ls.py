@@ -121,3 +121,21 @@ def test_welcome_says_the_servers_largest_frame_and_a_bad_one_is_refused():
     assert ls.parse_max_frame(ls.Decoder().feed(ls.welcome(7))[0].json()) is None
     with pytest.raises(ls.ProtocolError, match="max_frame"):
         ls.parse_max_frame({"next_n": 1, "max_frame": 12})
+
+
+@pytest.mark.parametrize("max_frame", [1024, 4096, 1 << 20, ls.MAX_FRAME, None])
+def test_an_ls_session_keeps_its_batches_under_the_frame_the_server_takes(max_frame):
+    from types import SimpleNamespace
+
+    from logger_system.ship.shipper import BATCH_BYTES, LsSession, joined
+    from logger_system.ship.spool import Frame
+
+    session = object.__new__(LsSession)
+    session.client = SimpleNamespace(max_frame=max_frame)
+    frames = [Frame(n, 50, _lines(n, 50)) for n in range(0, 20000, 50)]
+    head = {"file": "ab" * 16, "chunk": 123456, "digest": "cd" * 32, "next_n": 1 << 40}
+    limit = max_frame or BATCH_BYTES
+    out = list(joined(iter(frames), *session.batch_limits()))
+    assert sum(f.count for f in out) == 20000
+    for f in out:
+        assert len(ls.batch(f.first_n, f.lines, f.count, head=head, gap=12345)) - 5 <= limit
