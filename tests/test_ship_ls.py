@@ -88,3 +88,54 @@ def test_batches_round_trip_in_any_pieces(first, count, gap, cut):
     assert len(frames) == 1
     b = ls.parse_batch(frames[0].payload)
     assert (b.first_n, b.count, b.gap) == (first, count, gap) and b.lines == _lines(first, count)
+
+
+@given(sizes=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 3)), min_size=0, max_size=30),
+       max_bytes=st.integers(1, 3000), max_records=st.integers(1, 40))
+def test_spooled_frames_join_into_batches_within_bounds_and_never_across_a_gap(sizes, max_bytes, max_records):
+    from logger_system.ship.shipper import joined
+    from logger_system.ship.spool import Frame
+
+    frames, n = [], 0
+    for count, gap in sizes:
+        n += gap
+        if count:
+            frames.append(Frame(n, count, _lines(n, count)))
+        n += count
+    out = list(joined(iter(frames), max_bytes, max_records))
+    assert [r for f in out for r in range(f.first_n, f.end_n)] == [r for f in frames for r in range(f.first_n, f.end_n)]
+    for f in out:
+        rows = f.lines.splitlines(keepends=True)
+        assert [json.loads(r)["n"] for r in rows] == list(range(f.first_n, f.end_n))
+        assert f.count <= max_records and (len(f.lines) <= max_bytes or f.count == 1)
+    # where the numbers jump (a gap the header must tell), a batch starts
+    after_gap = {f.first_n for prev, f in zip(frames, frames[1:]) if f.first_n != prev.end_n}
+    assert after_gap <= {f.first_n for f in out}
+    if max_bytes >= 3000 and max_records >= 40:
+        assert len(out) <= len(frames)
+
+
+def test_welcome_says_the_servers_largest_frame_and_a_bad_one_is_refused():
+    (w,) = ls.Decoder().feed(ls.welcome(7, 65536))
+    assert ls.parse_next_n(w.json(), "welcome") == 7 and ls.parse_max_frame(w.json()) == 65536
+    assert ls.parse_max_frame(ls.Decoder().feed(ls.welcome(7))[0].json()) is None
+    with pytest.raises(ls.ProtocolError, match="max_frame"):
+        ls.parse_max_frame({"next_n": 1, "max_frame": 12})
+
+
+@pytest.mark.parametrize("max_frame", [1024, 4096, 1 << 20, ls.MAX_FRAME, None])
+def test_an_ls_session_keeps_its_batches_under_the_frame_the_server_takes(max_frame):
+    from types import SimpleNamespace
+
+    from logger_system.ship.shipper import BATCH_BYTES, LsSession, joined
+    from logger_system.ship.spool import Frame
+
+    session = object.__new__(LsSession)
+    session.client = SimpleNamespace(max_frame=max_frame)
+    frames = [Frame(n, 50, _lines(n, 50)) for n in range(0, 20000, 50)]
+    head = {"file": "ab" * 16, "chunk": 123456, "digest": "cd" * 32, "next_n": 1 << 40}
+    limit = max_frame or BATCH_BYTES
+    out = list(joined(iter(frames), *session.batch_limits()))
+    assert sum(f.count for f in out) == 20000
+    for f in out:
+        assert len(ls.batch(f.first_n, f.lines, f.count, head=head, gap=12345)) - 5 <= limit

@@ -120,3 +120,24 @@ def test_each_destination_has_its_own_spool(tmp_path):
     os.rename(b.dir / "spool.key", a.dir / "spool.key")  # another destination's key: nothing opens
     a.close()
     assert numbers(Spool(tmp_path / "spool", "ls://a:1")) == []
+
+
+def test_a_reader_that_keeps_up_decrypts_only_what_is_new_and_can_still_go_back(tmp_path, keyring, monkeypatch):
+    s = Spool(tmp_path / "spool", "ls://h:1", keyring=keyring, segment_bytes=1 << 20)
+    for k in range(10):
+        s.append(k * 10, 10, lines(k * 10, 10))
+    assert numbers(s) == list(range(100))
+    opened = []
+    real = s._frames_in
+
+    def counting(data, key_id, *a, **kw):
+        for frame, end in real(data, key_id, *a, **kw):
+            opened.append(frame.first_n)
+            yield frame, end
+
+    monkeypatch.setattr(s, "_frames_in", counting)
+    s.append(100, 10, lines(100, 10))
+    assert numbers(s, 100) == list(range(100, 110))
+    assert opened == [100]  # not the ten frames before it again
+    assert numbers(s, 95) == list(range(95, 110))  # a resend from further back reads the file again
+    assert numbers(s, 0) == list(range(110))

@@ -681,7 +681,7 @@ class _Conversation:
             say("client_dir_unusable", client=self.name, error=str(exc))
             self._error("the server cannot write this client's directory")
         self.source = source
-        self._send(ls.welcome(next_n))
+        self._send(ls.welcome(next_n, self.cfg.max_frame))
 
     def _batch(self, f: ls.Frame) -> None:
         if self.source is None or self.sink is None:

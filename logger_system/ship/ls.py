@@ -7,8 +7,10 @@ connection.  Every frame is
 
 kind  sender  payload
  H    client  HELLO: JSON {"version": 1, "source": "<16 hex>"}: the source stream's tag
- W    server  WELCOME: JSON {"next_n": N}: every record of that source numbered below N is
-              durably written at the server; the client sends from N on
+ W    server  WELCOME: JSON {"next_n": N, "max_frame": M}: every record of that source numbered
+              below N is durably written at the server; the client sends from N on, in BATCH
+              frames of at most M bytes (the server's --max-frame; a server that does not say
+              takes MAX_FRAME, and a client that is not told keeps its batches well under it)
  B    client  BATCH: JSON header {"first_n": N, "count": C, "head": {...} or null}, a newline,
               then C JSON lines (the records as the writer wrote them, `n` first_n .. first_n+C-1
               unless the header says `"gap": G`: G records before first_n were lost at the source)
@@ -76,8 +78,11 @@ def hello(source: int) -> bytes:
     return control(HELLO, {"version": VERSION, "source": f"{source:016x}"})
 
 
-def welcome(next_n: int) -> bytes:
-    return control(WELCOME, {"next_n": next_n})
+def welcome(next_n: int, max_frame: int | None = None) -> bytes:
+    obj = {"next_n": next_n}
+    if max_frame is not None:
+        obj["max_frame"] = max_frame
+    return control(WELCOME, obj)
 
 
 def ack(next_n: int) -> bytes:
@@ -98,7 +103,11 @@ def batch(first_n: int, lines: bytes, count: int, *, head: dict | None = None, g
     header = {"first_n": first_n, "count": count, "head": head}
     if gap:
         header["gap"] = gap
-    return encode(BATCH, json.dumps(header, separators=(",", ":")).encode() + b"\n" + bytes(lines))
+    h = json.dumps(header, separators=(",", ":")).encode()
+    size = len(h) + 1 + len(lines)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is over the limit")
+    return b"".join((_HEAD.pack(BATCH, size), h, b"\n", lines))  # one copy of the lines, not two
 
 
 @dataclass(frozen=True)
@@ -167,8 +176,9 @@ class Decoder:
                 raise self._failed
             if len(self._buf) < _HEAD.size + length:
                 break
-            payload = bytes(self._buf[_HEAD.size:_HEAD.size + length])
-            del self._buf[:_HEAD.size + length]
+            with memoryview(self._buf) as view:  # one copy of the payload, not two
+                payload = bytes(view[_HEAD.size:_HEAD.size + length])
+            del self._buf[:_HEAD.size + length]  # from the front: no copy of the rest
             out.append(Frame(kind, payload))
         return out
 
@@ -186,6 +196,16 @@ def parse_source(hello_obj: dict) -> int:
     if not (isinstance(src, str) and len(src) == 16 and all(c in "0123456789abcdef" for c in src)):
         raise ProtocolError("hello: source must be 16 lowercase hex digits")
     return int(src, 16)
+
+
+def parse_max_frame(welcome_obj: dict) -> int | None:
+    """The largest BATCH frame a WELCOME says the server takes (None if it does not say)."""
+    m = welcome_obj.get("max_frame")
+    if m is None:
+        return None
+    if type(m) is not int or not 1024 <= m <= MAX_FRAME:
+        raise ProtocolError(f"welcome: max_frame must be an integer 1024..{MAX_FRAME}")
+    return m
 
 
 def parse_next_n(obj: dict, kind: str) -> int:

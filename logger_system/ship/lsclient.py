@@ -4,7 +4,8 @@ The conversation it keeps (ls.py has the frames):
 
     connect()          TLS (1.2+, the server's certificate checked against the CA and the
                        server name, this side's certificate for mutual TLS), HELLO with the
-                       source tag; returns WELCOME's next_n: send from there
+                       source tag; returns WELCOME's next_n: send from there (and keeps
+                       `max_frame`, the largest BATCH the server says it takes)
     send(first_n, ..)  one BATCH; any number may be in flight (the window is the caller's)
     wait_ack()         the next ACK's next_n: every record below it is durably written
     bye()              BYE, the last ACK, close
@@ -42,6 +43,7 @@ class LsClient:
         self._decoder = ls.Decoder()
         self._frames: list[ls.Frame] = []
         self.next_n: int | None = None  # the last next_n the server said (WELCOME or ACK)
+        self.max_frame: int | None = None  # the largest BATCH the server takes, if it said
 
     @property
     def connected(self) -> bool:
@@ -66,6 +68,10 @@ class LsClient:
         if frame.kind != ls.WELCOME:
             self._fail(f"expected WELCOME, got frame {frame.kind!r}")
         self.next_n = self._next_n(frame, "welcome")
+        try:
+            self.max_frame = ls.parse_max_frame(frame.json())
+        except ls.ProtocolError as exc:
+            self._fail(str(exc))
         return self.next_n
 
     def send(self, first_n: int, lines: bytes, count: int, *, head: dict | None = None, gap: int = 0) -> None:

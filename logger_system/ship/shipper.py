@@ -33,7 +33,9 @@ from .spool import Frame, Spool
 from .syslog import Formatted, SyslogFormat
 
 WINDOW_RECORDS = 50_000    # unacknowledged records in flight per destination
-BATCH_BYTES = 1 << 20      # frames are joined into sends of about this size
+BATCH_BYTES = 1 << 20      # ls:// : spooled frames are joined into batches of up to this many bytes
+BATCH_RECORDS = 10_000     # ... and of up to this many records
+HEADER_ROOM = 2048         # of a server's max_frame, what a batch's header line may take
 CONNECT_TIMEOUT = 10.0
 SEND_TIMEOUT = 30.0
 BACKOFF_MAX = 5.0
@@ -48,6 +50,13 @@ class LsSession:
 
     def open(self) -> int:
         return self.client.connect()
+
+    def batch_limits(self) -> tuple[int, int]:
+        """The bytes of lines and the records one BATCH may hold: what the server's WELCOME
+        said it takes (less room for the header), and no more than BATCH_BYTES anyway."""
+        most = self.client.max_frame
+        room = BATCH_BYTES if most is None else max(most - HEADER_ROOM, most // 2)
+        return min(BATCH_BYTES, room), BATCH_RECORDS
 
     def send(self, frame: Frame, gap: int, head: dict | None = None) -> None:
         self.client.send(frame.first_n, frame.lines, frame.count, head=head, gap=gap)
@@ -171,6 +180,46 @@ class SyslogTlsSession(_SyslogBase):
 SESSIONS = {"ls": LsSession, "relp": RelpSession, "syslog+tls": SyslogTlsSession}
 
 
+def joined(frames, max_bytes: int, max_records: int):
+    """Spooled frames as batches of up to max_bytes of lines and max_records records: the
+    frames the writer spooled one drain at a time (a few records each when it keeps up) are
+    joined while their numbers run on without a gap, and a frame over the bounds is cut
+    between lines (a line longer than max_bytes goes alone).  Each batch costs the server a
+    write, an fsync and an ACK, and the shipper a cursor update, whatever its size."""
+    parts: list[bytes] = []
+    first = count = size = 0
+    for frame in frames:
+        for piece in _pieces(frame, max_bytes, max_records):
+            if parts and (piece.first_n != first + count or size + len(piece.lines) > max_bytes
+                          or count + piece.count > max_records):
+                yield Frame(first, count, b"".join(parts))
+                parts = []
+            if not parts:
+                first, count, size = piece.first_n, 0, 0
+            parts.append(piece.lines)
+            count += piece.count
+            size += len(piece.lines)
+    if parts:
+        yield Frame(first, count, b"".join(parts))
+
+
+def _pieces(frame: Frame, max_bytes: int, max_records: int):
+    """The frame, or its lines cut into pieces within the bounds."""
+    if len(frame.lines) <= max_bytes and frame.count <= max_records:
+        yield frame
+        return
+    lines, first, at = frame.lines, frame.first_n, 0
+    while at < len(lines):
+        end, count = at, 0
+        while end < len(lines) and count < max_records:
+            nl = lines.index(b"\n", end) + 1
+            if count and nl - at > max_bytes:
+                break
+            end, count = nl, count + 1
+        yield Frame(first, count, lines[at:end])
+        first, at = first + count, end
+
+
 class Shipper(threading.Thread):
     """Ships one spool to one destination until stopped."""
 
@@ -214,9 +263,11 @@ class Shipper(threading.Thread):
                 self.spool.acknowledge(resume)
             expected = resume if resume is not None else self.spool.acked_n
             sent_upto = expected
+            limits = session.batch_limits() if hasattr(session, "batch_limits") else None
             while not self.stopping.is_set():
                 moved = False
-                for frame in self.spool.frames(sent_upto):
+                frames = self.spool.frames(sent_upto)
+                for frame in (frames if limits is None else joined(frames, *limits)):
                     gap = frame.first_n - expected if frame.first_n > expected else 0
                     session.send(frame, gap, self._head_for(frame))
                     self.shipped += frame.count

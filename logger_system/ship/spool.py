@@ -96,6 +96,10 @@ class Spool:
         self.fsync_interval = fsync_interval
         self._keys = self._load_keys(keyring)
         self._lock = threading.Lock()
+        self._cursor_lock = threading.Lock()  # one cursor write at a time, outside _lock
+        # per file, where frames() stopped reading: (offset, n): every frame before offset
+        # ends at or below n, so a read from n on starts there, not at the file's start
+        self._read_at: dict[Path, tuple[int, int]] = {}
         self.overflow = 0      # records not spooled because the spool was full
         self._full = False
         self.torn = 0          # records lost to a torn or damaged frame found at open
@@ -293,17 +297,27 @@ class Spool:
             return max(0, end - self.acked_n)
 
     def frames(self, from_n: int):
-        """The spooled frames holding records from from_n on, cut to start there, in order."""
+        """The spooled frames holding records from from_n on, cut to start there, in order.
+
+        A file is read from where the last call left it when from_n is past that point, so
+        a shipper that keeps up reads and decrypts each frame once, not the whole newest
+        file every time it looks for more."""
         with self._lock:
             segs = [(s.path, s.size) for s in self._segments if s.end_n > from_n]
         for path, size in segs:
+            offset, _ = at = self._read_at.get(path, (_FILE_HEAD.size, -1))
+            if at[1] > from_n or offset > size:
+                offset = _FILE_HEAD.size
             try:
                 with open(path, "rb") as f:
-                    data = f.read(size)
+                    head = f.read(_FILE_HEAD.size)
+                    f.seek(offset)
+                    data = head + f.read(size - offset)
             except FileNotFoundError:  # acknowledged and removed meanwhile
                 continue
             key_id = _FILE_HEAD.unpack_from(data)[2]
-            for frame, _ in self._frames_in(data, key_id):
+            for frame, end in self._frames_in(data, key_id):
+                self._read_at[path] = (offset + end - _FILE_HEAD.size, frame.end_n)
                 if frame.end_n <= from_n:
                     continue
                 if frame.first_n < from_n:
@@ -314,11 +328,13 @@ class Spool:
                 yield frame
 
     def acknowledge(self, next_n: int) -> None:
-        """The destination holds every record below next_n: persist it, remove what it covers."""
-        with self._lock:
+        """The destination holds every record below next_n: persist it, remove what it covers.
+
+        The cursor is written and fsynced outside the lock append() takes, so the writer's
+        drain never waits on it; acked_n moves once the cursor is durable."""
+        with self._cursor_lock:
             if next_n <= self.acked_n:
                 return
-            self.acked_n = next_n
             tmp = self.dir / ".cursor.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             try:
@@ -328,9 +344,11 @@ class Spool:
                 os.close(fd)
             os.replace(tmp, self.dir / "cursor")
             _fsync_dir(self.dir)
-            self._prune()
-            if self._full and self.pending_bytes_locked() <= self.max_bytes // 2:
-                self._full = False
+            with self._lock:
+                self.acked_n = next_n
+                self._prune()
+                if self._full and self.pending_bytes_locked() <= self.max_bytes // 2:
+                    self._full = False
 
     def _prune(self) -> None:
         """Remove the files that hold only acknowledged records (never the newest: it is
@@ -339,6 +357,7 @@ class Spool:
         for i, s in enumerate(self._segments):
             if s.end_n <= self.acked_n and i < len(self._segments) - 1:
                 s.path.unlink(missing_ok=True)
+                self._read_at.pop(s.path, None)
             else:
                 keep.append(s)
         self._segments = keep
