@@ -111,3 +111,41 @@ def test_a_syslog_client_that_breaks_the_framing_is_counted_malformed_and_closed
         assert d["clients"]["b.example"]["malformed"] == 1
     finally:
         assert srv.stop() == 0
+
+
+def test_a_syslog_client_trickling_a_message_is_closed_at_the_frame_timeout(pki, tmp_path):  # noqa: F811
+    """Slow-loris over RFC 5425: a byte every 0.2 s never lets a read time out, but a message
+    begun must be whole within --frame-timeout; the whole message before it is kept, the
+    closing counted, and an ls:// client is served all the while."""
+    srv = ServeProcess(pki, tmp_path / "srv", "--frame-timeout", "1s").start()
+    try:
+        crt, key = pki["b.example"]
+        ctx = client_context(ca=pki["ca"], cert=crt, key=key)
+        partial = frame(_messages(1, 1)[0])
+        closed_after = None
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(frame(_messages(1)[0]) + partial[:20])
+                t0 = time.monotonic()
+                good = srv.client("a.example")
+                n = good.connect()
+                assert good.ship(n, lines(n, 20), 20) == n + 20
+                good.bye()
+                try:
+                    for octet in partial[20:-1]:
+                        s.sendall(bytes([octet]))
+                        time.sleep(0.2)
+                        if time.monotonic() - t0 > 15:
+                            break
+                    s.settimeout(5)
+                    s.recv(1)
+                except (ssl.SSLError, OSError):
+                    pass
+                closed_after = time.monotonic() - t0
+        assert closed_after < 10, f"the trickling client was not closed ({closed_after:.1f} s)"
+        d = wait_stats(srv.dir, lambda d: d["clients"].get("b.example", {}).get("timeouts", 0) == 1, timeout=20)
+        b = d["clients"]["b.example"]
+        assert b["timeouts"] == 1 and b["written"] == 1 and b.get("malformed", 0) == 0, b
+        assert d["clients"]["a.example"]["written"] == 20
+    finally:
+        assert srv.stop() == 0

@@ -567,7 +567,9 @@ class _Conversation:
         the server, through this client's sink; past --rate-limit dropped and counted."""
         decoder = OctetCountingDecoder(self.cfg.max_frame)
         last = time.monotonic()
+        started = None  # when the message now in part began to arrive
         while True:
+            arrived = time.monotonic()
             try:
                 decoder.feed(data)
                 messages = []
@@ -578,23 +580,39 @@ class _Conversation:
             if messages:
                 last = time.monotonic()
                 self._syslog_batch(messages)
+            if not decoder.buffered:
+                started = None
+            elif messages or started is None:
+                started = arrived if not messages else time.monotonic()
             if self.server.stopping.is_set():
                 raise _Closed
             while True:
+                # a client trickling a message never lets a read time out: checked at each read
+                self._syslog_deadlines(started, last)
                 try:
                     data = self.sock.recv(1 << 16)
                     break
                 except (TimeoutError, socket.timeout, ssl.SSLWantReadError):
                     if self.server.stopping.is_set():
                         raise _Closed from None
-                    if time.monotonic() - last > self.cfg.idle_timeout:
-                        self.server.counters.add(self.name, timeouts=1)
-                        say("timeout", client=self.name, reason=f"no message for {self.cfg.idle_timeout:g} s")
-                        raise _Closed from None
                 except (OSError, ssl.SSLError):
                     raise _Closed from None
             if not data:
                 raise _Closed
+
+    def _syslog_deadlines(self, started: float | None, last: float) -> None:
+        """A message begun must be whole within --frame-timeout (slow-loris), and a client
+        that sends nothing for --idle-timeout is closed: both counted in `timeouts`."""
+        now = time.monotonic()
+        if started is not None and now - started > self.cfg.frame_timeout:
+            why = f"a message not completed within {self.cfg.frame_timeout:g} s"
+        elif started is None and now - last > self.cfg.idle_timeout:
+            why = f"no message for {self.cfg.idle_timeout:g} s"
+        else:
+            return
+        self.server.counters.add(self.name, timeouts=1)
+        say("timeout", client=self.name, reason=why)
+        raise _Closed
 
     def _syslog_batch(self, messages: list[bytes]) -> None:
         if self.source is None:  # the directory is claimed by a first whole message, not by garbage

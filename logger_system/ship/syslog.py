@@ -381,6 +381,11 @@ class OctetCountingDecoder:
             raise self._failed
         self._buf += data
 
+    @property
+    def buffered(self) -> int:
+        """Octets fed and not yet taken as whole messages."""
+        return len(self._buf)
+
     def _fail(self, error: FrameError) -> FrameError:
         self._failed = error
         return error
