@@ -427,7 +427,8 @@ def run(n: int = 50_000, rounds: int = 3, producers: int = 2, only: tuple[str, .
     if "local_only" in results:
         results["local_with_ship_vs_without"] = {
             k: round(results[k]["local_records_per_s"] / results["local_only"]["local_records_per_s"], 2)
-            for k in ("ours_relp", "ours_syslog_tls", "ours_ls") if k in results}
+            for k in ("ours_relp", "ours_relp_w1024", "ours_syslog_tls", "ours_syslog_tls_spooled",
+                      "ours_syslog_tls_to_sink", "ours_ls") if k in results}
     return results
 
 
