@@ -207,6 +207,7 @@ class RelpClient:
         self.max_message = max_message  # the receiver's limit (imrelp: maxDataSize)
         self.timeout = timeout
         self.on_ack = on_ack
+        self.on_acks: Callable[[list], None] | None = None  # instead of on_ack: each read's answers at once
         self.on_refused = on_refused
         self.stats = RelpStats()
         self.last_error: str | None = None
@@ -417,8 +418,27 @@ class RelpClient:
         try:
             self._session.receive_data(data)
         finally:
+            acked = []
             for event in self._session.events():
-                self._event(event)
+                if type(event) is relp.Acked:
+                    acked.append(event.item)
+                else:
+                    self._take_acked(acked)
+                    acked = []
+                    self._event(event)
+            self._take_acked(acked)
+
+    def _take_acked(self, items: list) -> None:
+        """Answers `rsp 200` to these messages, in the order they came (on_acks with all of
+        them at once, else on_ack with each)."""
+        if not items:
+            return
+        self.stats.acked += len(items)
+        if self.on_acks is not None:
+            self.on_acks(items)
+        elif self.on_ack is not None:
+            for item in items:
+                self.on_ack(item)
 
     def _read_arrived(self, sock: ssl.SSLSocket, data: bytes) -> tuple[bytes, TransportError | None]:
         """data and what else can be read without waiting (imrelp sends each rsp as a TLS

@@ -46,7 +46,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from logger_system.ship.errors import FrameError, FrameTooLargeError, ProtocolError, RecordFormatError
 
@@ -259,8 +259,7 @@ class Opened:
     offers: dict[str, list[str]]
 
 
-@dataclass(frozen=True)
-class Acked:
+class Acked(NamedTuple):  # a tuple: one is made per message answered
     txnr: int
     item: Any
 

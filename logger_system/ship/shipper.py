@@ -113,18 +113,22 @@ class RelpSession(_SyslogBase):
         self.client = RelpClient(self.dest.host, self.dest.port, self.dest.tls.context(),
                                  server_name=self.dest.server_name, window=self.dest.relp_window,
                                  timeout=SEND_TIMEOUT)
-        self.client.on_ack = self._answered
+        self.client.on_acks = self._answered
         self.waiting: deque[int] = deque()  # n of each message sent and not answered, in order
         self.answered: set[int] = set()      # answered out of order, ahead of waiting[0]
         self.sent_end: int | None = None     # the n after the last frame given
         self.client.connect()
         return None
 
-    def _answered(self, n: int) -> None:
-        self.answered.add(n)
-        waiting = self.waiting
-        while waiting and waiting[0] in self.answered:
-            self.answered.discard(waiting.popleft())
+    def _answered(self, ns: list[int]) -> None:
+        waiting, answered = self.waiting, self.answered
+        for n in ns:
+            if not answered and waiting and waiting[0] == n:  # in order: nearly always
+                waiting.popleft()
+                continue
+            answered.add(n)
+            while waiting and waiting[0] in answered:
+                answered.discard(waiting.popleft())
 
     def _position(self) -> int | None:
         """Every record below it answered (or made no message): where the cursor may go."""
