@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 
 from logger_system.keys import keygen, load_keyring
-from logger_system.ship.spool import Spool
+from logger_system.ship.spool import CURSOR_INTERVAL, Spool
 
 
 def lines(first: int, count: int, word: str = "record") -> bytes:
@@ -141,3 +142,32 @@ def test_a_reader_that_keeps_up_decrypts_only_what_is_new_and_can_still_go_back(
     assert opened == [100]  # not the ten frames before it again
     assert numbers(s, 95) == list(range(95, 110))  # a resend from further back reads the file again
     assert numbers(s, 0) == list(range(110))
+
+
+def test_the_cursor_is_written_at_most_every_interval_and_never_ahead_of_the_files(tmp_path, keyring):
+    """Acknowledgements move acked_n at once; the cursor file follows at most every
+    CURSOR_INTERVAL, and files go only by the cursor on disk: a spool reopened after a
+    crash between the two resends from the durable cursor and finds every record there."""
+    s = Spool(tmp_path / "spool", "relp://h:1", keyring=keyring, segment_bytes=500)
+    for k in range(20):
+        s.append(k * 5, 5, lines(k * 5, 5))
+    s.acknowledge(10)  # the first is written at once
+    files = len(list(s.dir.glob("spool-*.lsp")))
+    s.acknowledge(60)
+    s.acknowledge(70)
+    assert s.acked_n == 70 and s.pending == 30
+    assert json.loads((s.dir / "cursor").read_bytes())["next_n"] == 10
+    assert len(list(s.dir.glob("spool-*.lsp"))) == files  # nothing removed by an unwritten cursor
+    # a crash here: the reopened spool starts at the cursor on disk, with every record after it
+    again = Spool(tmp_path / "spool", "relp://h:1", keyring=keyring, segment_bytes=500)
+    assert again.acked_n == 10 and numbers(again, again.acked_n) == list(range(10, 100))
+    again.close()
+    s.flush_cursor()
+    assert json.loads((s.dir / "cursor").read_bytes())["next_n"] == 70
+    assert len(list(s.dir.glob("spool-*.lsp"))) < files
+    time.sleep(CURSOR_INTERVAL + 0.05)
+    s.acknowledge(80)  # past the interval: written
+    assert json.loads((s.dir / "cursor").read_bytes())["next_n"] == 80
+    s.acknowledge(90)
+    s.close()  # close writes what is owed
+    assert Spool(tmp_path / "spool", "relp://h:1", keyring=keyring).acked_n == 90

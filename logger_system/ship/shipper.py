@@ -283,9 +283,11 @@ class Shipper(threading.Thread):
                     if self.stopping.is_set():
                         break
                 self._take_acks(session, 0.0 if moved else 0.05)
-                if not moved and not getattr(session, "busy", False):
-                    self.wake.wait(0.05)
-                    self.wake.clear()
+                if not moved:
+                    self.spool.tick()
+                    if not getattr(session, "busy", False):
+                        self.wake.wait(0.05)
+                        self.wake.clear()
             # stopping: give the receiver a moment to acknowledge what it has
             deadline = time.monotonic() + 2.0
             while self.spool.acked_n < sent_upto and time.monotonic() < deadline:

@@ -48,6 +48,7 @@ _FRAME = struct.Struct(">IQI12s")            # sealed length, first_n, count, no
 LOCAL_KEY_ID = b"local\0\0\0"
 DEFAULT_MAX_BYTES = 1 << 30
 DEFAULT_SEGMENT_BYTES = 16 << 20
+CURSOR_INTERVAL = 0.2  # seconds between cursor writes while acknowledgements stream in
 
 
 def destination_id(url: str) -> bytes:
@@ -107,6 +108,8 @@ class Spool:
         self._last_sync = 0.0
         self._dirty = False
         self.acked_n = self._read_cursor()
+        self._durable_n = self.acked_n  # what the cursor file says
+        self._cursor_at = 0.0           # when it was last written (monotonic)
         self._segments = self._scan()
         self._prune()
 
@@ -277,6 +280,7 @@ class Spool:
                 self._dirty = False
 
     def close(self) -> None:
+        self.flush_cursor()
         with self._lock:
             if self._fd is not None:
                 os.fsync(self._fd)
@@ -327,35 +331,54 @@ class Spool:
                     frame = Frame(from_n, frame.count - skip, frame.lines[cut:])
                 yield frame
 
-    def acknowledge(self, next_n: int) -> None:
-        """The destination holds every record below next_n: persist it, remove what it covers.
+    def acknowledge(self, next_n: int, *, persist: bool = False) -> None:
+        """The destination holds every record below next_n.  acked_n moves at once; the
+        cursor is written (fsynced, atomically) and the files it covers removed at most every
+        CURSOR_INTERVAL (an fsync per answer would cost more than the sending), and always
+        when persist is given: flush_cursor() and close() write one still owed.  A cursor
+        behind acked_n after a crash only sends records again, never loses one; files are
+        removed by the durable cursor only, so a restart never finds a hole before it.
 
-        The cursor is written and fsynced outside the lock append() takes, so the writer's
-        drain never waits on it; acked_n moves once the cursor is durable."""
+        The cursor is written outside the lock append() takes: the writer's drain never
+        waits on it."""
         with self._cursor_lock:
-            if next_n <= self.acked_n:
+            if next_n > self.acked_n:
+                with self._lock:
+                    self.acked_n = next_n
+            if self._durable_n >= self.acked_n:
                 return
+            if not persist and time.monotonic() - self._cursor_at < CURSOR_INTERVAL:
+                return
+            durable = self.acked_n
             tmp = self.dir / ".cursor.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             try:
-                os.write(fd, json.dumps({"next_n": next_n}).encode())
+                os.write(fd, json.dumps({"next_n": durable}).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.dir / "cursor")
             _fsync_dir(self.dir)
+            self._durable_n, self._cursor_at = durable, time.monotonic()
             with self._lock:
-                self.acked_n = next_n
                 self._prune()
                 if self._full and self.pending_bytes_locked() <= self.max_bytes // 2:
                     self._full = False
+
+    def flush_cursor(self) -> None:
+        """Write the cursor now if acknowledgements moved since it was last written."""
+        self.acknowledge(self.acked_n, persist=True)
+
+    def tick(self) -> None:
+        """Write the cursor if it is owed and CURSOR_INTERVAL has passed (a quiet shipper's)."""
+        self.acknowledge(self.acked_n)
 
     def _prune(self) -> None:
         """Remove the files that hold only acknowledged records (never the newest: it is
         appended to)."""
         keep = []
         for i, s in enumerate(self._segments):
-            if s.end_n <= self.acked_n and i < len(self._segments) - 1:
+            if s.end_n <= self._durable_n and i < len(self._segments) - 1:
                 s.path.unlink(missing_ok=True)
                 self._read_at.pop(s.path, None)
             else:
