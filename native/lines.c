@@ -599,6 +599,20 @@ static int read_level(jv_t *j, uint32_t *level) {
     return 1;
 }
 
+/* whether JSON text holds a \uD800..\uDFFF escape (a surrogate: the general path decides
+ * what a lone one becomes, and one of a pair is rare enough to leave to it as well) */
+static int has_surrogate_escape(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\') continue;
+        if (s[i + 1] == 'u' && i + 5 < n && (s[i + 2] == 'd' || s[i + 2] == 'D') &&
+            ((s[i + 3] >= '8' && s[i + 3] <= '9') || (s[i + 3] >= 'a' && s[i + 3] <= 'f') ||
+             (s[i + 3] >= 'A' && s[i + 3] <= 'F')))
+            return 1;
+        i++; /* the escaped character: a backslash escaping a backslash is no escape of what follows */
+    }
+    return 0;
+}
+
 /* one line [j->i, end) into m, its texts appended at *o; LSR_LINE_OK, _HOST or _OTHER */
 static int parse_line(jv_t *j, uint64_t n, lsr_meta *m, const uint8_t *buf, uint8_t **o) {
     uint64_t seq, got_n, pid;
@@ -616,7 +630,8 @@ static int parse_line(jv_t *j, uint64_t n, lsr_meta *m, const uint8_t *buf, uint
     uint8_t *fields = p;
     if (TAKE(j, ",\"fields\":")) {
         size_t from = j->i;
-        if (from >= j->n || j->s[from] != '{' || !jv_value(j)) return LSR_LINE_OTHER;
+        if (from >= j->n || j->s[from] != '{' || !jv_value(j) || has_surrogate_escape(j->s + from, j->i - from))
+            return LSR_LINE_OTHER;
         size_t k = from + 1;
         while (k < j->i && j->s[k] == ' ') k++;
         if (j->s[k] != '}') { /* {} holds no fields: none are kept */

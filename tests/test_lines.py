@@ -202,6 +202,10 @@ def test_a_hostile_line_is_never_taken_where_the_general_path_refuses_it(record,
     b'{"seq":1,"n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
     b'"fields":{"a":-0,"b":1.0,"c":1e2}}',
     b'{"seq":1,"n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
+    b'"fields":{"a":"x\\ud800"}}',
+    b'{"seq":1,"n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
+    b'"fields":{"a":"\\ud83d\\ude00","b":"\\\\ud800"}}',
+    b'{"seq":1,"n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"logger":"a","msg":"m",'
     b'"host":"relay"}',
     b'{"seq":1,"n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"msg":"m","logger":"a"}',
     b'{"seq":1, "n":5,"ts":"2026-01-01T00:00:00.000000Z","level":"INFO","pid":1,"logger":"a","msg":"m"}',
