@@ -582,8 +582,13 @@ class Writer:
             if stop_deadline is not None and now >= stop_deadline:
                 _say("stopping_with_records_in_ring", at=cursor, reason="a live producer holds a claim")
                 break
-            self.files.tick(now)
-            self.files.rotate_if_due(now)
+            try:
+                # an interval fsync, a rotation by time, or a finished file's fsync that failed
+                # behind the writer (files/rotating.py): a disk error like a failed write
+                self.files.tick(now)
+                self.files.rotate_if_due(now)
+            except OSError as exc:
+                self._failed("write_failed", exc)
             idle = min(max(idle * 2, 0.0002), 0.005)
             time.sleep(idle)
         counts = {k: v for k, v in self.ring.stats().as_dict().items()
