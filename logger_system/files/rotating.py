@@ -45,26 +45,30 @@ class _CloseBehind:
         self._error: OSError | None = None
         self._thread: threading.Thread | None = None
 
-    def submit(self, fd: int, f: LogFile | None, fsync: bool) -> None:
+    def submit(self, fd: int | None, f: LogFile | None, fsync: bool, directory: Path | None = None) -> None:
+        """fd: fsync it (if fsync) and close it; None: fsync the directory instead."""
         with self._cond:
             self._pending[f] = self._pending.get(f, 0) + 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="close-behind", daemon=True)
                 self._thread.start()
-        self._jobs.put((fd, f, fsync))
+        self._jobs.put((fd, f, fsync, directory))
 
     def _run(self) -> None:
         while True:
-            fd, f, fsync = self._jobs.get()
+            fd, f, fsync, directory = self._jobs.get()
             error = None
             try:
+                if fd is None:
+                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 if fsync:
                     os.fsync(fd)
             except OSError as exc:
                 error = exc
             finally:
                 try:
-                    os.close(fd)
+                    if fd is not None:
+                        os.close(fd)
                 except OSError as exc:
                     error = error or exc
             with self._cond:
@@ -126,7 +130,7 @@ class RotatingFiles:
         self.last_sync = time.monotonic()
         self.dirty = False
         # a file finished at rotation is fsynced and closed by a thread while the next one is
-        # written (close() waits for it); False: in line, as close() does
+        # written (close() waits for it; not with fsync = "batch"); False: in line
         self.close_behind = True
         self._behind = _CloseBehind()
         self.on_dir_recreated = None  # called after the directory was made again
@@ -159,7 +163,12 @@ class RotatingFiles:
             # show a missing file where none ever held a record
             self.current, self._last = None, before
             raise
-        self._sync_dir()
+        if self._behind_on():
+            # the new name is made durable behind the file before it: a directory fsync now
+            # would wait for that file's data (ext4 data=ordered commits it first)
+            self._behind.submit(None, None, True, self.dir)
+        else:
+            self._sync_dir()
         self._retain()
 
     def _begin(self, f: LogFile) -> None:
@@ -409,10 +418,16 @@ class RotatingFiles:
         if tail:
             self._write_all(memoryview(tail))
             self.format.ended(tail)
-        if behind and self.close_behind:
+        if behind and self._behind_on():
             self._close_behind()
         else:
             self._close_fd(strict=True)
+
+    def _behind_on(self) -> bool:
+        """Whether a finished file's fsync and close, and the directory's fsync after a new
+        file, are left to the close-behind thread.  Not with fsync = "batch": there each
+        batch, the new file's name with it, is durable before its records are released."""
+        return self.close_behind and self.fsync != "batch"
 
     def _close_behind(self) -> None:
         """Hand the finished file to the close-behind thread.  Its flock goes now: a reader
