@@ -393,16 +393,19 @@ class Writer:
             if skip.last_seq is not None and int(batch.meta["seq"][-1]) > skip.last_seq:
                 skip.last_seq = None  # written past the resume point: nothing more to skip
                 skip.advance_n = False
-            batch.delta.written += batch.kept
-            self.next_n = batch.n + batch.kept
-            if self.shipping is not None and batch.kept:
+            kept = batch.kept  # counted once: the stages are done with keep
+            batch.delta.written += kept
+            self.next_n = batch.n + kept
+            if self.shipping is not None and kept:
                 self.shipping.written(self.next_n, getattr(self.files.format, "head", None))
-            if batch.kept:
+            if kept:
                 self._lost_mark = 0
             if batch.last_seq is not None:
                 self.written_seq = batch.last_seq
+        else:
+            kept = 0
         self._release(batch.end, batch.delta)
-        return batch.end, batch.kept if n else 0
+        return batch.end, kept
 
     def _remember_progress(self, written: bytes) -> None:
         """Part of a batch reached the files before a write failed: when the
@@ -582,8 +585,13 @@ class Writer:
             if stop_deadline is not None and now >= stop_deadline:
                 _say("stopping_with_records_in_ring", at=cursor, reason="a live producer holds a claim")
                 break
-            self.files.tick(now)
-            self.files.rotate_if_due(now)
+            try:
+                # an interval fsync, a rotation by time, or a finished file's fsync that failed
+                # behind the writer (files/rotating.py): a disk error like a failed write
+                self.files.tick(now)
+                self.files.rotate_if_due(now)
+            except OSError as exc:
+                self._failed("write_failed", exc)
             idle = min(max(idle * 2, 0.0002), 0.005)
             time.sleep(idle)
         counts = {k: v for k, v in self.ring.stats().as_dict().items()

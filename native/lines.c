@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- validation ------------------------------------------------------------ */
 
@@ -210,20 +213,47 @@ int lsr_json_valid(const uint8_t *s, size_t n) {
 
 static const char HEX[] = "0123456789abcdef";
 
+/* The bytes json_escape copies as they are: printable ASCII but '"' and '\\'. */
+static inline int json_plain(uint8_t c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
+
+#if defined(__SSE2__)
+/* a bit per byte of v that json_escape does not copy as it is (signed compares: a byte
+ * from 0x80 up is below 0x20 too) */
+static inline unsigned json_special_bits(__m128i v) {
+    __m128i ctl = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    __m128i del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
+    __m128i quo = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i bsl = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(ctl, del), _mm_or_si128(quo, bsl)));
+}
+#endif
+
 /* Escape s as the inside of a JSON string.  Control characters (C0, DEL and
  * C1), quotes, backslashes and U+2028/9 are escaped; bytes that are not UTF-8
- * become U+FFFD.  Output is at most 6 bytes per input byte. */
+ * become U+FFFD.  Output is at most 6 bytes per input byte.
+ * Runs of plain bytes are copied sixteen at a time where SSE2 is: each block is stored
+ * whole, and o moves on by the plain bytes at its start (a block's bytes take at most
+ * 96 bytes of output, so the store stays inside the bound). */
 static uint8_t *json_escape(uint8_t *o, const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t run = i;
-        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
-        if (run > i) {
-            memcpy(o, s + i, run - i);
-            o += run - i;
-            i = run;
-            if (i >= n) break;
+#if defined(__SSE2__)
+        while (n - i >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            unsigned special = json_special_bits(v);
+            _mm_storeu_si128((__m128i *)(void *)o, v);
+            if (special) {
+                unsigned k = (unsigned)__builtin_ctz(special);
+                o += k;
+                i += k;
+                break;
+            }
+            o += 16;
+            i += 16;
         }
+#endif
+        while (i < n && json_plain(s[i])) *o++ = s[i++];
+        if (i >= n) break;
         uint8_t c = s[i];
         if (c < 0x80) {
             *o++ = '\\';
@@ -269,6 +299,20 @@ static uint8_t *json_escape(uint8_t *o, const uint8_t *s, size_t n) {
 static uint8_t *json_copy_safe(uint8_t *o, const uint8_t *s, size_t n) {
     size_t i = 0, run = 0;
     while (i < n) {
+#if defined(__SSE2__)
+        /* what needs a look is DEL or a byte from 0x80 up: skip the rest sixteen at a time */
+        while (n - i >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+            unsigned look = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(v, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+            if (look) {
+                i += (size_t)__builtin_ctz(look);
+                break;
+            }
+            i += 16;
+        }
+        if (i >= n) break;
+#endif
         uint8_t c = s[i];
         if (c == 0xc2 && i + 1 < n && s[i + 1] < 0xa0) {
             memcpy(o, s + run, i - run);
@@ -301,15 +345,36 @@ static uint8_t *json_copy_safe(uint8_t *o, const uint8_t *s, size_t n) {
     return o + (n - run);
 }
 
+static const char DIGITS2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* v in decimal: its length first, then two digits per division from the end */
 static uint8_t *put_u64(uint8_t *o, uint64_t v) {
-    char tmp[24];
-    int k = 0;
-    do {
-        tmp[k++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (k) *o++ = (uint8_t)tmp[--k];
-    return o;
+    static const uint64_t P10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+        1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+        1000000000000000000ull, 10000000000000000000ull};
+    int k = 1;
+    while (k < 20 && v >= P10[k]) k++;
+    uint8_t *e = o + k;
+    while (v >= 100) {
+        uint64_t q = v / 100;
+        unsigned r = (unsigned)(v - q * 100);
+        e -= 2;
+        e[0] = (uint8_t)DIGITS2[2 * r];
+        e[1] = (uint8_t)DIGITS2[2 * r + 1];
+        v = q;
+    }
+    if (v >= 10) {
+        e[-2] = (uint8_t)DIGITS2[2 * v];
+        e[-1] = (uint8_t)DIGITS2[2 * v + 1];
+    } else {
+        e[-1] = (uint8_t)('0' + v);
+    }
+    return o + k;
 }
 
 static uint8_t *put_str(uint8_t *o, const char *s) {

@@ -336,6 +336,8 @@ def stage_profile(config: str, n_records: int, workdir: Path, key: Path) -> dict
         f.format.end = clock.wrap("seal", f.format.end)
         f._write_all = clock.wrap("write", f._write_all)
         f._close_fd = clock.wrap("fsync_close", f._close_fd)
+        if hasattr(f, "_close_behind"):  # handing a finished file to the close-behind thread
+            f._close_behind = clock.wrap("fsync_close", f._close_behind)
         f._open = clock.wrap("open_file", f._open)  # a new file: its header, the directory's fsync, retention
         writer.stages = [clock.wrap(_STAGE_NAMES.get(type(s).__name__, type(s).__name__), s)
                          for s in writer.stages]

@@ -360,3 +360,65 @@ def test_long_lines_across_search_chunks(tmp_path):
     # the newest line with a seq is far back, behind long lines without one
     write(p, line(3) + b"y" * 150_000 + b"\n" + b"z" * 70_000 + b"\n")
     assert last_seq_in(p, repair=False) == 3
+
+
+# ---------------------------------------------------------------------------
+# a file finished at rotation is fsynced and closed behind the writer
+
+
+def _rotating(tmp_path, keep=None):
+    from logger_system.files.format import of
+    from logger_system.files.rotating import RotatingFiles
+
+    return RotatingFiles(tmp_path, 1, RotationPolicy(max_bytes=len(line(0)) * 2), keep,
+                         "interval", 1.0, of(None))
+
+
+def test_a_failed_fsync_behind_the_writer_is_raised_by_the_next_write(tmp_path, monkeypatch):
+    import errno
+    import os
+    import threading
+
+    files = _rotating(tmp_path)
+    real, failed = os.fsync, []
+
+    def fsync(fd):
+        if threading.current_thread().name == "close-behind" and not failed:
+            failed.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files.write(line(0) + line(1) + line(2))  # the first file is finished, its fsync fails
+    files._behind.wait()
+    assert failed
+    with pytest.raises(OSError) as exc:
+        files.write(line(3))
+    assert exc.value.errno == errno.EIO and files.progress == 0
+    files.write(line(3))  # raised once; the records are written on the retry
+    files.close()
+    assert b"".join(p.read_bytes() for p in sorted(tmp_path.iterdir())) == b"".join(
+        line(s) for s in range(4))
+
+
+def test_close_waits_for_the_fsyncs_behind_and_retention_never_removes_a_pending_file(
+        tmp_path, monkeypatch):
+    import os
+    import threading
+
+    files = _rotating(tmp_path, keep=1)
+    real, gate, synced = os.fsync, threading.Event(), []
+
+    def fsync(fd):
+        if threading.current_thread().name == "close-behind":
+            gate.wait(5)
+            synced.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    threading.Timer(0.3, gate.set).start()
+    # the second file opens while the first one's fsync waits: retention must wait for it
+    files.write(line(0) + line(1) + line(2))
+    assert synced
+    files.close()
+    assert not files._behind._pending

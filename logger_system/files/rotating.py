@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import queue
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,74 @@ def path_of(directory: Path, f: LogFile) -> Path:
     return directory / f.name
 
 
+
+
+class _CloseBehind:
+    """Finished files fsynced and closed by a thread of their own, in the order handed over,
+    while the writer goes on with the next file (os.fsync releases the GIL).
+
+    The first error of a job (EIO, ENOSPC from fsync or close) is kept until taken, so the
+    writer can raise it from its next write, tick or close.  Which files are still pending
+    is known, so retention never removes one and close waits for them.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._pending: dict[LogFile | None, int] = {}
+        self._error: OSError | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fd: int | None, f: LogFile | None, fsync: bool, directory: Path | None = None) -> None:
+        """fd: fsync it (if fsync) and close it; None: fsync the directory instead."""
+        with self._cond:
+            self._pending[f] = self._pending.get(f, 0) + 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="close-behind", daemon=True)
+                self._thread.start()
+        self._jobs.put((fd, f, fsync, directory))
+
+    def _run(self) -> None:
+        while True:
+            fd, f, fsync, directory = self._jobs.get()
+            error = None
+            try:
+                if fd is None:
+                    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                if fsync:
+                    os.fsync(fd)
+            except OSError as exc:
+                error = exc
+            finally:
+                try:
+                    if fd is not None:
+                        os.close(fd)
+                except OSError as exc:
+                    error = error or exc
+            with self._cond:
+                if error is not None and self._error is None:
+                    self._error = error
+                left = self._pending[f] - 1
+                if left:
+                    self._pending[f] = left
+                else:
+                    del self._pending[f]
+                self._cond.notify_all()
+
+    def pending(self, f: LogFile) -> bool:
+        with self._cond:
+            return f in self._pending
+
+    def wait(self, f: LogFile | None = None) -> None:
+        """Until every job (or every job of file f) is done."""
+        with self._cond:
+            while self._pending if f is None else f in self._pending:
+                self._cond.wait()
+
+    def take_error(self) -> OSError | None:
+        with self._cond:
+            error, self._error = self._error, None
+        return error
 
 
 class RotatingFiles:
@@ -59,6 +129,10 @@ class RotatingFiles:
         self.opened = 0.0
         self.last_sync = time.monotonic()
         self.dirty = False
+        # a file finished at rotation is fsynced and closed by a thread while the next one is
+        # written (close() waits for it; not with fsync = "batch"); False: in line
+        self.close_behind = True
+        self._behind = _CloseBehind()
         self.on_dir_recreated = None  # called after the directory was made again
         self._checked_linked = 0.0
         # Retention by age must not follow steps of the wall clock.  A file this writer
@@ -89,7 +163,12 @@ class RotatingFiles:
             # show a missing file where none ever held a record
             self.current, self._last = None, before
             raise
-        self._sync_dir()
+        if self._behind_on():
+            # the new name is made durable behind the file before it: a directory fsync now
+            # would wait for that file's data (ext4 data=ordered commits it first)
+            self._behind.submit(None, None, True, self.dir)
+        else:
+            self._sync_dir()
         self._retain()
 
     def _begin(self, f: LogFile) -> None:
@@ -195,6 +274,7 @@ class RotatingFiles:
                    keep_age=self.keep_age, min_age=self.keep_min_age, keep_young=self.keep_young,
                    ceiling=self.keep_ceiling)
         for old in r.delete:
+            self._behind.wait(old)  # never remove a file whose fsync is still under way
             try:
                 os.unlink(self.dir / old.name)
             except FileNotFoundError:
@@ -243,7 +323,14 @@ class RotatingFiles:
 
     def rotate_if_due(self, now: float) -> None:
         if self.fd is not None and self.policy.due(self.size, self.opened, now):
-            self.close()
+            self._finish()
+
+    def _raise_behind(self) -> None:
+        """A finished file's fsync or close failed in the background: raise it here, as the
+        write of that file would have (its records were released with it)."""
+        error = self._behind.take_error()
+        if error is not None:
+            raise error
 
     def write(self, data: bytes) -> None:
         """Append lines, rotating between lines when a file reaches its size.
@@ -252,6 +339,7 @@ class RotatingFiles:
         `self.progress` tells how many bytes of data are safely in files.
         """
         self.progress = 0
+        self._raise_behind()
         limit = self.policy.max_bytes
         pos = 0
         while pos < len(data):
@@ -259,14 +347,14 @@ class RotatingFiles:
             if limit is not None and self.size + (end - pos) > limit:
                 cut = data.rfind(b"\n", pos, pos + max(limit - self.size, 0))
                 if cut < 0 and self.size > 0:
-                    self.close()  # not one more line fits: rotate first
+                    self._finish()  # not one more line fits: rotate first
                     continue
                 end = cut + 1 if cut >= 0 else data.find(b"\n", pos) + 1 or len(data)
             self._append(data, pos, end)
             self._check_linked()
             pos = self.progress = end
             if pos < len(data):
-                self.close()
+                self._finish()
 
     def _append(self, data: bytes, pos: int, end: int) -> None:
         if self.fd is None:
@@ -295,20 +383,34 @@ class RotatingFiles:
             self.dirty = False
 
     def tick(self, now: float) -> None:
+        self._raise_behind()
         if self.fd is not None and now - self._checked_linked >= 0.5:
             self._checked_linked = now
             self._check_linked()
         if self.dirty and self.fsync == "interval" and now - self.last_sync >= self.fsync_interval:
+            self._behind.wait()  # the files before it are as durable as this one
+            self._raise_behind()
             os.fsync(self.fd)  # type: ignore[arg-type]
             self.dirty = False
             self.last_sync = now
 
     def close(self) -> None:
-        """Finish the current file (a sealed one with its final chunk) and close it.
+        """Finish the current file (a sealed one with its final chunk) and close it, and wait
+        until every file finished before is fsynced and closed too.
 
         If finishing fails, OSError is raised and the file stays open, so a later
-        close() can finish it; abandon() closes it as it is.
+        close() can finish it; abandon() closes it as it is.  A failed fsync of a file
+        finished earlier is raised here too.
         """
+        try:
+            self._finish(behind=False)
+        finally:
+            self._behind.wait()
+        self._raise_behind()
+
+    def _finish(self, behind: bool = True) -> None:
+        """Finish the current file; at a rotation (behind) its fsync and close are left to the
+        close-behind thread, and the next file can open at once."""
         if self.fd is None:
             return
         self._check_linked()
@@ -316,7 +418,29 @@ class RotatingFiles:
         if tail:
             self._write_all(memoryview(tail))
             self.format.ended(tail)
-        self._close_fd(strict=True)
+        if behind and self._behind_on():
+            self._close_behind()
+        else:
+            self._close_fd(strict=True)
+
+    def _behind_on(self) -> bool:
+        """Whether a finished file's fsync and close, and the directory's fsync after a new
+        file, are left to the close-behind thread.  Not with fsync = "batch": there each
+        batch, the new file's name with it, is durable before its records are released."""
+        return self.close_behind and self.fsync != "batch"
+
+    def _close_behind(self) -> None:
+        """Hand the finished file to the close-behind thread.  Its flock goes now: a reader
+        tells a file being written by it, and this one has its final chunk."""
+        fd, self.fd = self.fd, None
+        assert fd is not None
+        if self.format.locks:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._behind.submit(fd, self.current, self.fsync != "never")
+        self.dirty = False
+        self.size = 0
+        if self.current is not None:
+            self._closed_at[self.current] = time.monotonic()
 
     def abandon(self) -> None:
         """Close the current file as it is: a sealed one without its final chunk (the next

@@ -50,7 +50,7 @@ class Batch:
 
     @property
     def kept(self) -> int:
-        return int(self.keep.sum())
+        return int(np.count_nonzero(self.keep))  # no sum widened to int64 per call
 
 
 Stage = Callable[[Batch], Batch]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from .._native import ffi, lib
 from . import Batch
 
@@ -94,6 +96,7 @@ class FormatJsonl:
         batch.out = ffi.buffer(self._out, size)[:]
         if self._line_end is not None:
             batch.out = batch.out.replace(b"}\n", self._line_end)
-        kept_seq = batch.meta["seq"][batch.keep != 0]
-        batch.last_seq = int(kept_seq[-1])
+        # the last kept record's seq: the last record's when all are kept (most batches)
+        last = n - 1 if kept == n else int(np.flatnonzero(batch.keep)[-1])
+        batch.last_seq = int(batch.meta["seq"][last])
         return batch
