@@ -210,6 +210,14 @@ def format_failure(msg: Any, args: Any, exc: BaseException) -> str:
             f"msg={_safe_repr(msg)} args={_safe_repr(args)}>")
 
 
+def _utf8(text: str) -> bytes:
+    """An exact str as UTF-8, lone surrogates as backslash escapes."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 DEFAULT_WRITER_TIMEOUT = 5.0  # native/ring.h, LSR_WRITER_TIMEOUT_NS
 
 
@@ -291,11 +299,7 @@ class Producer:
                 text, flags = format_message(msg, args)
         else:
             text, flags = format_message(msg, args)
-        try:
-            data = text.encode()
-        except UnicodeEncodeError:  # lone surrogates
-            data = text.encode("utf-8", "backslashreplace")
-        return self._put(level, data, encode_fields(fields) if fields else b"", flags)
+        return self._put(level, _utf8(text), encode_fields(fields) if fields else b"", flags)
 
     def _put(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
         """Copy one encoded record (message and fields JSON) into the ring."""
@@ -398,10 +402,38 @@ _CLOSED = 1 << 30
 
 
 def _level_method(level: int, name: str):
+    # The whole common call in one frame: an exact str message, its % arguments (not a
+    # single dict), no fields, a record that fits, a thread that has its slot and a ring
+    # with room.  Anything else goes through _emit / _put, which handle every case.
     def method(self: Producer, msg: Any, /, *args: Any, **fields: Any) -> bool:
         if self.min_level > level:
             return False
-        return self._emit(level, msg, args, fields)
+        # type(), not msg.__class__, which a class can fake
+        if fields or type(msg) is not str or (len(args) == 1 and args[0].__class__ is dict):
+            return self._emit(level, msg, args, fields)
+        if args:
+            try:
+                text = msg % args
+            except Exception:
+                text, flags = format_message(msg, args)
+                return self._put(level, _utf8(text), b"", flags)
+        else:
+            text = msg
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = text.encode("utf-8", "backslashreplace")
+        n = len(data)
+        if n > self._budget:
+            return self._put(level, data, b"", 0)
+        try:
+            slot = self._ring._tls.slot
+        except AttributeError:
+            return self._put(level, data, b"", 0)
+        rc = _emit_c(self._c, slot, level, 0, data, n, b"", 0)
+        if rc:
+            return self._refused(rc, slot, level, data, b"", 0)
+        return True
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Log msg % args at {name.upper()} ({level}); keyword arguments become fields."
