@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
 from typing import Any
 
-from .producer import Producer, _emit_c, _utf8, connect, encode_fields, format_failure
+from .producer import Producer, _utf8, connect, encode_fields, format_failure
 from .record import FLAG_FORMAT_ERROR
 
 # the attributes a LogRecord of this Python has; anything else came from `extra`
@@ -124,7 +124,7 @@ class Handler(logging.Handler):
             except AttributeError:
                 p._put(level, data, fdata, 0)
                 return
-            rc = _emit_c(p._c, slot, level, 0, data, n, fdata, fn)
+            rc = p._fast(slot, level, data, fdata)
             if rc:
                 p._refused(rc, slot, level, data, fdata, 0)
         except Exception:

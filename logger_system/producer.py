@@ -19,6 +19,7 @@ removed with none to move to: the record is dropped.  Every drop is counted in
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import reprlib
@@ -41,6 +42,18 @@ _emit_wait = lib.lsr_emit_wait
 _EREMOVED = lib.LSR_EREMOVED
 _EWAIT = lib.LSR_EWAIT
 _ENOSLOT = lib.LSR_ENOSLOT
+
+# lsr_emit bound to one lsr_producer, as a builtin that takes (slot, level, msg[, fields])
+# bytes directly (_ffi_build.py, FAST_EMIT): the hot path's one C call
+_new_builtin = ctypes.pythonapi.PyCFunction_NewEx
+_new_builtin.restype = ctypes.py_object
+_new_builtin.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
+_EMIT_METHOD = int(ffi.cast("uintptr_t", lib.lsr_py_emit_method()))
+
+
+def _emitter(c: Any):
+    """The fast lsr_emit of producer struct c; it holds c, so c lives as long as it does."""
+    return _new_builtin(_EMIT_METHOD, (c, int(ffi.cast("uintptr_t", c))), None)
 
 
 class _Repr(reprlib.Repr):
@@ -260,6 +273,8 @@ class Producer:
         self._c.block = lib.LSR_BLOCK_ASK if self._block else lib.LSR_DROP
         self._c.timeout_ns = self._timeout_ns
         self._c.writer_timeout_ns = int(self.writer_timeout * 1e9)
+        # never waits (LSR_BLOCK_ASK or LSR_DROP above), so it may keep the GIL
+        self._fast = _emitter(self._c)
         ring._producers.add(self)
 
     @property
@@ -430,7 +445,7 @@ def _level_method(level: int, name: str):
             slot = self._ring._tls.slot
         except AttributeError:
             return self._put(level, data, b"", 0)
-        rc = _emit_c(self._c, slot, level, 0, data, n, b"", 0)
+        rc = self._fast(slot, level, data)
         if rc:
             return self._refused(rc, slot, level, data, b"", 0)
         return True
