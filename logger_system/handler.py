@@ -186,7 +186,19 @@ class Handler(logging.Handler):
         p = self._by_name.get(name)
         if p is None:
             p = self._child(name)
-        p._put(level if 0 <= level <= 255 else min(max(level, 0), 255), data, fdata, flags)
+        if not 0 <= level <= 255:
+            level = min(max(level, 0), 255)
+        if flags or len(data) + len(fdata) > p._budget:
+            p._put(level, data, fdata, flags)
+            return
+        try:
+            slot = p._ring._tls.slot
+        except AttributeError:
+            p._put(level, data, fdata, 0)
+            return
+        rc = p._fast(slot, level, data, fdata)
+        if rc:
+            p._refused(rc, slot, level, data, fdata, 0)
 
     def _source_json(self, key: tuple) -> bytes:
         pathname, lineno, func, thread = key
