@@ -45,14 +45,21 @@ _ENOSLOT = lib.LSR_ENOSLOT
 
 # lsr_emit bound to one lsr_producer, as a builtin that takes (slot, level, msg[, fields])
 # bytes directly (_ffi_build.py, FAST_EMIT): the hot path's one C call
-_new_builtin = ctypes.pythonapi.PyCFunction_NewEx
-_new_builtin.restype = ctypes.py_object
-_new_builtin.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
-_EMIT_METHOD = int(ffi.cast("uintptr_t", lib.lsr_py_emit_method()))
+try:
+    _new_builtin = ctypes.pythonapi.PyCFunction_NewEx
+    _new_builtin.restype = ctypes.py_object
+    _new_builtin.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
+    _EMIT_METHOD = int(ffi.cast("uintptr_t", lib.lsr_py_emit_method()))
+except (AttributeError, OSError):  # an interpreter whose C API ctypes cannot reach
+    _new_builtin = None
 
 
 def _emitter(c: Any):
     """The fast lsr_emit of producer struct c; it holds c, so c lives as long as it does."""
+    if _new_builtin is None:
+        def emit(slot: int, level: int, msg: bytes, fields: bytes = b"") -> int:
+            return _emit_c(c, slot, level, 0, msg, len(msg), fields, len(fields))
+        return emit
     return _new_builtin(_EMIT_METHOD, (c, int(ffi.cast("uintptr_t", c))), None)
 
 
