@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping as _Mapping
 from typing import Any
 
-from .producer import Producer, connect, encode_fields, format_failure
+from .producer import Producer, _utf8, connect, encode_fields, format_failure
 from .record import FLAG_FORMAT_ERROR
 
 # the attributes a LogRecord of this Python has; anything else came from `extra`
@@ -60,28 +60,97 @@ class Handler(logging.Handler):
         # (pathname, lineno, funcName, threadName) -> the fields JSON for that call site
         self._sources: dict[tuple, bytes] = {}
         self._formatter = logging.Formatter()
+        # emit() writes the common record itself unless a subclass changed how records are written
+        self._inline = type(self)._write is Handler._write
 
     @property
     def producer(self) -> Producer:
         return self._producer
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        rv = self.filter(record)
-        if rv:
-            self.emit(record if rv is True else rv)  # type: ignore[arg-type]
-        return bool(rv)
+        # no lock (see the module's docstring); Filterer.filter only when there are filters
+        if self.filters:
+            rv = self.filter(record)
+            if not rv:
+                return False
+            if rv is not True:  # a filter may return a record to use instead (3.12)
+                record = rv  # type: ignore[assignment]
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if (len(record.__dict__) == _N_RECORD_KEYS and record.exc_info is None
-                    and record.exc_text is None and record.stack_info is None):
-                fdata = None  # the call site's fields: cached
+            d = record.__dict__
+            # the common record, in this frame: a LogRecord of logging's own classes with
+            # no extra attributes, no traceback or stack, an exact str message; its
+            # attributes read from its __dict__ (they are all there), its call site's
+            # fields and its logger's Producer cached, one C call when the ring has room
+            if (not self._inline or type(record) not in _PLAIN_RECORDS or len(d) != _N_RECORD_KEYS
+                    or d["exc_info"] is not None or d["exc_text"] is not None
+                    or d["stack_info"] is not None or type(d["msg"]) is not str):
+                self._emit_other(record)
+                return
+            msg = d["msg"]
+            args = d["args"]
+            if args:
+                try:
+                    text = msg % args
+                except Exception as exc:
+                    self._write_text(record, format_failure(msg, args, exc), FLAG_FORMAT_ERROR)
+                    return
             else:
-                fdata = self._fields(record)
-            self._write(record.name, record.levelno, record.msg, record.args, record.pathname,
-                        record.lineno, record.funcName, record.threadName, fdata, record)
+                text = msg
+            try:
+                data = text.encode()
+            except UnicodeEncodeError:  # lone surrogates
+                data = text.encode("utf-8", "backslashreplace")
+            key = (d["pathname"], d["lineno"], d["funcName"], d["threadName"])
+            fdata = self._sources.get(key)
+            if fdata is None:
+                fdata = self._source_json(key)
+            name = d["name"]
+            p = self._by_name.get(name)
+            if p is None:
+                p = self._child(name)
+            level = d["levelno"]
+            if not 0 <= level <= 255:
+                level = min(max(level, 0), 255)
+            n, fn = len(data), len(fdata)
+            if n + fn > p._budget:
+                p._put(level, data, fdata, 0)
+                return
+            try:
+                slot = p._ring._tls.slot
+            except AttributeError:
+                p._put(level, data, fdata, 0)
+                return
+            rc = p._fast(slot, level, data, fdata)
+            if rc:
+                p._refused(rc, slot, level, data, fdata, 0)
         except Exception:
             self.handleError(record)
+
+    def _emit_other(self, record: logging.LogRecord) -> None:
+        """Any other record: its fields built when it has extra attributes, a traceback or a stack."""
+        if (len(record.__dict__) == _N_RECORD_KEYS and record.exc_info is None
+                and record.exc_text is None and record.stack_info is None):
+            fdata = None  # the call site's fields: cached
+        else:
+            fdata = self._fields(record)
+        self._write(record.name, record.levelno, record.msg, record.args, record.pathname,
+                    record.lineno, record.funcName, record.threadName, fdata, record)
+
+    def _write_text(self, record: logging.LogRecord, text: str, flags: int) -> None:
+        """Put already formatted text in the ring with the record's call-site fields."""
+        key = (record.pathname, record.lineno, record.funcName, record.threadName)
+        fdata = self._sources.get(key)
+        if fdata is None:
+            fdata = self._source_json(key)
+        p = self._by_name.get(record.name)
+        if p is None:
+            p = self._child(record.name)
+        level = record.levelno
+        p._put(level if 0 <= level <= 255 else min(max(level, 0), 255), _utf8(text), fdata, flags)
 
     def _write(self, name: str, level: int, msg: Any, args: Any, pathname: str, lineno: int,
                func: str | None, thread: str | None, fdata: bytes | None,
@@ -117,7 +186,19 @@ class Handler(logging.Handler):
         p = self._by_name.get(name)
         if p is None:
             p = self._child(name)
-        p._put(level if 0 <= level <= 255 else min(max(level, 0), 255), data, fdata, flags)
+        if not 0 <= level <= 255:
+            level = min(max(level, 0), 255)
+        if flags or len(data) + len(fdata) > p._budget:
+            p._put(level, data, fdata, flags)
+            return
+        try:
+            slot = p._ring._tls.slot
+        except AttributeError:
+            p._put(level, data, fdata, 0)
+            return
+        rc = p._fast(slot, level, data, fdata)
+        if rc:
+            p._refused(rc, slot, level, data, fdata, 0)
 
     def _source_json(self, key: tuple) -> bytes:
         pathname, lineno, func, thread = key
@@ -256,6 +337,7 @@ class LogRecord(logging.LogRecord):
 
 
 _PLAIN_FACTORIES = (logging.LogRecord, LogRecord)
+_PLAIN_RECORDS = frozenset(_PLAIN_FACTORIES)
 
 
 class Logger(logging.Logger):

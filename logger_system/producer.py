@@ -19,6 +19,7 @@ removed with none to move to: the record is dropped.  Every drop is counted in
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import reprlib
@@ -41,6 +42,25 @@ _emit_wait = lib.lsr_emit_wait
 _EREMOVED = lib.LSR_EREMOVED
 _EWAIT = lib.LSR_EWAIT
 _ENOSLOT = lib.LSR_ENOSLOT
+
+# lsr_emit bound to one lsr_producer, as a builtin that takes (slot, level, msg[, fields])
+# bytes directly (_ffi_build.py, FAST_EMIT): the hot path's one C call
+try:
+    _new_builtin = ctypes.pythonapi.PyCFunction_NewEx
+    _new_builtin.restype = ctypes.py_object
+    _new_builtin.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p)
+    _EMIT_METHOD = int(ffi.cast("uintptr_t", lib.lsr_py_emit_method()))
+except (AttributeError, OSError):  # an interpreter whose C API ctypes cannot reach
+    _new_builtin = None
+
+
+def _emitter(c: Any):
+    """The fast lsr_emit of producer struct c; it holds c, so c lives as long as it does."""
+    if _new_builtin is None:
+        def emit(slot: int, level: int, msg: bytes, fields: bytes = b"") -> int:
+            return _emit_c(c, slot, level, 0, msg, len(msg), fields, len(fields))
+        return emit
+    return _new_builtin(_EMIT_METHOD, (c, int(ffi.cast("uintptr_t", c))), None)
 
 
 class _Repr(reprlib.Repr):
@@ -210,6 +230,14 @@ def format_failure(msg: Any, args: Any, exc: BaseException) -> str:
             f"msg={_safe_repr(msg)} args={_safe_repr(args)}>")
 
 
+def _utf8(text: str) -> bytes:
+    """An exact str as UTF-8, lone surrogates as backslash escapes."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 DEFAULT_WRITER_TIMEOUT = 5.0  # native/ring.h, LSR_WRITER_TIMEOUT_NS
 
 
@@ -252,6 +280,8 @@ class Producer:
         self._c.block = lib.LSR_BLOCK_ASK if self._block else lib.LSR_DROP
         self._c.timeout_ns = self._timeout_ns
         self._c.writer_timeout_ns = int(self.writer_timeout * 1e9)
+        # never waits (LSR_BLOCK_ASK or LSR_DROP above), so it may keep the GIL
+        self._fast = _emitter(self._c)
         ring._producers.add(self)
 
     @property
@@ -291,11 +321,7 @@ class Producer:
                 text, flags = format_message(msg, args)
         else:
             text, flags = format_message(msg, args)
-        try:
-            data = text.encode()
-        except UnicodeEncodeError:  # lone surrogates
-            data = text.encode("utf-8", "backslashreplace")
-        return self._put(level, data, encode_fields(fields) if fields else b"", flags)
+        return self._put(level, _utf8(text), encode_fields(fields) if fields else b"", flags)
 
     def _put(self, level: int, data: bytes, fdata: bytes, flags: int) -> bool:
         """Copy one encoded record (message and fields JSON) into the ring."""
@@ -398,10 +424,38 @@ _CLOSED = 1 << 30
 
 
 def _level_method(level: int, name: str):
+    # The whole common call in one frame: an exact str message, its % arguments (not a
+    # single dict), no fields, a record that fits, a thread that has its slot and a ring
+    # with room.  Anything else goes through _emit / _put, which handle every case.
     def method(self: Producer, msg: Any, /, *args: Any, **fields: Any) -> bool:
         if self.min_level > level:
             return False
-        return self._emit(level, msg, args, fields)
+        # type(), not msg.__class__, which a class can fake
+        if fields or type(msg) is not str or (len(args) == 1 and args[0].__class__ is dict):
+            return self._emit(level, msg, args, fields)
+        if args:
+            try:
+                text = msg % args
+            except Exception:
+                text, flags = format_message(msg, args)
+                return self._put(level, _utf8(text), b"", flags)
+        else:
+            text = msg
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = text.encode("utf-8", "backslashreplace")
+        n = len(data)
+        if n > self._budget:
+            return self._put(level, data, b"", 0)
+        try:
+            slot = self._ring._tls.slot
+        except AttributeError:
+            return self._put(level, data, b"", 0)
+        rc = self._fast(slot, level, data)
+        if rc:
+            return self._refused(rc, slot, level, data, b"", 0)
+        return True
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"Log msg % args at {name.upper()} ({level}); keyword arguments become fields."

@@ -470,20 +470,24 @@ def targets(res: dict) -> list[list[str]]:
     def row(target: str, measured: str, held: bool | None) -> None:
         rows.append([target, measured, "—" if held is None else ("yes" if held else "**no**")])
 
-    rate = res["ring"]["records_per_s"]
-    row("C ring, 100-byte records, 1 producer: >= 10 M/s", f"{rate / 1e6:.2f} M/s", rate >= 10e6)
-    cc = res["call_cost"]
-    one = cc["producer_info_one_arg"]["median_us"]
-    row("`Producer.info(msg, x)`: median <= 1.5 µs", f"{one:.2f} µs", one <= 1.5)
-    ratio, sent = cc["ratio_stdlib_over_producer"], cc["ratio_stdlib_until_sent_over_producer"]
-    row("direct call >= 10x cheaper than the stdlib QueueHandler's (call plus its feeder thread's "
-        "work in the process; the call alone)", f"{sent:.1f}x; {ratio:.1f}x", sent >= 10)
-    pico = cc.get("picologging_queue_handler", {}).get("median_us")
-    for key, what in (("logging_lean_logger", "after install()"), ("logging_handler", "plain logging.Logger")):
-        ours = cc[key]["median_us"]
-        row(f"`logging` through Handler ({what}) cheaper than picologging's QueueHandler",
-            f"{ours:.2f} vs {pico:.2f} µs" if pico else f"{ours:.2f} µs (picologging missing)",
-            ours < pico if pico else None)
+    if "ring" in res:
+        rate = res["ring"]["records_per_s"]
+        row("C ring, 100-byte records, 1 producer: >= 10 M/s", f"{rate / 1e6:.2f} M/s", rate >= 10e6)
+    cc = res.get("call_cost")
+    if cc:
+        one = cc["producer_info_one_arg"]["median_us"]
+        row("`Producer.info(msg, x)`: median <= 1.5 µs", f"{one:.2f} µs", one <= 1.5)
+        ratio, sent = cc["ratio_stdlib_over_producer"], cc["ratio_stdlib_until_sent_over_producer"]
+        row("direct call >= 10x cheaper than the stdlib QueueHandler's (call plus its feeder thread's "
+            "work in the process; the call alone)", f"{sent:.1f}x; {ratio:.1f}x", sent >= 10)
+        row("`Producer.info`, 7-argument workload message, >= 12x cheaper than the stdlib "
+            "QueueHandler call (issue 17)", f"{ratio:.1f}x", ratio >= 12)
+        pico = cc.get("picologging_queue_handler", {}).get("median_us")
+        for key, what in (("logging_lean_logger", "after install()"), ("logging_handler", "plain logging.Logger")):
+            ours = cc[key]["median_us"]
+            row(f"`logging` through Handler ({what}) cheaper than picologging's QueueHandler",
+                f"{ours:.2f} vs {pico:.2f} µs ({pico / ours:.2f}x)" if pico else f"{ours:.2f} µs (picologging missing)",
+                ours < pico if pico else None)
     for corpus, floor, ratio_floor in (("realistic", 150, 20), ("dense", 40, None)):
         r = res.get("sanitizer", {}).get(corpus)
         if r:
@@ -503,9 +507,11 @@ def targets(res: dict) -> list[list[str]]:
     if "sealing" in res:
         gb = res["sealing"]["gb_per_s"]
         row("seal stage >= 1 GB/s", f"{gb:.2f} GB/s", gb >= 1)
-    e = res["end_to_end"]["contenders"]
+    e = res.get("end_to_end", {}).get("contenders", {})
     for peer, floor in (("stdlib", 10), ("faster_fifo", 3)):
         ratio = e.get(peer, {}).get("logger_system_ratio")
+        if "end_to_end" not in res:
+            break
         row(f"end to end, {res['end_to_end']['producers']} producers, full default pipeline: "
             f">= {floor}x {peer}", f"{ratio:.1f}x" if ratio else "not measured", ratio >= floor if ratio else None)
     return rows
@@ -516,29 +522,31 @@ def render(res: dict) -> str:
              f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
              f"Python {res['machine']['python']}; {res['date']}", ""]
     lines += _table("Targets", ["target", "this run", "held"], targets(res))
-    rb = res["ring"]
-    lines += ["## C ring: claim + copy + commit + drain, 100-byte records, 1 producer", "",
-              f"median {rb['records_per_s'] / 1e6:.2f} M records/s over {len(rb['rounds'])} rounds", ""]
+    rb = res.get("ring")
+    if rb:
+        lines += ["## C ring: claim + copy + commit + drain, 100-byte records, 1 producer", "",
+                  f"median {rb['records_per_s'] / 1e6:.2f} M records/s over {len(rb['rounds'])} rounds", ""]
     if "ring_per_cpu" in res:
         lines += ["Pinned to one CPU: " + ", ".join(f"{cpu} {v / 1e6:.2f} M/s" for cpu, v in res["ring_per_cpu"].items()), ""]
-    cc = res["call_cost"]
-    lines += ["## Per-call cost (median of rounds, µs per call)", "",
-              "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
-              "end-to-end workload message (7 arguments, %s and %d). `logging_handler`: a stdlib "
-              "`logging.Logger` with `logger_system.Handler`; `logging_lean_logger`: the same after "
-              "`logger_system.install()`, which puts the lean Logger class in place. "
-              "Contenders are interleaved round by round. The queue-based peers return before "
-              "their feeder thread pickles and sends the record from the same process; "
-              "`*_until_sent` rounds end when a listener process has every record.", "", "| call | median µs | min | max |",
-              "|---|---:|---:|---:|"]
-    for key in ("producer_info_one_arg", "producer_info", "producer_debug_filtered", "logging_handler",
-                "logging_lean_logger", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
-                "picologging_queue_handler", "picologging_queue_handler_until_sent"):
-        if key not in cc:
-            continue
-        c = cc[key]
-        lines.append(f"| {key} | {c['median_us']:.2f} | {c['min_us']:.2f} | {c['max_us']:.2f} |")
-    lines += ["", f"stdlib QueueHandler call / Producer.info call: {cc['ratio_stdlib_over_producer']:.1f}x", ""]
+    cc = res.get("call_cost")
+    if cc:
+        lines += ["## Per-call cost (median of rounds, µs per call)", "",
+                  "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
+                  "end-to-end workload message (7 arguments, %s and %d). `logging_handler`: a stdlib "
+                  "`logging.Logger` with `logger_system.Handler`; `logging_lean_logger`: the same after "
+                  "`logger_system.install()`, which puts the lean Logger class in place. "
+                  "Contenders are interleaved round by round. The queue-based peers return before "
+                  "their feeder thread pickles and sends the record from the same process; "
+                  "`*_until_sent` rounds end when a listener process has every record.", "", "| call | median µs | min | max |",
+                  "|---|---:|---:|---:|"]
+        for key in ("producer_info_one_arg", "producer_info", "producer_debug_filtered", "logging_handler",
+                    "logging_lean_logger", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
+                    "picologging_queue_handler", "picologging_queue_handler_until_sent"):
+            if key not in cc:
+                continue
+            c = cc[key]
+            lines.append(f"| {key} | {c['median_us']:.2f} | {c['min_us']:.2f} | {c['max_us']:.2f} |")
+        lines += ["", f"stdlib QueueHandler call / Producer.info call: {cc['ratio_stdlib_over_producer']:.1f}x", ""]
     if "call_cost_per_cpu" in res:
         lines += ["Pinned to one CPU (median µs): " + "; ".join(
             f"{cpu}: " + ", ".join(f"{k} {v:.2f}" for k, v in d.items()) for cpu, d in res["call_cost_per_cpu"].items()), ""]
@@ -584,58 +592,84 @@ def render(res: dict) -> str:
     if "sealing" in res:
         lines += [f"## Seal stage: {res['sealing']['gb_per_s']:.2f} GB/s "
                   f"(AES-256-GCM, {res['sealing']['chunk_bytes'] >> 20} MiB chunks, median)", ""]
-    e = res["end_to_end"]
-    lines += [f"## End to end: {e['producers']} producers x {e['records_per_producer']:,} records "
-              "(checked complete)", "", "| contender | median records/s | logger_system is |", "|---|---:|---:|"]
-    for name, s in e["contenders"].items():
-        if "skipped" in s:
-            lines.append(f"| {name} | skipped: {s['skipped']} | |")
-            continue
-        rate = s["median_records_per_s"]
-        ratio = s.get("logger_system_ratio")
-        lines.append(f"| {name} | {rate:,.0f} | {f'{ratio:.1f}x faster' if ratio else ''} |"
-                     if rate else f"| {name} | INCOMPLETE | |")
+    e = res.get("end_to_end")
+    if e:
+        lines += [f"## End to end: {e['producers']} producers x {e['records_per_producer']:,} records "
+                  "(checked complete)", "", "| contender | median records/s | logger_system is |", "|---|---:|---:|"]
+        for name, s in e["contenders"].items():
+            if "skipped" in s:
+                lines.append(f"| {name} | skipped: {s['skipped']} | |")
+                continue
+            rate = s["median_records_per_s"]
+            ratio = s.get("logger_system_ratio")
+            lines.append(f"| {name} | {rate:,.0f} | {f'{ratio:.1f}x faster' if ratio else ''} |"
+                         if rate else f"| {name} | INCOMPLETE | |")
     return "\n".join(lines) + "\n"
+
+
+PARTS = ("ring", "calls", "sanitizer", "corpus", "sealing", "latency", "memory", "full_ring", "stalled",
+         "scaling", "end_to_end")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="more rounds, all peers (a few minutes)")
     p.add_argument("--records", type=int, default=None, help="records per producer, end to end")
+    p.add_argument("--only", default=None, metavar="PART[,PART...]",
+                   help="run only these parts: " + ", ".join(PARTS) + " (e.g. --only calls,latency)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of each part (default 3, 5 with --full)")
+    p.add_argument("--no-per-cpu", action="store_true", help="skip the figures pinned to each CPU")
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    rounds = 5 if a.full else 3
+    only = set(PARTS) if a.only is None else {x.strip() for x in a.only.split(",") if x.strip()}
+    unknown = only - set(PARTS)
+    if unknown:
+        p.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; use {', '.join(PARTS)}")
+    if a.only is None and not a.full:
+        only.discard("scaling")
+    rounds = a.rounds or (5 if a.full else 3)
     records = a.records or (100_000 if a.full else 50_000)
     peers = ["stdlib", "faster_fifo", "picologging", "loguru"] if a.full else ["stdlib", "faster_fifo"]
+    per_cpu_too = not a.no_per_cpu
+    n = 50_000 if a.full else 20_000
+    parts = {  # in the order they run
+        "ring": lambda: {"ring": ring_bench(rounds),
+                         **({"ring_per_cpu": per_cpu(lambda: ring_bench(rounds)["records_per_s"])}
+                            if per_cpu_too else {})},
+        "calls": lambda: {"call_cost": call_cost(rounds),
+                          **({"call_cost_per_cpu": per_cpu(lambda: {k: v["median_us"] for k, v in call_cost(rounds).items()
+                                                                    if isinstance(v, dict)})}
+                             if per_cpu_too else {})},
+        "sanitizer": lambda: {"sanitizer": sanitizer(rounds, n)},
+        "corpus": lambda: {"secrets_corpus": secrets_corpus(rounds, 2, n)},
+        "sealing": lambda: {"sealing": sealing(rounds)},
+        "latency": lambda: {"latency": latency(200_000 if a.full else 50_000)},
+        "memory": lambda: {"memory": memory()},
+        "full_ring": lambda: {"full_ring": full_ring()},
+        "stalled": lambda: {"stalled_writer": stalled_writer()},
+        "scaling": lambda: {"scaling": scaling()},
+        "end_to_end": lambda: {"end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers)},
+    }
     res = {
-        "mode": "full" if a.full else "quick",
+        "mode": ("full" if a.full else "quick") + ("" if a.only is None else f" (only {','.join(sorted(only))})"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "ring": ring_bench(rounds),
-        "ring_per_cpu": per_cpu(lambda: ring_bench(rounds)["records_per_s"]),
-        "call_cost": call_cost(rounds),
-        "call_cost_per_cpu": per_cpu(lambda: {k: v["median_us"] for k, v in call_cost(rounds).items()
-                                              if isinstance(v, dict)}),
-        "sanitizer": sanitizer(rounds, 50_000 if a.full else 20_000),
-        "secrets_corpus": secrets_corpus(rounds, 2, 50_000 if a.full else 20_000),
-        "sealing": sealing(rounds),
-        "latency": latency(200_000 if a.full else 50_000),
-        "memory": memory(),
-        "full_ring": full_ring(),
-        "stalled_writer": stalled_writer(),
-        **({"scaling": scaling()} if a.full else {}),
-        "end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers),
     }
+    for part in PARTS:
+        if part in only:
+            res.update(parts[part]())
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "latest.json").write_text(json.dumps(res, indent=2))
+    name = "latest" if a.only is None else "latest-only"  # a partial run keeps the full one's files
+    (a.out / f"{name}.json").write_text(json.dumps(res, indent=2))
     md = render(res)
-    from perf.charts import write_charts
+    if a.only is None:
+        from perf.charts import write_charts
 
-    charts = write_charts(res, a.out)
-    md += "\n" + "".join(f"![{c.stem}]({c.name})\n" for c in charts)
-    (a.out / "latest.md").write_text(md)
+        charts = write_charts(res, a.out)
+        md += "\n" + "".join(f"![{c.stem}]({c.name})\n" for c in charts)
+    (a.out / f"{name}.md").write_text(md)
     print(md)
-    return 0 if all(s.get("complete", True) for s in res["end_to_end"]["contenders"].values()) else 1
+    return 0 if all(s.get("complete", True) for s in res.get("end_to_end", {}).get("contenders", {}).values()) else 1
 
 
 if __name__ == "__main__":
