@@ -108,6 +108,8 @@ class Handler(logging.Handler):
             fdata = self._sources.get(key)
             if fdata is None:
                 fdata = self._source_json(key)
+            # from here _write's steps, in this frame: a Python call more per record is what
+            # this path exists to save (tests/test_fast_emit.py holds both to the same records)
             name = d["name"]
             p = self._by_name.get(name)
             if p is None:
