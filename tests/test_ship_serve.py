@@ -14,10 +14,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 
 from conftest import WriterProcess, cli, wait_for
+from logger_system.ring import unlink
 from test_serve import ServeProcess, pki  # noqa: F401  (pki: the fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -55,7 +57,8 @@ def _writer(ring, logs, key, port, ca, cert) -> WriterProcess:
 def test_two_writers_ship_exactly_once_across_kills_of_the_server_and_a_writer(pki, tmp_path):  # noqa: F811
     key, ca = pki["key"], pki["ca"]
     srv = ServeProcess(pki, tmp_path / "srv").start()
-    rings = {"a": f"lsship-a-{tmp_path.name[-6:]}", "b": f"lsship-b-{tmp_path.name[-6:]}"}
+    tag = uuid.uuid4().hex[:8]  # a ring of this run's own (a name from tmp_path comes again)
+    rings = {"a": f"lsship-a-{tag}", "b": f"lsship-b-{tag}"}
     logs = {w: tmp_path / f"logs-{w}" for w in rings}
     certs = {"a": pki["a.example"], "b": pki["b.example"]}
     writers = {w: _writer(rings[w], logs[w], key, srv.port, ca, certs[w]).start() for w in rings}
@@ -125,3 +128,5 @@ def test_two_writers_ship_exactly_once_across_kills_of_the_server_and_a_writer(p
                 wp.kill()
         if srv.proc and srv.proc.poll() is None:
             srv.proc.kill()
+        for name in rings.values():
+            unlink(name)
