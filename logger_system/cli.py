@@ -412,7 +412,8 @@ def parser() -> argparse.ArgumentParser:
                    help="records of this process id; repeatable")
     c.add_argument("--grep", "-g", default=None, metavar="RE",
                    help="records whose msg matches this RE2 pattern (anywhere; (?i) to ignore case)")
-    c.add_argument("paths", nargs="+")
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="log files or directories; several directories (one writer each) are merged by ts")
     c.set_defaults(func=_cat)
 
     v = sub.add_parser("verify", help="check sealed files: authentic, complete, in sequence")
@@ -424,7 +425,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--heads", default=None, metavar="FILE",
                    help="also check the chain heads a receiver kept for this directory "
                         "(serve's DIR/.serve/heads/<client>.jsonl): a tail cut or rewritten here fails")
-    v.add_argument("paths", nargs="+")
+    v.add_argument("paths", nargs="+", metavar="PATH",
+                   help="log files or directories; each directory is checked as a sequence of its own")
     v.set_defaults(func=_verify)
 
     k = sub.add_parser("keygen", help="make a key file (or an X25519 identity)")

@@ -4,7 +4,9 @@ What may be read is the chain's to say (files/chain.py): `cat`, `cat --follow` a
 `verify` all read through `Reading` or `follow` here, so they judge the same way."""
 from __future__ import annotations
 
+import heapq
 import json
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -25,6 +27,24 @@ class IntegrityError(CorruptRecordError):
     def __init__(self, faults: list[str]) -> None:
         super().__init__("\n".join(faults))
         self.faults = faults
+
+
+def streams(paths: Iterable[Path]) -> list[list[Path]]:
+    """The paths given, as the streams they hold: each directory is a stream of its own (one
+    writer's sequence of files, judged by the chain's rules alone), and files given one by one
+    are one stream per directory they lie in, in the order given.  Several streams are what
+    one writer per group of workers makes; `cat` merges their records by `ts`."""
+    groups: dict[Path, list[Path]] = {}
+    for p in paths:
+        if p.is_dir():
+            where = p.resolve()
+        elif p.exists():
+            where = Path(os.path.abspath(p)).parent.resolve()  # a link to a file stays where it is
+        else:
+            raise ConfigError(f"{p}: no such file or directory")
+        # a directory given with files of it: one stream, holding those files twice (a fault)
+        groups.setdefault(where, []).append(p)
+    return list(groups.values())
 
 
 def expand(paths: Iterable[Path], accept_loss: bool = False) -> tuple[list[Path], list[str], Path | None]:
@@ -65,6 +85,11 @@ class Reading:
         """(file, line) for every record line; query (a query.Query): only the lines of records
         it matches, and a file it rules out by time is not read (plaintext) or not decrypted
         (sealed: its place in the chain is still judged)."""
+        for e, line, _rec in self.records(query):
+            yield e, line
+
+    def records(self, query=None) -> Iterator[tuple[chain.Entry, bytes, dict]]:
+        """As lines(), with each line's record decoded."""
         entries = self.verdict.entries
         follows = False
         for i, e in enumerate(entries):
@@ -113,7 +138,7 @@ class Reading:
             self.numbers.faults.append(fault)
             e.faults.append(fault)
         if query is None or query.matches(rec):
-            yield e, display_line(line)
+            yield e, display_line(line), rec
 
 
 def check_line(line: bytes, path: Path, lineno: int, may_be_torn: bool) -> dict | None:
@@ -136,12 +161,40 @@ def iter_lines(paths: Iterable[Path], *, keyring=None, identity=None, query=None
     """Every record line of the files, checked, in write order, as it may be shown
     (display_line: characters that do not show written as \\uXXXX escapes).  When the
     files break a rule of the sequence, the lines of the files that keep them are
-    yielded and then IntegrityError is raised, naming every fault."""
-    reading = Reading(paths, keyring=keyring, identity=identity, accept_loss=accept_loss)
-    for _entry, line in reading.lines(query):
-        yield line
-    if reading.faults:
-        raise IntegrityError(reading.faults)
+    yielded and then IntegrityError is raised, naming every fault.
+
+    Several streams (see streams()) are each read by the rules alone and merged: the
+    record with the earliest `ts` first, each stream's records in their own order."""
+    readings = [Reading(group, keyring=keyring, identity=identity, accept_loss=accept_loss)
+                for group in streams(paths)]
+    if len(readings) == 1:
+        for _entry, line in readings[0].lines(query):
+            yield line
+    else:
+        for _ns, line in heapq.merge(*(_stamped(r.records(query)) for r in readings), key=_first):
+            yield line
+    faults = [f for r in readings for f in r.faults]
+    if faults:
+        raise IntegrityError(faults)
+
+
+def _stamped(records: Iterator[tuple[chain.Entry, bytes, dict]]) -> Iterator[tuple[int, bytes]]:
+    """(the merge's time for the record in ns, line): its `ts`, or the latest time of the
+    records before it in its stream when that is later or its `ts` does not read as a time
+    (producers stamp their records, which reach the ring a little out of time order): the
+    merge takes each stream's records in their own order."""
+    from ..query import record_ns
+
+    last = 0
+    for _entry, line, rec in records:
+        ns = record_ns(rec.get("ts"))
+        if ns is not None and ns > last:
+            last = ns
+        yield last, line
+
+
+def _first(item: tuple[int, bytes]) -> int:
+    return item[0]
 
 
 @dataclass
@@ -151,7 +204,7 @@ class Verification:
     entries: list[chain.Entry]
     faults: list[str]
     notes: list[str]
-    open_newest: bool
+    still_open: set[Path]  # the newest file of each stream whose writer holds it
 
     @property
     def files(self) -> int:
@@ -166,23 +219,34 @@ class Verification:
         belong to no file (stray names) first."""
         own = {f for e in self.entries for f in e.faults}
         lines = [f for f in dict.fromkeys(self.faults) if f not in own]
-        for i, e in enumerate(self.entries):
+        for e in self.entries:
             if e.faults:
                 lines.extend(dict.fromkeys(e.faults))
             else:
-                state = "open" if self.open_newest and i == len(self.entries) - 1 else "ok"
+                state = "open" if e.path in self.still_open else "ok"
                 kind = "" if e.is_sealed else " (plaintext: names, order and record numbers checked)"
                 lines.append(f"{e.path}: {state}{kind}")
         return lines
 
 
 def verify(paths: Iterable[Path], *, keyring=None, identity=None, accept_loss: bool = False) -> Verification:
-    """Judge the files by the chain's rules and read every record of them."""
-    reading = Reading(paths, keyring=keyring, identity=identity, accept_loss=accept_loss)
-    for _ in reading.lines():
-        pass
-    return Verification(reading.verdict.entries, list(dict.fromkeys(reading.faults)), reading.notes,
-                        reading.verdict.open_newest)
+    """Judge the files by the chain's rules and read every record of them; several streams
+    (see streams()) each by the rules alone."""
+    entries: list[chain.Entry] = []
+    faults: list[str] = []
+    notes: list[str] = []
+    still_open: set[Path] = set()
+    for group in streams(paths):
+        reading = Reading(group, keyring=keyring, identity=identity, accept_loss=accept_loss)
+        for _ in reading.lines():
+            pass
+        verdict = reading.verdict
+        entries.extend(verdict.entries)
+        faults.extend(reading.faults)
+        notes.extend(reading.notes)
+        if verdict.open_newest and verdict.entries:
+            still_open.add(verdict.entries[-1].path)
+    return Verification(entries, list(dict.fromkeys(faults)), notes, still_open)
 
 
 def _next_start_ns(e: chain.Entry, nxt: chain.Entry) -> int | None:
