@@ -19,7 +19,6 @@ merged in `ts` order as the command above does, and checked again.
 """
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -147,7 +146,7 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     result["groups"] = n_groups
     result["dropped"] = dropped
     result["seconds_each"] = each
-    result["writers"] = [cpu_shares(before[g], c["writer_cpu"], c["seconds"]) if c else {}
+    result["writers"] = [cpu_shares(before[g], c["writer_cpu"], c["seconds"], writers[g].pid) if c else {}
                          for g, c in enumerate(cpu)]
     result.update(producers_cpu)
     result["directories"] = [str(d) for d in directories]

@@ -8,7 +8,8 @@ back and checked with check_complete: a figure counts only if complete.
 
 Over that same window the writer's CPU is read from /proc: `writer_cpu_share` is its CPU
 seconds (every thread) over the window's wall seconds, so 1.0 is one full core, and
-`writer_wait_share` the time its threads were runnable but waiting for a CPU.  A writer whose
+`writer_wait_share` the share of the window its draining thread was runnable but waiting for
+a CPU.  A writer whose
 CPU share nears 1.0 while the producers wait on a full ring is the bound; the way past it is
 one ring and writer per group of producers (perf.groups).
 """
@@ -58,17 +59,18 @@ def proc_cpu(pid: int) -> dict:
     return out
 
 
-def cpu_shares(before: dict, after: dict, seconds: float) -> dict:
+def cpu_shares(before: dict, after: dict, seconds: float, pid: int) -> dict:
     """`writer_cpu_s`, `writer_cpu_share` (CPU seconds / wall seconds) and, with schedstat,
-    `writer_wait_share` (run-queue wait / wall) between two proc_cpu() readings.  With
-    schedstat both come from it (ns, every thread alive at the second reading; a thread started
-    in between counts from zero); without it the CPU comes from /proc/PID/stat (ticks)."""
+    `writer_wait_share` between two proc_cpu() readings of process `pid`.  With schedstat the
+    CPU is every thread's alive at the second reading (a thread started in between counts from
+    zero), and the wait is the main thread's, the one that drains: the share of the window it
+    was runnable but waiting for a CPU (the threads' waits summed could pass 1.0).  Without
+    schedstat the CPU comes from /proc/PID/stat (ticks)."""
     if "tasks" in before and "tasks" in after:
-        run = wait = 0
-        for tid, (r, w) in after["tasks"].items():
-            r0, w0 = before["tasks"].get(tid, (0, 0))
-            run += r - r0
-            wait += w - w0
+        run = 0
+        for tid, (r, _) in after["tasks"].items():
+            run += r - before["tasks"].get(tid, (0, 0))[0]
+        wait = after["tasks"].get(pid, (0, 0))[1] - before["tasks"].get(pid, (0, 0))[1]
         cpu = run / 1e9
         out = {"writer_cpu_s": cpu, "writer_cpu_share": cpu / seconds, "writer_wait_share": wait / 1e9 / seconds}
     else:
@@ -157,7 +159,7 @@ def run_logger_system(n_producers: int, n_records: int, workdir: str, *,
         while time.perf_counter() < deadline:
             if watcher.stats().written >= total:
                 seconds = time.perf_counter() - started
-                cpu.update(cpu_shares(writer_before, proc_cpu(writer.pid), seconds))
+                cpu.update(cpu_shares(writer_before, proc_cpu(writer.pid), seconds, writer.pid))
                 break
             time.sleep(0.0005)
         else:
