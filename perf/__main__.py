@@ -98,6 +98,16 @@ def _drain_queue(queue, ctl) -> None:
         ctl.send(n)
 
 
+class _NothingHandler(logging.Handler):
+    """A handler that does nothing: what is left is the stdlib Logger's own cost per call."""
+
+    def handle(self, record):
+        return True
+
+    def emit(self, record):
+        pass
+
+
 def call_cost(rounds: int, calls: int = 20_000) -> dict:
     """Per-call cost of each way to log, contenders interleaved round by round.
 
@@ -121,6 +131,10 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     std.handlers[:] = [handler]
     std.setLevel(logging.INFO)
     lean = _lean_logger("perf.lean", handler)
+    null = logging.getLogger("perf.null")
+    null.propagate = False
+    null.handlers[:] = [_NothingHandler()]
+    null.setLevel(logging.INFO)
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     stdq = logging.getLogger("perf.stdlib")
@@ -135,6 +149,8 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
         ("producer_debug_filtered", lambda i: quiet.debug(MESSAGE, *work[i]), calls, None),
         ("logging_handler", lambda i: std.info(MESSAGE, *work[i]), calls, None),
         ("logging_lean_logger", lambda i: lean.info(MESSAGE, *work[i]), calls, None),
+        # the same plain Logger with a handler that does nothing: the floor of logging_handler
+        ("logging_null_handler", lambda i: null.info(MESSAGE, *work[i]), calls, None),
         ("stdlib_queue_handler", lambda i: stdq.info(MESSAGE, *work[i]), calls // 4, q),
     ]
     try:
@@ -483,11 +499,14 @@ def targets(res: dict) -> list[list[str]]:
         row("`Producer.info`, 7-argument workload message, >= 12x cheaper than the stdlib "
             "QueueHandler call (issue 17)", f"{ratio:.1f}x", ratio >= 12)
         pico = cc.get("picologging_queue_handler", {}).get("median_us")
+        null = cc.get("logging_null_handler", {}).get("median_us")
         for key, what in (("logging_lean_logger", "after install()"), ("logging_handler", "plain logging.Logger")):
             ours = cc[key]["median_us"]
+            # a plain Logger costs its own share before any handler runs: the floor of this row
+            floor = f" (a handler that does nothing: {null:.2f} µs)" if null and key == "logging_handler" else ""
             row(f"`logging` through Handler ({what}) cheaper than picologging's QueueHandler",
-                f"{ours:.2f} vs {pico:.2f} µs ({pico / ours:.2f}x)" if pico else f"{ours:.2f} µs (picologging missing)",
-                ours < pico if pico else None)
+                (f"{ours:.2f} vs {pico:.2f} µs ({pico / ours:.2f}x)" if pico else f"{ours:.2f} µs (picologging missing)")
+                + floor, ours < pico if pico else None)
     for corpus, floor, ratio_floor in (("realistic", 150, 20), ("dense", 40, None)):
         r = res.get("sanitizer", {}).get(corpus)
         if r:
@@ -534,13 +553,16 @@ def render(res: dict) -> str:
                   "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
                   "end-to-end workload message (7 arguments, %s and %d). `logging_handler`: a stdlib "
                   "`logging.Logger` with `logger_system.Handler`; `logging_lean_logger`: the same after "
-                  "`logger_system.install()`, which puts the lean Logger class in place. "
+                  "`logger_system.install()`, which puts the lean Logger class in place; "
+                  "`logging_null_handler`: the plain `logging.Logger` with a handler whose "
+                  "`handle()` does nothing, the stdlib Logger's own cost per call (finding the "
+                  "caller, building the LogRecord), which bounds `logging_handler` from below. "
                   "Contenders are interleaved round by round. The queue-based peers return before "
                   "their feeder thread pickles and sends the record from the same process; "
                   "`*_until_sent` rounds end when a listener process has every record.", "", "| call | median µs | min | max |",
                   "|---|---:|---:|---:|"]
         for key in ("producer_info_one_arg", "producer_info", "producer_debug_filtered", "logging_handler",
-                    "logging_lean_logger", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
+                    "logging_lean_logger", "logging_null_handler", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
                     "picologging_queue_handler", "picologging_queue_handler_until_sent"):
             if key not in cc:
                 continue
