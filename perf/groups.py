@@ -62,7 +62,7 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     """n_producers x n_records records through n_groups rings, each with its own sealed writer
     (one key for all).  The result of perf.peers._result, plus per writer its CPU and wait
     shares over the window (`writers`), `seconds_each` (when each writer had its share), the
-    directories and key file, and `merged_complete` for the records merged in `ts` order."""
+    rings' names (removed on return), the directories and key file, and `merged_complete` for the records merged in `ts` order."""
     from logger_system.keys import keygen, load_keyring
 
     if not 1 <= n_groups <= n_producers:
@@ -149,6 +149,7 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     result["writers"] = [cpu_shares(before[g], c["writer_cpu"], c["seconds"], writers[g].pid) if c else {}
                          for g, c in enumerate(cpu)]
     result.update(producers_cpu)
+    result["rings"] = list(rings)
     result["directories"] = [str(d) for d in directories]
     result["key"] = str(key)
     return result
