@@ -98,6 +98,16 @@ def _drain_queue(queue, ctl) -> None:
         ctl.send(n)
 
 
+class _NothingHandler(logging.Handler):
+    """A handler that does nothing: what is left is the stdlib Logger's own cost per call."""
+
+    def handle(self, record):
+        return True
+
+    def emit(self, record):
+        pass
+
+
 def call_cost(rounds: int, calls: int = 20_000) -> dict:
     """Per-call cost of each way to log, contenders interleaved round by round.
 
@@ -121,6 +131,10 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
     std.handlers[:] = [handler]
     std.setLevel(logging.INFO)
     lean = _lean_logger("perf.lean", handler)
+    null = logging.getLogger("perf.null")
+    null.propagate = False
+    null.handlers[:] = [_NothingHandler()]
+    null.setLevel(logging.INFO)
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     stdq = logging.getLogger("perf.stdlib")
@@ -135,6 +149,8 @@ def call_cost(rounds: int, calls: int = 20_000) -> dict:
         ("producer_debug_filtered", lambda i: quiet.debug(MESSAGE, *work[i]), calls, None),
         ("logging_handler", lambda i: std.info(MESSAGE, *work[i]), calls, None),
         ("logging_lean_logger", lambda i: lean.info(MESSAGE, *work[i]), calls, None),
+        # the same plain Logger with a handler that does nothing: the floor of logging_handler
+        ("logging_null_handler", lambda i: null.info(MESSAGE, *work[i]), calls, None),
         ("stdlib_queue_handler", lambda i: stdq.info(MESSAGE, *work[i]), calls // 4, q),
     ]
     try:
@@ -239,18 +255,69 @@ def latency(calls: int = 100_000) -> dict:
     return out
 
 
-def scaling(producer_counts=(1, 2, 4, 8), total: int = 200_000) -> dict:
-    """End to end by number of producers: the default pipeline, the pipeline off, and the stdlib."""
-    out: dict = {"logger_system": {}, "logger_system_pipeline_off": {}, "stdlib": {}}
+# (producers, groups) for the groups contender: one ring and writer per group
+GROUPS = ((4, 2), (8, 2), (8, 4))
+
+_CPU_KEYS = ("writer_cpu_share", "writer_wait_share", "producers_cpu_share")
+
+
+def _median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def scaling_figures(producer_counts=(1, 2, 4, 8), total: int = 200_000, groups=GROUPS,
+                    rounds: int = 1) -> dict:
+    """End to end by number of producers (`total` records split between them): the default
+    pipeline (sealed), the pipeline off, the stdlib recipe, and one ring and sealed writer per
+    group of producers; contenders interleaved, `rounds` rounds, medians.
+
+    Returns {"scaling": records/s by contender and str(producers), None where incomplete;
+    "scaling_cpu": the CPU shares over the timed window, same shape, each a dict of
+    writer_cpu_share / writer_wait_share / producers_cpu_share (per writer lists for groups)}."""
+    from perf.groups import run_groups
+
+    runs: dict = {}
+
+    def keep(label: str, n: int, res: dict) -> None:
+        runs.setdefault(label, {}).setdefault(str(n), []).append(res)
+
     with tempfile.TemporaryDirectory(prefix="perf-scale-") as workdir:
-        for n in producer_counts:
-            per = total // n
-            _progress(f"scaling: {n} producers")
-            out["logger_system"][str(n)] = run_logger_system(n, per, workdir, sealed=True).get("records_per_s")
-            out["logger_system_pipeline_off"][str(n)] = run_logger_system(
-                n, per, workdir, writer_args=("--no-sanitize",), name="off").get("records_per_s")
-            out["stdlib"][str(n)] = RUNNERS["stdlib"](n, per, workdir).get("records_per_s")
-    return out
+        for r in range(rounds):
+            for n in producer_counts:
+                per = total // n
+                _progress(f"scaling: {n} producers, round {r + 1}/{rounds}")
+                keep("logger_system", n, run_logger_system(n, per, workdir, sealed=True))
+                keep("logger_system_pipeline_off", n, run_logger_system(
+                    n, per, workdir, writer_args=("--no-sanitize",), name="off"))
+                for gn, g in groups:
+                    if gn == n:
+                        _progress(f"scaling: {n} producers in {g} groups, round {r + 1}/{rounds}")
+                        keep(f"groups_{g}", n, run_groups(n, per, g, workdir))
+                keep("stdlib", n, RUNNERS["stdlib"](n, per, workdir))
+    rates: dict = {}
+    cpu: dict = {}
+    for label, by_n in runs.items():
+        rates[label] = {}
+        for n, results in by_n.items():
+            ok = [x for x in results if x.get("complete")]
+            rates[label][n] = _median_or_none([x["records_per_s"] for x in ok]) if len(ok) == len(results) else None
+            if label.startswith("groups_"):
+                writers = list(zip(*(x["writers"] for x in ok)))
+                shares = {k: [_median_or_none([w.get(k) for w in ws]) for ws in writers]
+                          for k in _CPU_KEYS[:2]}
+                shares["producers_cpu_share"] = _median_or_none([x.get("producers_cpu_share") for x in ok])
+            elif label.startswith("logger_system"):
+                shares = {k: _median_or_none([x.get(k) for x in ok]) for k in _CPU_KEYS}
+            else:
+                continue
+            cpu.setdefault(label, {})[n] = shares
+    return {"scaling": rates, "scaling_cpu": {"records": total, "rounds": rounds, "contenders": cpu}}
+
+
+def scaling(producer_counts=(1, 2, 4, 8), total: int = 200_000) -> dict:
+    """Records/s end to end by number of producers, by contender (see scaling_figures)."""
+    return scaling_figures(producer_counts, total)["scaling"]
 
 
 @contextlib.contextmanager
@@ -483,11 +550,14 @@ def targets(res: dict) -> list[list[str]]:
         row("`Producer.info`, 7-argument workload message, >= 12x cheaper than the stdlib "
             "QueueHandler call (issue 17)", f"{ratio:.1f}x", ratio >= 12)
         pico = cc.get("picologging_queue_handler", {}).get("median_us")
+        null = cc.get("logging_null_handler", {}).get("median_us")
         for key, what in (("logging_lean_logger", "after install()"), ("logging_handler", "plain logging.Logger")):
             ours = cc[key]["median_us"]
+            # a plain Logger costs its own share before any handler runs: the floor of this row
+            floor = f" (a handler that does nothing: {null:.2f} µs)" if null and key == "logging_handler" else ""
             row(f"`logging` through Handler ({what}) cheaper than picologging's QueueHandler",
-                f"{ours:.2f} vs {pico:.2f} µs ({pico / ours:.2f}x)" if pico else f"{ours:.2f} µs (picologging missing)",
-                ours < pico if pico else None)
+                (f"{ours:.2f} vs {pico:.2f} µs ({pico / ours:.2f}x)" if pico else f"{ours:.2f} µs (picologging missing)")
+                + floor, ours < pico if pico else None)
     for corpus, floor, ratio_floor in (("realistic", 150, 20), ("dense", 40, None)):
         r = res.get("sanitizer", {}).get(corpus)
         if r:
@@ -517,6 +587,49 @@ def targets(res: dict) -> list[list[str]]:
     return rows
 
 
+def _share(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, list):
+        return " / ".join(_share(x) for x in v)
+    return f"{v:.2f}"
+
+
+def render_scaling(rates: dict, cpu: dict | None) -> list[str]:
+    """The scaling tables: records/s by contender and producers, then the CPU shares."""
+    counts = sorted({n for v in rates.values() for n in v}, key=int)
+    head = "| contender | " + " | ".join(counts) + " |"
+    rule = "|---|" + "---:|" * len(counts)
+    lines = ["## End to end by number of producers (records/s)", ""]
+    if cpu:
+        lines += [f"{cpu['records']:,} records in all, split between the producers; "
+                  f"{'median of ' + str(cpu['rounds']) + ' rounds' if cpu['rounds'] > 1 else 'one round'}, "
+                  "contenders interleaved. `groups_G`: the producers dealt over G rings, each with its "
+                  "own sealed writer (one key), timed until every writer wrote its share; each "
+                  "directory checked, then all merged in `ts` order and checked again. "
+                  "— where not run.", ""]
+    lines += [head, rule]
+    for k, v in rates.items():
+        lines.append(f"| {k} | " + " | ".join(
+            ("—" if c not in v else f"{v[c]:,.0f}" if v[c] else "incomplete") for c in counts) + " |")
+    lines.append("")
+    if cpu and cpu.get("contenders"):
+        lines += ["## CPU over the timed window (CPU seconds / wall seconds: 1.0 = one full core)", "",
+                  "From /proc (schedstat): the writer's threads on a CPU, and its draining thread "
+                  "runnable but waiting for one; the producers' CPU from their release until they exit, all of them "
+                  "together. For groups, one figure per writer. A writer near 1.0 is the bound; "
+                  "on this 2-core machine, waiting means the producers hold the CPUs.", "",
+                  head, rule]
+        what = {"writer_cpu_share": "writer on CPU", "writer_wait_share": "writer waiting for a CPU",
+                "producers_cpu_share": "producers on CPU"}
+        for label, by_n in cpu["contenders"].items():
+            for key, text in what.items():
+                lines.append(f"| {label}: {text} | " + " | ".join(
+                    _share(by_n[c].get(key)) if c in by_n else "—" for c in counts) + " |")
+        lines.append("")
+    return lines
+
+
 def render(res: dict) -> str:
     lines = [f"# perf results ({res['mode']} mode)", "",
              f"Machine: {res['machine']['cpus']} CPUs, {res['machine']['platform']}, "
@@ -534,13 +647,16 @@ def render(res: dict) -> str:
                   "`producer_info_one_arg`: `log.info(msg, x)`, one %s, ~100 bytes; the others log the "
                   "end-to-end workload message (7 arguments, %s and %d). `logging_handler`: a stdlib "
                   "`logging.Logger` with `logger_system.Handler`; `logging_lean_logger`: the same after "
-                  "`logger_system.install()`, which puts the lean Logger class in place. "
+                  "`logger_system.install()`, which puts the lean Logger class in place; "
+                  "`logging_null_handler`: the plain `logging.Logger` with a handler whose "
+                  "`handle()` does nothing, the stdlib Logger's own cost per call (finding the "
+                  "caller, building the LogRecord), which bounds `logging_handler` from below. "
                   "Contenders are interleaved round by round. The queue-based peers return before "
                   "their feeder thread pickles and sends the record from the same process; "
                   "`*_until_sent` rounds end when a listener process has every record.", "", "| call | median µs | min | max |",
                   "|---|---:|---:|---:|"]
         for key in ("producer_info_one_arg", "producer_info", "producer_debug_filtered", "logging_handler",
-                    "logging_lean_logger", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
+                    "logging_lean_logger", "logging_null_handler", "stdlib_queue_handler", "stdlib_queue_handler_until_sent",
                     "picologging_queue_handler", "picologging_queue_handler_until_sent"):
             if key not in cc:
                 continue
@@ -576,12 +692,7 @@ def render(res: dict) -> str:
                         [[k, str(v["calls"]), f"{v['block_timeout_s']:g}", f"{v['total_s']:.3f}",
                           str(v["blocked"]), str(v["dropped"])] for k, v in res["stalled_writer"].items()])
     if "scaling" in res:
-        counts = list(next(iter(res["scaling"].values())))
-        lines += ["## End to end by number of producers (records/s)", "",
-                  "| contender | " + " | ".join(counts) + " |", "|---|" + "---:|" * len(counts)]
-        for k, v in res["scaling"].items():
-            lines.append(f"| {k} | " + " | ".join(f"{v[c]:,.0f}" if v[c] else "incomplete" for c in counts) + " |")
-        lines.append("")
+        lines += render_scaling(res["scaling"], res.get("scaling_cpu"))
     if "memory" in res:
         m = res["memory"]
         lines += ["## Memory (psutil; RSS counts the ring's shared pages, USS only private memory)", "",
@@ -617,7 +728,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", type=int, default=None, help="records per producer, end to end")
     p.add_argument("--only", default=None, metavar="PART[,PART...]",
                    help="run only these parts: " + ", ".join(PARTS) + " (e.g. --only calls,latency)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds of each part (default 3, 5 with --full)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of each part (default 3, 5 with --full; scaling 1)")
+    p.add_argument("--scaling-total", type=int, default=200_000,
+                   help="records in all for each producer count of the scaling part (default 200,000)")
     p.add_argument("--no-per-cpu", action="store_true", help="skip the figures pinned to each CPU")
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
@@ -647,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: {"memory": memory()},
         "full_ring": lambda: {"full_ring": full_ring()},
         "stalled": lambda: {"stalled_writer": stalled_writer()},
-        "scaling": lambda: {"scaling": scaling()},
+        "scaling": lambda: scaling_figures(total=a.scaling_total, rounds=a.rounds or 1),
         "end_to_end": lambda: {"end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers)},
     }
     res = {

@@ -5,11 +5,14 @@ Speed is not asserted here (shared, noisy machines); `python -m perf` measures i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from perf.__main__ import (call_cost, end_to_end, full_ring, latency, main, memory, render, ring_bench,
-                           sanitizer, sealing, secrets_corpus, stalled_writer)
+                           sanitizer, scaling_figures, sealing, secrets_corpus, stalled_writer)
+from perf.workload import check_complete
 
 
 @pytest.mark.slow
@@ -26,6 +29,7 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
         "full_ring": full_ring(2_000, 4),
         "stalled_writer": stalled_writer(40, block_timeout=0.2),
         "end_to_end": end_to_end(1, 2, 2_000, ["stdlib", "faster_fifo"]),
+        **scaling_figures((1, 2), total=2_000, groups=((2, 2),)),
     }
     assert res["ring"]["records_per_s"] > 0
     for name, s in res["end_to_end"]["contenders"].items():
@@ -39,7 +43,8 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
     assert res["memory"]["producer"]["rss_after_mb"] > 0 and res["memory"]["writer"]["rss_peak_mb"] > 0
     for corpus in ("realistic", "dense"):
         assert res["sanitizer"][corpus]["ours_mb_s"] > 0
-    for key in ("producer_info", "logging_handler", "logging_lean_logger", "stdlib_queue_handler"):
+    for key in ("producer_info", "logging_handler", "logging_lean_logger", "logging_null_handler",
+                "stdlib_queue_handler"):
         assert res["call_cost"][key]["median_us"] > 0, key
     corpus = res["secrets_corpus"]
     assert corpus["corpus"]["secret_records"] > 0 and corpus["corpus"]["negative_records"] > 0
@@ -50,7 +55,44 @@ def test_suite_runs_small_and_every_contender_is_complete(tmp_path):
     assert "## Labeled corpus: logger_system against detect-secrets" in md
     assert "logger_system" in md and "stdlib" in md
     assert "## Targets" in md and "`logging` through Handler (after install())" in md
+    assert "a handler that does nothing" in md
+    for label in ("logger_system", "logger_system_pipeline_off", "stdlib"):
+        for n in ("1", "2"):
+            assert res["scaling"][label][n], f"{label}, {n} producers: incomplete"
+    assert res["scaling"]["groups_2"]["2"], "groups: incomplete"
+    cpu = res["scaling_cpu"]["contenders"]
+    assert cpu["logger_system"]["2"]["writer_cpu_share"] > 0
+    assert len(cpu["groups_2"]["2"]["writer_cpu_share"]) == 2
+    assert "## End to end by number of producers (records/s)" in md and "groups_2: writer on CPU" in md
     json.dumps(res)
+
+
+@pytest.mark.slow
+def test_groups_merge_in_ts_order_with_cat_and_sort(tmp_path):
+    """One ring and writer per group: every producer's records complete in its group's directory,
+    and the directories read by `logger-system cat` merge in ts order with `sort` as perf.groups
+    documents it."""
+    from logger_system.errors import RingError
+    from logger_system.ring import Ring
+    from perf.groups import run_groups
+
+    res = run_groups(5, 400, 2, str(tmp_path))
+    assert res["complete"] and res["merged_complete"], res.get("reason")
+    assert res["records"] == 2_000 and res["dropped"] == 0
+    assert len(res["writers"]) == 2 and all(w["writer_cpu_s"] > 0 for w in res["writers"])
+    for ring in res["rings"]:  # removed on return
+        with pytest.raises(RingError):
+            Ring(ring, create=False)
+    cat = f"{sys.executable} -m logger_system cat --key {res['key']}"
+    script = "set -o pipefail; for d in " + " ".join(res["directories"]) + f'; do {cat} "$d" || exit 1; done ' \
+             "| LC_ALL=C sort -s -t, -k3,3"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["ts"] for r in records] == sorted(r["ts"] for r in records)
+    assert len(records) == 2_000
+    check = check_complete((r["msg"] for r in records), 5, 400)
+    assert check["complete"], check
 
 
 @pytest.mark.slow
