@@ -54,11 +54,13 @@ def merged_in_ts_order(directories: list[Path], **keys) -> list[dict]:
 
 def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
                timeout: float = DEFAULT_TIMEOUT, writer_args: tuple[str, ...] = (),
-               name: str | None = None) -> Result:
-    """n_producers x n_records records through n_groups rings, each with its own sealed writer
-    (one key for all).  The result of perf.peers._result, plus per writer its CPU and wait
-    shares over the window (`writers`), `seconds_each` (when each writer had its share), the
-    rings' names (removed on return), the directories and key file, and `merged_complete` for the records merged in `ts` order."""
+               name: str | None = None, sealed: bool = True) -> Result:
+    """n_producers x n_records records through n_groups rings, each with its own writer
+    (sealed: one key for all; else plaintext).  The result of perf.peers._result, plus per
+    writer its CPU and wait shares over the window (`writers`), `seconds_each` (when each
+    writer had its share), the producers' CPU, the rings' names (removed on return), the
+    directories and key file, and, for more than one group, `merged_complete` for the records
+    merged in `ts` order.  One group is perf.ours.run_logger_system."""
     from logger_system.keys import keygen, load_keyring
 
     if not 1 <= n_groups <= n_producers:
@@ -69,9 +71,12 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     base = Path(workdir) / f"groups-{tag}"
     base.mkdir()
     directories = [base / f"g{g}" for g in range(n_groups)]
-    key = base / "app.key"
-    keygen(key)
-    keyring = load_keyring(key)
+    key = base / "app.key" if sealed else None
+    keyring = None
+    if key is not None:
+        keygen(key)
+        keyring = load_keyring(key)
+    sealing = ("--key", str(key)) if key is not None else ()
     share = [sum(1 for p in range(n_producers) if group_of(p, n_groups) == g) * n_records
              for g in range(n_groups)]
     reason: str | None = None
@@ -84,7 +89,7 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     producers = _Producers(_producer, n_producers, n_records, (rings,))
     try:
         for ring, directory in zip(rings, directories):
-            writers.append(start_writer(ring, str(directory), *writer_args, "--key", str(key)))
+            writers.append(start_writer(ring, str(directory), *writer_args, *sealing))
             watchers.append(Ring(ring, create=False))
         producers.start()
         started = producers.release()
@@ -133,12 +138,14 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
                 for rec in iter_records([directory], keyring=keyring):
                     out.write(rec["msg"] + "\n")
     result = _result(name, n_producers, n_records, seconds, str(msgs), reason)
-    merged = merged_in_ts_order([d for d in directories if d.exists()], keyring=keyring)
-    result["merged_complete"] = bool(check_complete((r["msg"] for r in merged), n_producers, n_records)["complete"])
-    result["complete"] = result["complete"] and result["merged_complete"]
-    if not result["complete"]:
-        result["records_per_s"] = None
-        result.setdefault("reason", "records merged in ts order failed the completeness check")
+    if n_groups > 1:
+        merged = merged_in_ts_order([d for d in directories if d.exists()], keyring=keyring)
+        result["merged_complete"] = bool(check_complete((r["msg"] for r in merged), n_producers,
+                                                        n_records)["complete"])
+        result["complete"] = result["complete"] and result["merged_complete"]
+        if not result["complete"]:
+            result["records_per_s"] = None
+            result.setdefault("reason", "records merged in ts order failed the completeness check")
     result["groups"] = n_groups
     result["dropped"] = dropped
     result["seconds_each"] = each
@@ -147,5 +154,5 @@ def run_groups(n_producers: int, n_records: int, n_groups: int, workdir: str, *,
     result.update(producers_cpu)
     result["rings"] = list(rings)
     result["directories"] = [str(d) for d in directories]
-    result["key"] = str(key)
+    result["key"] = None if key is None else str(key)
     return result

@@ -4,33 +4,26 @@ Producers are forked, connect to the ring, build their workload and wait on a
 barrier; the clock starts when they are released and stops when the writer
 has released every record into its files (the ring's `written` counter is
 published only after the batch's write returned).  The files are then read
-back and checked with check_complete: a figure counts only if complete.
+back and checked with check_complete: a figure counts only if complete.  The run itself is
+perf.groups' with one group; what is here is what both read from /proc, and the writer's start.
 
 Over that same window the writer's CPU is read from /proc: `writer_cpu_share` is its CPU
 seconds (every thread) over the window's wall seconds, so 1.0 is one full core, and
 `writer_wait_share` the share of the window its draining thread was runnable but waiting for
-a CPU.  A writer whose
-CPU share nears 1.0 while the producers wait on a full ring is the bound; the way past it is
+a CPU.  A writer whose CPU share nears 1.0 while the producers wait on a full ring is the bound; the way past it is
 one ring and writer per group of producers (perf.groups).
 """
 from __future__ import annotations
 
 import os
 import resource
-import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 
-from pathlib import Path
+from logger_system.ring import writer_attached
 
-from logger_system.files.reader import iter_records
-from logger_system.ring import Ring, unlink, writer_attached
-
-from perf.peers import DEFAULT_TIMEOUT, Result, _Producers, _result
-from perf.workload import MESSAGE, producer_args
+from perf.peers import DEFAULT_TIMEOUT, Result, _Producers
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -99,17 +92,6 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _producer(barrier, producer: int, n_records: int, ring: str) -> None:
-    import logger_system
-
-    log = logger_system.connect(ring, name=f"perf.p{producer}")
-    work = producer_args(producer, n_records)
-    barrier.wait(30)
-    info = log.info
-    for args in work:
-        info(MESSAGE, *args)
-
-
 def start_writer(ring: str, directory: str, *extra: str) -> subprocess.Popen:
     err = open(os.path.join(os.path.dirname(directory), f"writer-{ring}.err"), "wb")
     sealing = ("--key" in extra or "--recipient" in extra)
@@ -130,65 +112,11 @@ def start_writer(ring: str, directory: str, *extra: str) -> subprocess.Popen:
 def run_logger_system(n_producers: int, n_records: int, workdir: str, *,
                       timeout: float = DEFAULT_TIMEOUT, writer_args: tuple[str, ...] = (),
                       name: str = "logger_system", sealed: bool = False) -> Result:
-    ring = f"perf-{uuid.uuid4().hex[:10]}"
-    directory = os.path.join(workdir, ring)
-    total = n_producers * n_records
-    reason: str | None = None
-    seconds: float | None = None
-    keys = {}
-    if sealed:
-        from logger_system.keys import keygen, load_keyring
+    """One ring, one writer (perf.groups with one group): the result of perf.peers._result, the
+    ring's `dropped`, the writer's CPU and wait shares at the top level, the producers' CPU."""
+    from perf.groups import run_groups
 
-        key = Path(workdir) / f"{ring}.key"
-        keygen(key)
-        keys["keyring"] = load_keyring(key)
-        writer_args = (*writer_args, "--key", str(key))
-    writer = start_writer(ring, directory, *writer_args)
-    watcher = Ring(ring, create=False)
-    producers = _Producers(_producer, n_producers, n_records, (ring,))
-    cpu: dict = {}
-    try:
-        producers.start()
-        started = producers.release()
-        writer_before = proc_cpu(writer.pid)
-        # the producers were released the instant before: what they used until now is their
-        # set-up (and a few µs of logging), taken off their whole lives' CPU below
-        producers_before = producers_cpu_at(producers)
-        reaped_before = children_cpu()
-        deadline = started + timeout
-        while time.perf_counter() < deadline:
-            if watcher.stats().written >= total:
-                seconds = time.perf_counter() - started
-                cpu.update(cpu_shares(writer_before, proc_cpu(writer.pid), seconds, writer.pid))
-                break
-            time.sleep(0.0005)
-        else:
-            reason = "writer did not write every record before the deadline"
-        reason = producers.join(deadline) or reason
-        if seconds and reason is None:
-            # only the producers were waited for since reaped_before: the writer is waited below
-            used = children_cpu() - reaped_before - producers_before
-            cpu["producers_cpu_s"] = used
-            cpu["producers_cpu_share"] = used / seconds
-        writer.send_signal(signal.SIGTERM)
-        if writer.wait(30) != 0:
-            reason = reason or f"writer exited with {writer.returncode}"
-    except threading.BrokenBarrierError:
-        reason = "producers did not all reach the start barrier"
-    finally:
-        producers.stop()
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-        stats = watcher.stats().as_dict()
-        watcher.close()
-        unlink(ring)
-    # the checker reads message text; take it out of the JSON lines, checking each
-    merged = os.path.join(workdir, f"{ring}.msgs")
-    with open(merged, "w", encoding="utf-8") as out:
-        for rec in iter_records([Path(directory)], **keys):
-            out.write(rec["msg"] + "\n")
-    result = _result(name, n_producers, n_records, seconds, merged, reason)
-    result["dropped"] = stats["dropped"]
-    result.update(cpu)
+    result = run_groups(n_producers, n_records, 1, workdir, timeout=timeout, writer_args=writer_args,
+                        name=name, sealed=sealed)
+    result.update(result.pop("writers")[0])
     return result
