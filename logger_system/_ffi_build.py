@@ -126,6 +126,66 @@ static int lsr_plain_arg(PyObject *o) {
     return PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o);
 }
 
+/* msg % args, UTF-8 encoded into out (cap bytes), for a message whose conversions are all
+   %s of an exact str or int, %d, %i or %u of an exact int (one that fits in a long long)
+   and %%: the bytes PyUnicode_Format's text encodes to, without making that text.  -1 if
+   the call is not such a one, or the bytes do not fit (then PyUnicode_Format does it); no
+   error is left set.  The UTF-8 of a str that is not ASCII is kept with that str, as
+   str.encode() does not. */
+#define LSR_FORMAT_CAP 4096
+static Py_ssize_t lsr_fast_format(PyObject *msg, PyObject *const *args, Py_ssize_t nargs,
+                                  char *out, Py_ssize_t cap) {
+    Py_ssize_t mlen, n = 0, used = 0;
+    const char *m = PyUnicode_AsUTF8AndSize(msg, &mlen);
+    if (m == NULL) goto no;
+    for (Py_ssize_t i = 0; i < mlen; i++) {
+        char ch = m[i];
+        if (ch == '%') {
+            if (++i == mlen) return -1;  /* incomplete format */
+            ch = m[i];
+        } else {
+            if (n == cap) return -1;
+            out[n++] = ch;
+            continue;
+        }
+        if (ch == '%') {
+            if (n == cap) return -1;
+            out[n++] = '%';
+            continue;
+        }
+        if (used == nargs) return -1;  /* not enough arguments */
+        PyObject *a = args[used++];
+        if (ch == 's' && PyUnicode_CheckExact(a)) {
+            Py_ssize_t alen;
+            const char *s = PyUnicode_AsUTF8AndSize(a, &alen);
+            if (s == NULL) goto no;  /* lone surrogates */
+            if (alen > cap - n) return -1;
+            memcpy(out + n, s, (size_t)alen);
+            n += alen;
+        } else if ((ch == 's' || ch == 'd' || ch == 'i' || ch == 'u') && PyLong_CheckExact(a)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(a, &overflow);
+            if (overflow || (v == -1 && PyErr_Occurred())) goto no;
+            unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+            char digits[24];
+            int k = 0;
+            do {
+                digits[k++] = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0) digits[k++] = '-';
+            if (k > cap - n) return -1;
+            while (k) out[n++] = digits[--k];
+        } else {
+            return -1;  /* any other conversion, flag, width or argument */
+        }
+    }
+    return used == nargs ? n : -1;  /* else: not all arguments converted */
+no:
+    PyErr_Clear();
+    return -1;
+}
+
 static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *prod = PyTuple_GetItem(self, 3), *levelobj = PyTuple_GetItem(self, 2);
     PyObject *o, *text, *r;
@@ -148,7 +208,12 @@ static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_DECREF(o);
         if (below) return lsr_py_general(self, args, nargs, kwnames, nkw);
     }
-    if (nargs > 1) {
+    char formatted[LSR_FORMAT_CAP];
+    const char *buf;
+    if (nargs > 1 && (n = lsr_fast_format(args[0], args + 1, nargs - 1, formatted, LSR_FORMAT_CAP)) >= 0) {
+        text = NULL;
+        buf = formatted;
+    } else if (nargs > 1) {
         PyObject *fargs = PyTuple_New(nargs - 1);
         if (fargs == NULL) return NULL;
         for (Py_ssize_t i = 1; i < nargs; i++) {
@@ -172,8 +237,7 @@ static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t 
         text = args[0];
         Py_INCREF(text);
     }
-    const char *buf = PyUnicode_AsUTF8AndSize(text, &n);
-    if (buf == NULL) {
+    if (text != NULL && (buf = PyUnicode_AsUTF8AndSize(text, &n)) == NULL) {
         r = NULL;
         if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {  /* lone surrogates */
             PyErr_Clear();
@@ -225,7 +289,7 @@ static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t 
     int rc = lsr_emit((const lsr_producer *)p, (int)slot, (uint32_t)level, 0, buf, (size_t)n, "", 0);
     if (rc == 0) {
         Py_DECREF(slotobj);
-        Py_DECREF(text);
+        Py_XDECREF(text);
         Py_RETURN_TRUE;
     }
     /* return self._refused(rc, slot, level, data, b"", 0) */
@@ -237,14 +301,14 @@ static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_XDECREF(rcobj);
     Py_XDECREF(data);
     Py_DECREF(slotobj);
-    Py_DECREF(text);
+    Py_XDECREF(text);
     return r;
 put:
     r = lsr_py_put(prod, levelobj, buf, n);
-    Py_DECREF(text);
+    Py_XDECREF(text);
     return r;
 fail:
-    Py_DECREF(text);
+    Py_XDECREF(text);
     return NULL;
 }
 

@@ -317,3 +317,54 @@ def test_a_producer_no_longer_referenced_is_collected(ring_name):
     del p
     gc.collect()
     assert ref() is None
+
+
+class MyStr(str):
+    pass
+
+
+class MyInt(int):
+    pass
+
+
+def test_formats_the_builtin_writes_without_making_the_text(pair):
+    """%s of an exact str or int, %d/%i/%u of an exact int and %% are written straight into
+    the record; everything else is formatted by str % args: the same bytes either way."""
+    c, py = pair(capacity=1 << 20, max_record=16 * KIB)
+    ints = (0, 7, -7, 10, -10, 2**31, -2**31, 2**63 - 1, -2**63, 2**63, -2**63 - 1, 10**30)
+    calls = [("%d %i %u %s", (n, n, n, n)) for n in ints]
+    calls += [
+        ("%s and %s", ("é✓ non-ascii", "😀 astral")),
+        ("é %s ✓ %d", ("ü", 3)),
+        ("100%% of %s", ("it",)),
+        ("%%s %s", ("x",)),
+        ("only %%", ("extra",)),
+        ("ends in %", ("x",)),
+        ("%s", ("",)),
+        ("", ("unused",)),
+        ("%s %s", ("one",)),
+        ("%s", ("one", "two")),
+        ("%d", (True,)),
+        ("%s", (False,)),
+        ("%d", (MyInt(4),)),
+        ("%s", (MyStr("sub"),)),
+        ("%d", (2.5,)),
+        ("%s", (2.5,)),
+        ("%d", ("str for %d",)),
+        ("%ld %li", (1, 2)),
+        ("%5s|%-3d|%03d|%+d|% d|%.2s", ("a", 1, 2, 3, 4, "abc")),
+        ("%r %a %x %o %c %f %e %g", ("r", "é", 255, 8, 65, 1.5, 1.5, 1.5)),
+        ("%(k)s", (("not", "a mapping"),)),
+        ("%s", ("lone \udcff",)),
+        ("lone \udcff %s", ("x",)),
+        ("%s", ("x" * 4095,)),
+        ("%s", ("x" * 4096,)),
+        ("%s%s", ("x" * 4000, "é" * 100)),
+        ("%s", ("x" * (16 * KIB),)),
+        ("%d" * 300, tuple(range(-150, 150))),
+    ]
+    for msg, args in calls:
+        for method in ("info", "critical"):
+            both(c, py, method, msg, *args)
+    recs = assert_same(c, py, 2 * len(calls))
+    assert [r["msg"] for r in recs[:2 * len(ints):2]] == [f"{n} {n} {n} {n}" for n in ints]
