@@ -461,6 +461,10 @@ def _level_method(level: int, name: str):
     # The whole common call in one frame: an exact str message, its % arguments (not a
     # single dict), no fields, a record that fits, a thread that has its slot and a ring
     # with room.  Anything else goes through _emit / _put, which handle every case.
+    # Producer._bind_levels puts a C builtin that does the same in each Producer's place of
+    # this method; the builtin hands what it does not take to this one, or to the same
+    # _format_failed, _put or _refused call this one would make (tests/test_fast_level_call.py
+    # holds the two to the same records and counters).
     def method(self: Producer, msg: Any, /, *args: Any, **fields: Any) -> bool:
         if self.min_level > level:
             return False
