@@ -65,10 +65,286 @@ static PyMethodDef lsr_py_emit_def = {"emit", (PyCFunction)(void (*)(void))lsr_p
 static void *lsr_py_emit_method(void) { return &lsr_py_emit_def; }
 """
 
+# Producer.debug/info/warning/error/critical as builtin methods of one Producer, for the whole
+# common call (an exact str message, its % arguments that are not a single dict, no fields,
+# a record that fits, a thread that has its slot, a ring with room): format, encode and
+# lsr_emit in one C call.  Its self is (the lsr_producer cdata, its address, the level, the
+# Producer, the Producer's own Python method for this level).  Every other call goes to
+# Python with what the Python method would have had at that point: the Python method itself
+# (fields, a msg that is not exactly a str, a single dict argument), Producer._format_failed
+# (msg % args raised an Exception), Producer._put (lone surrogates, over the budget, no slot
+# yet on this thread) and Producer._refused (lsr_emit returned nonzero).  min_level, _budget
+# and _ring._tls.slot are read from the Producer on every call, as the Python method reads
+# them.  Only stable-ABI calls; PyUnicode_AsUTF8AndSize is in it from 3.10 (the wheel is
+# cp311-abi3), but Python.h declares it only when Py_LIMITED_API names a version.
+LEVEL_METHOD = r"""
+#define LSR_METH_KEYWORDS 0x0002
+#if defined(Py_LIMITED_API) && (Py_LIMITED_API + 0 < 0x030A0000)
+PyAPI_FUNC(const char *) PyUnicode_AsUTF8AndSize(PyObject *unicode, Py_ssize_t *size);
+#endif
+static PyObject *lsr_s_min_level, *lsr_s_budget, *lsr_s_ring, *lsr_s_tls, *lsr_s_slot,
+                *lsr_s_class, *lsr_s_put, *lsr_s_refused, *lsr_s_format_failed, *lsr_no_bytes, *lsr_zero;
+
+/* the Python method for this level, called as it would have been: (producer, *args, **kwargs) */
+static PyObject *lsr_py_general(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, Py_ssize_t nkw) {
+    PyObject *func = PyTuple_GetItem(self, 4), *prod = PyTuple_GetItem(self, 3);
+    PyObject *t, *kw = NULL, *r;
+    if (func == NULL || prod == NULL || (t = PyTuple_New(nargs + 1)) == NULL) return NULL;
+    Py_INCREF(prod);
+    PyTuple_SetItem(t, 0, prod);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SetItem(t, i + 1, args[i]);
+    }
+    if (nkw) {
+        if ((kw = PyDict_New()) == NULL) goto fail;
+        for (Py_ssize_t i = 0; i < nkw; i++)
+            if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), args[nargs + i]) < 0) goto fail;
+    }
+    r = PyObject_Call(func, t, kw);
+    Py_DECREF(t);
+    Py_XDECREF(kw);
+    return r;
+fail:
+    Py_DECREF(t);
+    Py_XDECREF(kw);
+    return NULL;
+}
+
+/* producer._put(level, data, b"", 0), data the first n bytes at buf */
+static PyObject *lsr_py_put(PyObject *prod, PyObject *level, const char *buf, Py_ssize_t n) {
+    PyObject *data = PyBytes_FromStringAndSize(buf, n), *r;
+    if (data == NULL) return NULL;
+    r = PyObject_CallMethodObjArgs(prod, lsr_s_put, level, data, lsr_no_bytes, lsr_zero, NULL);
+    Py_DECREF(data);
+    return r;
+}
+
+/* an exact str, int or float: its __class__ is its type, not dict */
+static int lsr_plain_arg(PyObject *o) {
+    return PyUnicode_CheckExact(o) || PyLong_CheckExact(o) || PyFloat_CheckExact(o);
+}
+
+/* msg % args, UTF-8 encoded into out (cap bytes), for a message whose conversions are all
+   %s of an exact str or int, %d, %i or %u of an exact int (one that fits in a long long)
+   and %%: the bytes PyUnicode_Format's text encodes to, without making that text.  -1 if
+   the call is not such a one, or the bytes do not fit (then PyUnicode_Format does it); no
+   error is left set.  The UTF-8 of a str that is not ASCII is kept with that str, as
+   str.encode() does not. */
+#define LSR_FORMAT_CAP 4096
+static Py_ssize_t lsr_fast_format(PyObject *msg, PyObject *const *args, Py_ssize_t nargs,
+                                  char *out, Py_ssize_t cap) {
+    Py_ssize_t mlen, n = 0, used = 0;
+    const char *m = PyUnicode_AsUTF8AndSize(msg, &mlen);
+    if (m == NULL) goto no;
+    for (Py_ssize_t i = 0; i < mlen; i++) {
+        char ch = m[i];
+        if (ch == '%') {
+            if (++i == mlen) return -1;  /* incomplete format */
+            ch = m[i];
+        } else {
+            if (n == cap) return -1;
+            out[n++] = ch;
+            continue;
+        }
+        if (ch == '%') {
+            if (n == cap) return -1;
+            out[n++] = '%';
+            continue;
+        }
+        if (used == nargs) return -1;  /* not enough arguments */
+        PyObject *a = args[used++];
+        if (ch == 's' && PyUnicode_CheckExact(a)) {
+            Py_ssize_t alen;
+            const char *s = PyUnicode_AsUTF8AndSize(a, &alen);
+            if (s == NULL) goto no;  /* lone surrogates */
+            if (alen > cap - n) return -1;
+            memcpy(out + n, s, (size_t)alen);
+            n += alen;
+        } else if ((ch == 's' || ch == 'd' || ch == 'i' || ch == 'u') && PyLong_CheckExact(a)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(a, &overflow);
+            if (overflow || (v == -1 && PyErr_Occurred())) goto no;
+            unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+            char digits[24];
+            int k = 0;
+            do {
+                digits[k++] = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0) digits[k++] = '-';
+            if (k > cap - n) return -1;
+            while (k) out[n++] = digits[--k];
+        } else {
+            return -1;  /* any other conversion, flag, width or argument */
+        }
+    }
+    return used == nargs ? n : -1;  /* else: not all arguments converted */
+no:
+    PyErr_Clear();
+    return -1;
+}
+
+static PyObject *lsr_py_level(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *prod = PyTuple_GetItem(self, 3), *levelobj = PyTuple_GetItem(self, 2);
+    PyObject *o, *text, *r;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_Size(kwnames), n;
+    int below;
+    if (prod == NULL || levelobj == NULL) return NULL;
+    /* if self.min_level > level: return False */
+    if ((o = PyObject_GetAttr(prod, lsr_s_min_level)) == NULL) return NULL;
+    below = PyObject_RichCompareBool(o, levelobj, Py_GT);
+    Py_DECREF(o);
+    if (below < 0) return NULL;
+    if (below) Py_RETURN_FALSE;
+    /* fields, no msg, a msg that is not exactly a str, or a single argument whose
+       __class__ is dict: the Python method */
+    if (nkw || nargs < 1 || !PyUnicode_CheckExact(args[0]))
+        return lsr_py_general(self, args, nargs, kwnames, nkw);
+    if (nargs == 2 && !lsr_plain_arg(args[1])) {
+        if ((o = PyObject_GetAttr(args[1], lsr_s_class)) == NULL) return NULL;  /* raises there too */
+        below = o == (PyObject *)&PyDict_Type;
+        Py_DECREF(o);
+        if (below) return lsr_py_general(self, args, nargs, kwnames, nkw);
+    }
+    char formatted[LSR_FORMAT_CAP];
+    const char *buf;
+    if (nargs > 1 && (n = lsr_fast_format(args[0], args + 1, nargs - 1, formatted, LSR_FORMAT_CAP)) >= 0) {
+        text = NULL;
+        buf = formatted;
+    } else if (nargs > 1) {
+        PyObject *fargs = PyTuple_New(nargs - 1);
+        if (fargs == NULL) return NULL;
+        for (Py_ssize_t i = 1; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SetItem(fargs, i - 1, args[i]);
+        }
+        text = PyUnicode_Format(args[0], fargs);
+        if (text == NULL) {
+            /* as `except Exception:` does: anything else goes on up */
+            if (PyErr_ExceptionMatches(PyExc_Exception)) {
+                PyErr_Clear();
+                r = PyObject_CallMethodObjArgs(prod, lsr_s_format_failed, levelobj, args[0], fargs, NULL);
+            } else {
+                r = NULL;
+            }
+            Py_DECREF(fargs);
+            return r;
+        }
+        Py_DECREF(fargs);
+    } else {
+        text = args[0];
+        Py_INCREF(text);
+    }
+    if (text != NULL && (buf = PyUnicode_AsUTF8AndSize(text, &n)) == NULL) {
+        r = NULL;
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {  /* lone surrogates */
+            PyErr_Clear();
+            PyObject *data = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
+            if (data != NULL) {
+                r = PyObject_CallMethodObjArgs(prod, lsr_s_put, levelobj, data, lsr_no_bytes, lsr_zero, NULL);
+                Py_DECREF(data);
+            }
+        }
+        Py_DECREF(text);
+        return r;
+    }
+    /* over the budget: _put cuts it */
+    if ((o = PyObject_GetAttr(prod, lsr_s_budget)) == NULL) goto fail;
+    long long budget = PyLong_AsLongLong(o);
+    Py_DECREF(o);
+    if (budget == -1 && PyErr_Occurred()) goto fail;
+    if ((long long)n > budget) goto put;
+    /* slot = self._ring._tls.slot; AttributeError (none yet on this thread): _put leases one */
+    PyObject *slotobj = NULL;
+    if ((o = PyObject_GetAttr(prod, lsr_s_ring)) != NULL) {
+        PyObject *tls = PyObject_GetAttr(o, lsr_s_tls);
+        Py_DECREF(o);
+        if (tls != NULL) {
+            slotobj = PyObject_GetAttr(tls, lsr_s_slot);
+            Py_DECREF(tls);
+        }
+    }
+    if (slotobj == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) goto fail;
+        PyErr_Clear();
+        goto put;
+    }
+    /* as lsr_py_emit takes them */
+    void *p = PyLong_AsVoidPtr(PyTuple_GetItem(self, 1));
+    long slot = PyLong_AsLong(slotobj), level = PyLong_AsLong(levelobj);
+    if (PyErr_Occurred()) {
+        Py_DECREF(slotobj);
+        goto fail;
+    }
+    if (p == NULL) {
+        Py_DECREF(slotobj);
+        PyErr_SetString(PyExc_ValueError, "emit: no producer");
+        goto fail;
+    }
+    if (slot < -1) slot = -1;
+    if (slot > LSR_SLOTS) slot = LSR_SLOTS;
+    if (level < 0 || level > 255) level = 256;
+    int rc = lsr_emit((const lsr_producer *)p, (int)slot, (uint32_t)level, 0, buf, (size_t)n, "", 0);
+    if (rc == 0) {
+        Py_DECREF(slotobj);
+        Py_XDECREF(text);
+        Py_RETURN_TRUE;
+    }
+    /* return self._refused(rc, slot, level, data, b"", 0) */
+    PyObject *rcobj = PyLong_FromLong(rc), *data = PyBytes_FromStringAndSize(buf, n);
+    r = NULL;
+    if (rcobj != NULL && data != NULL)
+        r = PyObject_CallMethodObjArgs(prod, lsr_s_refused, rcobj, slotobj, levelobj, data, lsr_no_bytes,
+                                       lsr_zero, NULL);
+    Py_XDECREF(rcobj);
+    Py_XDECREF(data);
+    Py_DECREF(slotobj);
+    Py_XDECREF(text);
+    return r;
+put:
+    r = lsr_py_put(prod, levelobj, buf, n);
+    Py_XDECREF(text);
+    return r;
+fail:
+    Py_XDECREF(text);
+    return NULL;
+}
+
+#define LSR_LEVEL_DEF(name) {name, (PyCFunction)(void (*)(void))lsr_py_level, \
+                             LSR_METH_FASTCALL | LSR_METH_KEYWORDS, \
+                             "Log msg % args at this level; keyword arguments become fields."}
+static PyMethodDef lsr_py_level_defs[] = {LSR_LEVEL_DEF("debug"), LSR_LEVEL_DEF("info"),
+                                          LSR_LEVEL_DEF("warning"), LSR_LEVEL_DEF("error"),
+                                          LSR_LEVEL_DEF("critical")};
+
+/* the method def for debug (0) ... critical (4); NULL (a Python error set) if the names
+   it looks up cannot be made */
+static void *lsr_py_level_method(int i) {
+    if (i < 0 || i > 4) return NULL;
+    if (lsr_zero == NULL) {
+        if ((lsr_s_min_level = PyUnicode_InternFromString("min_level")) == NULL
+            || (lsr_s_budget = PyUnicode_InternFromString("_budget")) == NULL
+            || (lsr_s_ring = PyUnicode_InternFromString("_ring")) == NULL
+            || (lsr_s_tls = PyUnicode_InternFromString("_tls")) == NULL
+            || (lsr_s_slot = PyUnicode_InternFromString("slot")) == NULL
+            || (lsr_s_class = PyUnicode_InternFromString("__class__")) == NULL
+            || (lsr_s_put = PyUnicode_InternFromString("_put")) == NULL
+            || (lsr_s_refused = PyUnicode_InternFromString("_refused")) == NULL
+            || (lsr_s_format_failed = PyUnicode_InternFromString("_format_failed")) == NULL
+            || (lsr_no_bytes = PyBytes_FromStringAndSize("", 0)) == NULL
+            || (lsr_zero = PyLong_FromLong(0)) == NULL)
+            return NULL;
+    }
+    return &lsr_py_level_defs[i];
+}
+"""
+
 ffibuilder.set_source(
     "logger_system._lsr_native",
     '#include "ring.h"\n#include "lines.h"\n#include "sanitize.h"\n#include "tokens.h"\nstatic const int LSR_COMPILED_VERSION = LSR_VERSION;\n'
-    + FAST_EMIT,
+    + FAST_EMIT + LEVEL_METHOD,
     sources=[os.path.relpath(os.path.join(NATIVE, name)) for name in ("ring.c", "lines.c", "sanitize.c", "tokens.c")],
     include_dirs=[os.path.relpath(NATIVE)],
     extra_compile_args=CFLAGS,
@@ -177,6 +453,7 @@ ffibuilder.cdef(
     int lsr_emit_wait(const lsr_producer *p, int slot, uint32_t level, uint32_t flags,
                       const char *msg, size_t msg_len, const char *fields, size_t fields_len);
     void *lsr_py_emit_method(void);
+    void *lsr_py_level_method(int i);
     enum {
         LSR_F_MAGIC, LSR_F_VERSION, LSR_F_HEADER_BYTES, LSR_F_CAPACITY, LSR_F_MAX_RECORD,
         LSR_F_OWNER_UID, LSR_F_RING_ID, LSR_F_CREATED_NS, LSR_F_READY, LSR_F_TAIL, LSR_F_HEAD,

@@ -55,6 +55,11 @@ try:
 except (AttributeError, OSError):  # an interpreter whose C API ctypes cannot reach
     _new_builtin = None
 
+# debug() ... critical() as builtins bound to one Producer, the whole common call in C
+# (_ffi_build.py, LEVEL_METHOD); without _new_builtin the Python methods below stay
+_LEVELS = ((10, "debug"), (20, "info"), (30, "warning"), (40, "error"), (50, "critical"))
+_LEVEL_METHODS = tuple(int(ffi.cast("uintptr_t", lib.lsr_py_level_method(i))) for i in range(len(_LEVELS)))
+
 
 def _emitter(c: Any):
     """The fast lsr_emit of producer struct c; it holds c, so c lives as long as it does."""
@@ -284,7 +289,29 @@ class Producer:
         self._c.writer_timeout_ns = int(self.writer_timeout * 1e9)
         # never waits (LSR_BLOCK_ASK or LSR_DROP above), so it may keep the GIL
         self._fast = _emitter(self._c)
+        self._bind_levels()
         ring._producers.add(self)
+
+    def _bind_levels(self) -> None:
+        """debug() ... critical() (and warn, fatal) as C builtins of this Producer, where its
+        class has the Python ones; they take the common call and hand the rest to those.
+
+        Each builtin holds this Producer (it reads min_level, _budget and _ring._tls.slot
+        from it on every call, and calls its methods for the rest), and the Producer holds
+        the builtins: a cycle, which the garbage collector frees, so a Producer no longer
+        referenced is freed at a collection rather than at once.
+        """
+        if _new_builtin is None:
+            return
+        cls = type(self)
+        address = int(ffi.cast("uintptr_t", self._c))
+        for (level, name), method in zip(_LEVELS, _LEVEL_METHODS):
+            python = _PYTHON_LEVELS[name]
+            if getattr(cls, name, None) is python:  # a subclass's own method is kept
+                self.__dict__[name] = _new_builtin(method, (self._c, address, level, self, python), None)
+        for alias, name in (("warn", "warning"), ("fatal", "critical")):
+            if name in self.__dict__ and getattr(cls, alias, None) is _PYTHON_LEVELS[name]:
+                self.__dict__[alias] = self.__dict__[name]
 
     @property
     def ring(self) -> Ring:
@@ -340,6 +367,11 @@ class Producer:
         if flags:
             self._count_flags(flags)
         return True
+
+    def _format_failed(self, level: int, msg: str, args: tuple) -> bool:
+        """The common call after msg % args raised: the record says what failed."""
+        text, flags = format_message(msg, args)
+        return self._put(level, _utf8(text), b"", flags)
 
     def _count_flags(self, flags: int) -> None:
         ptr = self._c.ring
@@ -429,6 +461,10 @@ def _level_method(level: int, name: str):
     # The whole common call in one frame: an exact str message, its % arguments (not a
     # single dict), no fields, a record that fits, a thread that has its slot and a ring
     # with room.  Anything else goes through _emit / _put, which handle every case.
+    # Producer._bind_levels puts a C builtin that does the same in each Producer's place of
+    # this method; the builtin hands what it does not take to this one, or to the same
+    # _format_failed, _put or _refused call this one would make (tests/test_fast_level_call.py
+    # holds the two to the same records and counters).
     def method(self: Producer, msg: Any, /, *args: Any, **fields: Any) -> bool:
         if self.min_level > level:
             return False
@@ -439,8 +475,7 @@ def _level_method(level: int, name: str):
             try:
                 text = msg % args
             except Exception:
-                text, flags = format_message(msg, args)
-                return self._put(level, _utf8(text), b"", flags)
+                return self._format_failed(level, msg, args)
         else:
             text = msg
         try:
@@ -464,8 +499,9 @@ def _level_method(level: int, name: str):
     return method
 
 
-for _level, _name in ((10, "debug"), (20, "info"), (30, "warning"), (40, "error"), (50, "critical")):
-    setattr(Producer, _name, _level_method(_level, _name))
+_PYTHON_LEVELS = {name: _level_method(level, name) for level, name in _LEVELS}
+for _name, _method in _PYTHON_LEVELS.items():
+    setattr(Producer, _name, _method)
 Producer.warn = Producer.warning  # type: ignore[attr-defined]
 Producer.fatal = Producer.critical  # type: ignore[attr-defined]
 

@@ -1,7 +1,8 @@
 """The hot paths' one C call: the builtin bound to a producer's struct, and its fallback.
 
-Producer's level methods and Handler.emit write the common record through
-Producer._fast (the builtin made from FAST_EMIT in _ffi_build.py); these tests
+Producer's Python level methods and Handler.emit write the common record through
+Producer._fast (the builtin made from FAST_EMIT in _ffi_build.py; the C level methods,
+LEVEL_METHOD, are held to the Python ones in test_fast_level_call.py); these tests
 check it writes what lsr_emit writes, refuses what lsr_emit refuses, and that
 the cffi fallback and the general paths write the same records.
 """
