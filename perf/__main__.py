@@ -763,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_ring": lambda: {"full_ring": full_ring()},
         "stalled": lambda: {"stalled_writer": stalled_writer()},
         "scaling": lambda: scaling_figures(total=a.scaling_total, rounds=a.rounds or 1),
-        "end_to_end": lambda: {"end_to_end": end_to_end(rounds if a.full else 2, 2, records, peers)},
+        "end_to_end": lambda: {"end_to_end": end_to_end(a.rounds or (rounds if a.full else 2), 2, records, peers)},
     }
     res = {
         "mode": ("full" if a.full else "quick") + ("" if a.only is None else f" (only {','.join(sorted(only))})"),
