@@ -8,12 +8,13 @@ the builtin on one and through the class's Python method on the other, and compa
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 import threading
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import logger_system
 from logger_system import producer as pmod
@@ -368,3 +369,28 @@ def test_formats_the_builtin_writes_without_making_the_text(pair):
             both(c, py, method, msg, *args)
     recs = assert_same(c, py, 2 * len(calls))
     assert [r["msg"] for r in recs[:2 * len(ints):2]] == [f"{n} {n} {n} {n}" for n in ints]
+
+
+_PIECES = ["%s", "%d", "%i", "%u", "%%", "%", "%r", "%5s", "%-2d", "%(k)s", "%x", "text ", "é", "✓", "😀",
+           "\udcff", " ", "%ld"]
+_ARGS = st.one_of(
+    st.text(max_size=40), st.integers(), st.integers(min_value=-2**70, max_value=2**70), st.booleans(),
+    st.floats(allow_nan=True), st.builds(MyInt, st.integers(-1000, 1000)), st.builds(MyStr, st.text(max_size=5)),
+    st.tuples(st.integers()), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2), st.none(),
+    st.binary(max_size=5))
+
+
+@pytest.fixture
+def one_pair(pair):
+    """One pair for all of a test's examples: each example drains what it wrote."""
+    return pair(capacity=1 << 20, max_record=16 * KIB)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.sampled_from(_PIECES), max_size=12), args=st.lists(_ARGS, max_size=6))
+def test_any_format_and_arguments_give_the_same_record(one_pair, pieces, args):
+    """Whatever the message and arguments, the builtin's record is the Python method's."""
+    c, py = one_pair
+    msg = "".join(pieces)
+    both(c, py, "info", msg, *args)
+    assert_same(c, py, 1)
