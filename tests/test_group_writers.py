@@ -166,6 +166,8 @@ def test_a_file_moved_from_one_group_to_the_other_is_caught(groups, tmp_path):
     assert res.returncode != 0
     assert f"{dirs[0]}" in out and "missing" in out  # a hole where it was
     assert str(target) in out  # a file of another stream where it is now
+    after = sorted(dirs[1].glob(f"log-{int(number) + 1:08d}-*"))[0]
+    assert f"{after}: predecessor missing" in out  # the genuine file it stands in for is gone
     res = _run("cat", "--key", key, *dirs)
     assert res.returncode != 0 and moved.name in res.stderr.decode()
 

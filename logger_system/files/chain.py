@@ -262,13 +262,14 @@ def _links(entries: list[Entry], notes: list[str], accept_loss: bool) -> None:
             before = None
             continue
         h = e.header
+        # a foreign file or a copy is known not to be the file before the next one: that one's
+        # link is judged against the last file of the stream (a foreign file in a genuine
+        # one's place leaves its successor's predecessor missing)
         if h.stream_id != stream:
             e.fault("not part of this sequence (another writer's file)")
-            before, unknown = None, True
             continue
         if h.file_id in ids:
             e.fault(f"the same file as {ids[h.file_id].path.name} (a copy under another name)")
-            before, unknown = None, True
             continue
         ids[h.file_id] = e
         recorded = {
