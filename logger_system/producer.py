@@ -478,10 +478,7 @@ def _level_method(level: int, name: str):
                 return self._format_failed(level, msg, args)
         else:
             text = msg
-        try:
-            data = text.encode()
-        except UnicodeEncodeError:  # lone surrogates
-            data = text.encode("utf-8", "backslashreplace")
+        data = _utf8(text)  # the C builtins take the hot call; this one may make a call more
         n = len(data)
         if n > self._budget:
             return self._put(level, data, b"", 0)
